@@ -1,0 +1,162 @@
+"""Data commands: convert, validate, register."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from dsforge.errors import UsageError
+
+
+def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for p in pairs:
+        dst, sep, src = p.partition("=")
+        if not sep or not dst or not src:
+            raise UsageError(f"--map {p!r} is not DEST=SOURCE", "e.g. --map instruction=question --map output=answer")
+        out[dst.strip()] = src.strip()
+    return out
+
+
+def _progress(desc: str, unit: str = "rows"):
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, unit=" " + unit, unit_scale=True, file=sys.stderr, disable=None, mininterval=0.5)
+    return bar
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--to", "to", type=click.Choice(["pt", "sft", "ranking", "kto"]), required=True,
+              help="What to build: pretraining text, SFT, ranking (DPO/RM) pairs or KTO rows.")
+@click.option("--format", "fmt", type=click.Choice(["alpaca", "sharegpt", "openai"]), default="sharegpt",
+              show_default=True, help="Row shape for sft/ranking/kto.")
+@click.option("-o", "--out", required=True, help="Output file (.jsonl or .json).")
+@click.option("--map", "maps", multiple=True, metavar="DEST=SOURCE",
+              help="Rename a source column: instruction, input, output, system, history, messages, chosen, "
+                   "rejected, kto_tag, text.")
+@click.option("--system", help="System prompt for rows that have none.")
+@click.option("--text-split", type=click.Choice(["file", "paragraph"]), default="file", show_default=True,
+              help="txt/md inputs: one document per file, or split on blank lines.")
+@click.option("--chunk-chars", type=int, help="pt: cut documents into chunks of N characters.")
+@click.option("--chunk-tokens", type=int, help="pt: cut documents into chunks of N tokens (needs --tokenizer).")
+@click.option("--tokenizer", help="Local tokenizer directory for --chunk-tokens.")
+@click.option("--overlap", type=int, default=0, show_default=True, help="Characters/tokens shared by neighbouring chunks.")
+@click.option("--min-chars", type=int, default=1, show_default=True, help="pt: drop chunks shorter than this.")
+@click.option("--max-chars", type=int, help="pt: drop chunks longer than this.")
+@click.option("--dedup/--no-dedup", default=True, show_default=True, help="Drop exact duplicate rows.")
+@click.option("--shuffle", is_flag=True, help="Shuffle rows (seeded, on-disk: memory stays flat).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--eval-ratio", type=float, default=0.0, help="Share of prompts held out (grouped by prompt).")
+@click.option("--eval-out", help="Eval split file (with --eval-ratio).")
+@click.option("--skip-bad", is_flag=True, help="Skip rows that cannot be converted (counted) instead of failing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def convert(inputs, to, fmt, out, maps, system, text_split, chunk_chars, chunk_tokens, tokenizer, overlap,
+            min_chars, max_chars, dedup, shuffle, seed, eval_ratio, eval_out, skip_bad, as_json):
+    """Convert raw corpora (txt/md, json/jsonl, csv, parquet, HF dataset dirs) into LLaMA-Factory files."""
+    from dsforge.convert import ConvertOptions
+    from dsforge.convert import convert as run
+
+    opts = ConvertOptions(to=to, fmt=fmt, mapping=_mapping(maps), system=system, text_split=text_split,
+                          chunk_chars=chunk_chars, chunk_tokens=chunk_tokens, tokenizer=tokenizer, overlap=overlap,
+                          min_chars=min_chars, max_chars=max_chars, dedup=dedup, shuffle=shuffle, seed=seed,
+                          eval_ratio=eval_ratio, eval_out=eval_out, skip_bad=skip_bad)
+    bar = _progress("convert")
+    try:
+        stats = run(list(inputs), out, opts, progress=bar.update)
+    finally:
+        bar.close()
+    if as_json:
+        click.echo(json.dumps(stats.to_dict(), indent=2, ensure_ascii=False))
+        return
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(stats.skipped.items())) or "none"
+    click.echo(f"read {stats.read} records from {stats.inputs} file(s); wrote {stats.written} rows to {out}"
+               + (f" and {stats.eval_written} to {eval_out}" if eval_out else ""))
+    click.echo(f"skipped: {skipped}")
+    for e in stats.first_errors:
+        click.echo(f"  {e}")
+    click.echo(f"next: dsforge validate {out}   |   dsforge register {out} --name NAME --dataset-dir DIR")
+
+
+@click.command()
+@click.argument("files", nargs=-1)
+@click.option("--dataset-info", "info", help="dataset_info.json (or its directory) to validate entries of.")
+@click.option("--name", "names", multiple=True, help="Dataset name(s) in --dataset-info (default: all).")
+@click.option("--stage", type=click.Choice(["pt", "sft", "rm", "dpo", "kto", "ppo"]),
+              help="Training stage (default: inferred from the data).")
+@click.option("--tokenizer", help="Local tokenizer directory for the length audit.")
+@click.option("--template", default="auto", show_default=True,
+              help="Chat template for the length audit: 'auto' (the tokenizer's own), or 'none'.")
+@click.option("--cutoff-len", type=int, default=2048, show_default=True, help="LLaMA-Factory cutoff_len.")
+@click.option("--examples", type=int, default=5, show_default=True, help="Offending rows shown per reason.")
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
+@click.option("--json", "as_json", is_flag=True, help="Print reports as JSON.")
+@click.option("--reasons", is_flag=True, help="List every check with its severity and fix, then exit.")
+def validate(files, info, names, stage, tokenizer, template, cutoff_len, examples, strict, as_json, reasons):
+    """Check datasets with LLaMA-Factory's own loading rules: what would train, and why rows would not.
+
+    Exit 0 when every row is usable, 1 when some are not (or, with --strict, on warnings), 2 on usage errors.
+    """
+    from dsforge import validate as v
+
+    if reasons:
+        for code, (sev, what, fix) in v.REASONS.items():
+            click.echo(f"{code:<24} {sev:<5} {what}\n{'':<30} fix: {fix}")
+        return
+    if not files and not info:
+        raise UsageError("nothing to validate", "pass FILE... or --dataset-info PATH [--name NAME]")
+    reports = []
+    bar = _progress("validate")
+    try:
+        for f in files:
+            reports.append(v.validate_path(f, stage=stage, max_examples=examples, progress=bar.update))
+        if info:
+            entries = v.load_dataset_info(info)
+            for n in names or list(entries):
+                reports.append(v.validate_registered(info, n, stage, max_examples=examples, progress=bar.update))
+        if tokenizer:
+            from dsforge.lengths import audit
+
+            for r in reports:
+                if not r.fatal:
+                    audit(r, tokenizer, cutoff_len=cutoff_len, template=template)
+    finally:
+        bar.close()
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in reports], indent=2, ensure_ascii=False))
+    else:
+        click.echo("\n\n".join(v.format_report(r, examples=examples) for r in reports))
+    bad = any(not r.ok for r in reports) or (strict and any(r.warnings for r in reports))
+    sys.exit(1 if bad else 0)
+
+
+@click.command()
+@click.argument("file")
+@click.option("--name", required=True, help="Dataset name to use in LLaMA-Factory's `dataset:`.")
+@click.option("--dataset-dir", required=True, help="Directory holding (or to hold) dataset_info.json.")
+@click.option("--kind", type=click.Choice(["pt", "sft", "ranking", "kto"]), help="Expected kind (checked).")
+@click.option("--format", "fmt", type=click.Choice(["alpaca", "sharegpt", "openai"]), help="Expected format (checked).")
+@click.option("--stage", type=click.Choice(["pt", "sft", "rm", "dpo", "kto", "ppo"]), help="Stage to validate for.")
+@click.option("--force", is_flag=True, help="Replace a different entry registered under the same name.")
+@click.option("--allow-invalid", is_flag=True, help="Register even if LLaMA-Factory would train on no row.")
+def register(file, name, dataset_dir, kind, fmt, stage, force, allow_invalid):
+    """Validate FILE and add it to DATASET_DIR/dataset_info.json (locked, atomic, with a backup)."""
+    from dsforge.register import register as run
+    from dsforge.validate import format_report
+
+    reg = run(file, name, dataset_dir, kind=kind, formatting=fmt, stage=stage, force=force,
+              allow_invalid=allow_invalid)
+    r = reg.report
+    click.echo(f"{reg.action} '{reg.name}' in {reg.info_path}: {reg.kind}, {reg.entry.get('formatting')}, "
+               f"LLaMA-Factory would train {r.would_train} of {r.rows} rows (stage {reg.stage})")
+    if not r.ok or r.warnings:
+        click.echo(format_report(r, examples=3))
+    click.echo("In your LLaMA-Factory YAML:")
+    click.echo(reg.yaml_lines())
+
+
+def add_commands(group: click.Group) -> None:
+    for cmd in (convert, validate, register):
+        group.add_command(cmd)

@@ -1,0 +1,219 @@
+"""Convert raw corpora into LLaMA-Factory pretrain / SFT / ranking / KTO files.
+
+Streaming throughout: records are read one at a time, deduplicated with an 8-byte digest per row,
+split into train/eval by a hash of the prompt (so rows sharing a prompt never straddle the
+split), and shuffled with an on-disk bucket shuffle, so memory stays flat as inputs grow.
+Outputs are written atomically: a failure leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from dsforge import io as dio
+from dsforge.errors import InputError, UsageError
+from dsforge.formats import FORMATS, ConversionError, entry_for, from_conversation, to_conversation
+from dsforge.formats.pt import chunk_chars, chunk_tokens, token_offsets
+from dsforge.records import prompt_id
+
+TARGETS = ("pt", "sft", "ranking", "kto")
+SHUFFLE_BUCKETS = 64
+
+
+@dataclass
+class ConvertOptions:
+    to: str
+    fmt: str = "sharegpt"
+    mapping: dict[str, str] = field(default_factory=dict)
+    system: str | None = None
+    text_split: str = "file"  # txt/md: one document per file, or "paragraph" (blank-line separated)
+    chunk_chars: int | None = None
+    chunk_tokens: int | None = None
+    tokenizer: str | None = None
+    overlap: int = 0
+    min_chars: int = 1
+    max_chars: int | None = None
+    dedup: bool = True
+    shuffle: bool = False
+    seed: int = 0
+    eval_ratio: float = 0.0
+    eval_out: str | None = None
+    skip_bad: bool = False
+
+    def check(self) -> None:
+        if self.to not in TARGETS:
+            raise UsageError(f"unknown target '{self.to}'", f"use one of {', '.join(TARGETS)}")
+        if self.fmt not in FORMATS:
+            raise UsageError(f"unknown format '{self.fmt}'", f"use one of {', '.join(FORMATS)}")
+        if self.chunk_chars and self.chunk_tokens:
+            raise UsageError("--chunk-chars and --chunk-tokens exclude each other")
+        if self.chunk_tokens and not self.tokenizer:
+            raise UsageError("--chunk-tokens needs --tokenizer PATH", "point it at a local tokenizer directory")
+        size = self.chunk_chars or self.chunk_tokens
+        if size is not None and not 0 <= self.overlap < size:
+            raise UsageError(f"--overlap {self.overlap} must be >= 0 and smaller than the chunk size {size}")
+        if not 0 <= self.eval_ratio < 1:
+            raise UsageError("--eval-ratio must be in [0, 1)")
+        if self.eval_ratio > 0 and not self.eval_out:
+            raise UsageError("--eval-ratio needs --eval-out FILE")
+        if self.to != "pt" and (self.chunk_chars or self.chunk_tokens):
+            raise UsageError("chunking applies to --to pt only")
+
+
+@dataclass
+class ConvertStats:
+    inputs: int = 0
+    read: int = 0
+    written: int = 0
+    eval_written: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    first_errors: list[str] = field(default_factory=list)
+    entry: dict = field(default_factory=dict)
+    out: str = ""
+    eval_out: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"inputs": self.inputs, "read": self.read, "written": self.written,
+                "eval_written": self.eval_written, "skipped": dict(self.skipped),
+                "first_errors": self.first_errors, "out": self.out, "eval_out": self.eval_out,
+                "entry": self.entry}
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+
+
+def _fraction(key: str, seed: int) -> float:
+    h = hashlib.blake2b(f"{seed}:{key}".encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(h, "big") / 2**64
+
+
+def _pt_rows(path: str, line: int, rec: dict, opts: ConvertOptions, offsets) -> Iterator[tuple[str, str]]:
+    """(group key, text) pairs for one input record."""
+    col = opts.mapping.get("text", "text")
+    text = rec.get(col)
+    if text is None:
+        raise ConversionError(f"no '{col}' field", col, f"map the text column: --map text=COLUMN (columns: "
+                              f"{sorted(rec)[:10]})")
+    if not isinstance(text, str):
+        raise ConversionError(f"'{col}' is {type(text).__name__}, expected text", col)
+    group = f"{path}:{line}"
+    if opts.chunk_chars:
+        pieces = chunk_chars(text, opts.chunk_chars, opts.overlap)
+    elif opts.chunk_tokens:
+        pieces = chunk_tokens(text, opts.chunk_tokens, opts.overlap, offsets)
+    else:
+        pieces = iter([text])
+    for p in pieces:
+        yield group, p
+
+
+def convert(inputs: list[str], out: str, opts: ConvertOptions,
+            progress: Callable[[int], None] | None = None) -> ConvertStats:
+    """Convert `inputs` (files, globs, directories) into `out` (and `opts.eval_out`)."""
+    opts.check()
+    files = dio.expand_inputs(inputs, dio.JSON_EXTS | dio.TABLE_EXTS | dio.TEXT_EXTS)
+    if not files:
+        raise UsageError("no input files found", "pass files, globs or directories of .txt/.md/.json/.jsonl/.csv/.parquet")
+    for target in (out, opts.eval_out):
+        if target and any(os.path.abspath(target) == os.path.abspath(f) for f in files):
+            raise UsageError(f"output {target} is also an input", "write to another file")
+    stats = ConvertStats(inputs=len(files), out=out, eval_out=opts.eval_out)
+    offsets = token_offsets(opts.tokenizer) if opts.chunk_tokens else None
+    seen: set[bytes] = set()
+    features = {"system": False, "history": False, "tools": False}
+
+    def rows() -> Iterator[tuple[str, dict]]:
+        for path in files:
+            for line, rec in dio.iter_records(path, text_split=opts.text_split):
+                stats.read += 1
+                if progress:
+                    progress(1)
+                try:
+                    if not isinstance(rec, dict):
+                        raise ConversionError(f"row is {type(rec).__name__}, not an object")
+                    if opts.to == "pt":
+                        for group, text in _pt_rows(path, line, rec, opts, offsets):
+                            if len(text) < opts.min_chars:
+                                stats.skipped["too_short"] += 1
+                                continue
+                            if opts.max_chars and len(text) > opts.max_chars:
+                                stats.skipped["too_long"] += 1
+                                continue
+                            yield group, {"text": text}
+                        continue
+                    conv = to_conversation(rec, opts.mapping, system=opts.system)
+                    row = from_conversation(conv, opts.to, opts.fmt)
+                    features["system"] |= "system" in row
+                    features["history"] |= "history" in row
+                    features["tools"] |= "tools" in row
+                    yield prompt_id(conv.prompt_messages()), row
+                except ConversionError as err:
+                    where = f"{path}:{line}"
+                    if not opts.skip_bad:
+                        raise InputError(str(err), (err.hint or "fix the row") + "; or pass --skip-bad to skip "
+                                         "such rows and count them", path=path, line=line) from None
+                    stats.skipped[f"bad_row:{err.field or 'row'}"] += 1
+                    if len(stats.first_errors) < 5:
+                        stats.first_errors.append(f"{where}: {err}")
+
+    with ExitStack() as stack:
+        tmpdir = None
+        if opts.shuffle:
+            tmpdir = tempfile.mkdtemp(prefix=".dsforge-shuffle-", dir=os.path.dirname(os.path.abspath(out)))
+            stack.callback(shutil.rmtree, tmpdir, True)
+            buckets = {s: [open(os.path.join(tmpdir, f"{s}{i}"), "w", encoding="utf-8")
+                           for i in range(SHUFFLE_BUCKETS)] for s in ("train", "eval")}
+            rng = random.Random(opts.seed)
+        else:
+            writers = {"train": stack.enter_context(dio.open_rows(out))}
+            if opts.eval_out:
+                writers["eval"] = stack.enter_context(dio.open_rows(opts.eval_out))
+        for group, row in rows():
+            line = json.dumps(row, ensure_ascii=False, separators=(", ", ": "))
+            if opts.dedup:
+                d = _digest(line)
+                if d in seen:
+                    stats.skipped["duplicate"] += 1
+                    continue
+                seen.add(d)
+            split = "eval" if opts.eval_ratio and _fraction(group, opts.seed) < opts.eval_ratio else "train"
+            if split == "eval":
+                stats.eval_written += 1
+            else:
+                stats.written += 1
+            if opts.shuffle:
+                buckets[split][rng.randrange(SHUFFLE_BUCKETS)].write(line + "\n")
+            else:
+                writers[split].write(row)
+        if stats.written + stats.eval_written == 0:  # raised inside the writers: no empty file replaces a good one
+            reasons = ", ".join(f"{k} {v}" for k, v in stats.skipped.items())
+            raise InputError("no rows to write", f"every input row was skipped ({reasons})" if reasons
+                             else "the inputs hold no rows", path=", ".join(files[:3]))
+        if opts.shuffle:
+            for split, target in (("train", out), ("eval", opts.eval_out)):
+                for fh in buckets[split]:
+                    fh.close()
+                if target is None:
+                    continue
+                with dio.open_rows(target) as w:
+                    for i in range(SHUFFLE_BUCKETS):
+                        with open(os.path.join(tmpdir, f"{split}{i}"), encoding="utf-8") as fh:
+                            lines = fh.readlines()
+                        rng.shuffle(lines)
+                        for ln in lines:
+                            w.write(json.loads(ln))
+    media = ()
+    stats.entry = entry_for(opts.to, opts.fmt, system=features["system"], history=features["history"],
+                            tools=features["tools"], media=media)
+    return stats

@@ -1,0 +1,480 @@
+"""Streaming readers with line numbers, atomic writers and file locks.
+
+Readers never load a whole file: JSONL goes line by line, a JSON array is decoded element by
+element from a sliding buffer, tables come in record batches. Every record carries the line it
+started on so errors can say `file:line`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Iterator
+
+from dsforge.errors import InputError, UsageError
+
+JSON_EXTS = {".json", ".jsonl"}
+TABLE_EXTS = {".csv", ".parquet", ".arrow"}
+TEXT_EXTS = {".txt", ".md", ".markdown"}
+BOM = b"\xef\xbb\xbf"
+_CHUNK = 1 << 20
+
+
+@dataclass
+class SyntaxProblem:
+    """A JSON syntax or encoding problem, located and explained in plain words."""
+
+    line: int
+    column: int | None
+    reason: str
+    hint: str
+    code: str = "json_syntax"
+
+
+def explain_json_error(msg: str, doc: str, pos: int) -> tuple[str, str]:
+    """Turn a json.JSONDecodeError message into a plain reason and a fix."""
+    before = doc[:pos].rstrip()
+    nxt = doc[pos:pos + 1]
+    if before.endswith(",") and nxt in ("]", "}"):
+        closer = "]" if nxt == "]" else "}"
+        return (f"trailing comma before '{closer}'", f"delete the comma before '{closer}'; JSON allows none")
+    if msg.startswith("Expecting property name") and nxt == "'":
+        return ("single-quoted key", "JSON needs double quotes around keys and strings")
+    if msg.startswith("Expecting value") and nxt == "'":
+        return ("single-quoted string", "JSON needs double quotes around strings")
+    if msg.startswith("Unterminated string") or (msg.startswith("Expecting") and pos >= len(doc.rstrip())):
+        return ("the JSON value ends early (truncated line or unterminated string)",
+                "the file was probably cut off while being written; regenerate it or delete the last line")
+    if msg.startswith("Extra data"):
+        return ("more than one JSON value on this line",
+                "JSONL needs exactly one object per line; split the line or remove the stray text")
+    if msg.startswith("Invalid control character"):
+        return ("a raw control character (e.g. a newline or tab) inside a string",
+                "escape it as \\n or \\t")
+    if msg.startswith("Expecting ',' delimiter") or msg.startswith("Expecting ':' delimiter"):
+        return (msg.split(":")[0].lower(), "a comma or colon is missing here, or a quote inside a string is not escaped")
+    return (msg, "fix the JSON at this position")
+
+
+class DuplicateKey(ValueError):
+    pass
+
+
+def _strict_pairs(pairs: list) -> dict:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise DuplicateKey(dup)
+    return d
+
+
+def iter_jsonl(path: str, problems: list[SyntaxProblem] | None = None) -> Iterator[tuple[int, object]]:
+    """Yield (line_number, value) for each non-blank line.
+
+    With `problems`, syntax/encoding errors are recorded and reading goes on (validate wants them
+    all); without it, the first one raises InputError.
+    """
+    loads = json.JSONDecoder(object_pairs_hook=_strict_pairs).decode
+    with open(path, "rb") as f:
+        offset = 0
+        for lineno, raw in enumerate(f, 1):
+            start = offset
+            offset += len(raw)
+            if lineno == 1 and raw.startswith(BOM):
+                raw = raw[3:]
+                start += 3
+            if not raw.strip():
+                continue
+            try:
+                yield lineno, loads(raw.decode("utf-8"))
+            except DuplicateKey as err:
+                p = SyntaxProblem(lineno, None, f"key '{err}' appears twice in one object",
+                                  "remove one of them (Arrow refuses duplicate keys)", code="duplicate_key")
+                if problems is None:
+                    raise InputError(p.reason, p.hint, path=path, line=lineno) from None
+                problems.append(p)
+            except UnicodeDecodeError as err:
+                p = SyntaxProblem(lineno, None, f"not UTF-8: byte 0x{raw[err.start]:02x} at byte offset {start + err.start}",
+                                  "re-encode the file as UTF-8 (e.g. iconv -f GBK -t UTF-8)", code="encoding")
+                if problems is None:
+                    raise InputError(p.reason, p.hint, path=path, line=lineno) from None
+                problems.append(p)
+            except json.JSONDecodeError as err:
+                reason, hint = explain_json_error(err.msg, err.doc, err.pos)
+                if not raw.endswith(b"\n") and err.msg.startswith(("Unterminated", "Expecting")):
+                    reason = "the last line is incomplete (truncated file)"
+                p = SyntaxProblem(lineno, err.colno, reason, hint)
+                if problems is None:
+                    raise InputError(p.reason, p.hint, path=path, line=lineno, column=err.colno) from None
+                problems.append(p)
+
+
+def iter_json_array(path: str, problems: list[SyntaxProblem] | None = None) -> Iterator[tuple[int, object]]:
+    """Yield (line_number, element) of a top-level JSON array without loading the file at once.
+
+    A file whose top level is a single object is yielded as one element. Syntax errors stop the
+    stream (after one, positions of later elements cannot be trusted).
+    """
+    decoder = json.JSONDecoder(object_pairs_hook=_strict_pairs)
+    ws = re.compile(r"[ \t\n\r]*")
+
+    def fail(line: int, col: int | None, reason: str, hint: str, code: str = "json_syntax"):
+        p = SyntaxProblem(line, col, reason, hint, code)
+        if problems is None:
+            raise InputError(reason, hint, path=path, line=line, column=col)
+        problems.append(p)
+
+    with open(path, "rb") as fb:
+        head = fb.read(3)
+        if head != BOM:
+            fb.seek(0)
+        f = _Utf8Reader(fb, 3 if head == BOM else 0)
+        st = {"buf": "", "mark": 0, "line": 1, "eof": False}  # line number of buf[mark]
+
+        def line_at(p: int) -> int:
+            st["line"] += st["buf"].count("\n", st["mark"], p)
+            st["mark"] = p
+            return st["line"]
+
+        def refill(pos: int) -> int:
+            """Append the next chunk, dropping what lies before pos; return pos in the new buffer."""
+            if st["eof"]:
+                return pos
+            line_at(pos)
+            chunk = f.read(_CHUNK)
+            st["buf"] = st["buf"][pos:] + chunk
+            st["mark"] = 0
+            if not chunk:
+                st["eof"] = True
+            return 0
+
+        def where(p: int) -> tuple[int, int]:
+            buf = st["buf"]
+            return line_at(p), p - (buf.rfind("\n", 0, p) + 1) + 1
+
+        try:
+            pos = refill(0)
+            buf = st["buf"]
+            pos = ws.match(buf, pos).end()
+            if pos >= len(buf):
+                return  # empty file: the caller reports "no rows"
+            if buf[pos] != "[":
+                while not st["eof"]:  # a single top-level value: decode it whole
+                    pos = refill(pos)
+                buf = st["buf"]
+                try:
+                    value, _ = decoder.raw_decode(buf, pos)
+                except json.JSONDecodeError as err:
+                    fail(*where(err.pos), *explain_json_error(err.msg, buf, err.pos))
+                    return
+                yield where(pos)[0], value
+                return
+            pos += 1
+            expect_value, first = True, True
+            while True:
+                buf = st["buf"]
+                pos = ws.match(buf, pos).end()
+                if pos >= len(buf) - 1 and not st["eof"]:
+                    pos = refill(pos)
+                    buf = st["buf"]
+                    pos = ws.match(buf, pos).end()
+                if pos >= len(buf):
+                    fail(*where(pos), "the JSON array is not closed (truncated file)",
+                         "the file was probably cut off while being written; regenerate it")
+                    return
+                ch = buf[pos]
+                if ch == "]":
+                    if expect_value and not first:
+                        fail(*where(pos), "trailing comma before ']'", "delete the comma after the last element")
+                    return
+                if not expect_value:
+                    if ch != ",":
+                        fail(*where(pos), "expecting ',' between array elements",
+                             "a comma is missing between two objects, or an object is not closed")
+                        return
+                    pos += 1
+                    expect_value = True
+                    continue
+                while True:
+                    try:
+                        value, end = decoder.raw_decode(buf, pos)
+                        break
+                    except DuplicateKey as err:
+                        fail(line_at(pos), None, f"key '{err}' appears twice in one object",
+                             "remove one of them (Arrow refuses duplicate keys)", code="duplicate_key")
+                        return
+                    except json.JSONDecodeError as err:
+                        if not st["eof"]:
+                            pos = refill(pos)
+                            buf = st["buf"]
+                            continue
+                        fail(*where(err.pos), *explain_json_error(err.msg, buf, err.pos))
+                        return
+                yield line_at(pos), value
+                pos = end
+                expect_value, first = False, False
+        except UnicodeDecodeError as err:
+            fail(getattr(err, "dsforge_line", st["line"]), None,
+                 f"not UTF-8: byte 0x{err.object[err.start]:02x} at byte offset {getattr(err, 'dsforge_offset', err.start)}",
+                 "re-encode the file as UTF-8 (e.g. iconv -f GBK -t UTF-8)", code="encoding")
+
+
+class _Utf8Reader:
+    """Decode a binary stream as UTF-8 chunk by chunk, reporting absolute byte offsets on errors."""
+
+    def __init__(self, fb: IO[bytes], offset: int):
+        import codecs
+
+        self.fb = fb
+        self.dec = codecs.getincrementaldecoder("utf-8")("strict")
+        self.offset = offset
+        self.lines = 1
+
+    def read(self, n: int) -> str:
+        raw = self.fb.read(n)
+        try:
+            text = self.dec.decode(raw, final=not raw)
+        except UnicodeDecodeError as err:
+            err.dsforge_offset = self.offset + err.start
+            err.dsforge_line = self.lines + raw.count(b"\n", 0, err.start)
+            raise
+        self.offset += len(raw)
+        self.lines += raw.count(b"\n")
+        return text
+
+
+def iter_json_file(path: str, problems: list[SyntaxProblem] | None = None) -> Iterator[tuple[int, object]]:
+    """JSON or JSONL by extension; a `.json` file holding JSON Lines is read as JSONL."""
+    if path.endswith(".jsonl"):
+        yield from iter_jsonl(path, problems)
+        return
+    with open(path, "rb") as f:
+        head = f.read(4096).lstrip(BOM).lstrip()
+    if head[:1] == b"{" and _looks_like_jsonl(path):
+        yield from iter_jsonl(path, problems)
+    else:
+        yield from iter_json_array(path, problems)
+
+
+def _looks_like_jsonl(path: str) -> bool:
+    with open(path, "rb") as f:
+        first = f.readline()
+    try:
+        json.loads(first.lstrip(BOM))
+        return True
+    except ValueError:
+        return False
+
+
+def iter_table(path: str, batch_size: int = 10_000) -> Iterator[tuple[int, dict]]:
+    """Rows of a csv/parquet/arrow file as dicts, streamed in record batches (row numbers are 1-based data rows)."""
+    import pyarrow as pa
+
+    ext = Path(path).suffix.lower()
+    try:
+        if ext == ".parquet":
+            import pyarrow.parquet as pq
+
+            batches = pq.ParquetFile(path).iter_batches(batch_size=batch_size)
+        elif ext == ".csv":
+            import pyarrow.csv as pacsv
+
+            batches = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 22))
+        elif ext == ".arrow":
+            batches = _iter_arrow(path)
+        else:
+            raise UsageError(f"{path}: not a table file ({ext})")
+        n = 0
+        line_offset = 1 if ext == ".csv" else 0  # csv: header is line 1
+        for batch in batches:
+            for row in batch.to_pylist():
+                n += 1
+                yield n + line_offset, row
+    except (pa.ArrowInvalid, OSError) as err:
+        raise InputError(f"cannot read {ext[1:]} file: {err}", "check that the file is complete and really is "
+                         f"{ext[1:]}", path=path) from None
+
+
+def _iter_arrow(path: str):
+    import pyarrow as pa
+
+    with pa.memory_map(path) as source:
+        try:
+            reader = pa.ipc.open_stream(source)
+        except pa.ArrowInvalid:
+            reader = pa.ipc.open_file(source)
+            for i in range(reader.num_record_batches):
+                yield reader.get_batch(i)
+            return
+        yield from reader
+
+
+def iter_text_documents(path: str, split: str = "file") -> Iterator[tuple[int, str]]:
+    """Documents of a .txt/.md file: the whole file, or paragraphs split on blank lines."""
+    try:
+        if split == "file":
+            with open(path, encoding="utf-8") as f:
+                text = f.read().lstrip("\ufeff")
+            if text.strip():
+                yield 1, text.strip("\n")
+            return
+        para: list[str] = []
+        start = 1
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if lineno == 1:
+                    line = line.lstrip("\ufeff")
+                if line.strip():
+                    if not para:
+                        start = lineno
+                    para.append(line.rstrip("\n"))
+                elif para:
+                    yield start, "\n".join(para)
+                    para = []
+            if para:
+                yield start, "\n".join(para)
+    except UnicodeDecodeError as err:
+        raise InputError(f"not UTF-8: byte 0x{err.object[err.start]:02x}", "re-encode the file as UTF-8",
+                         path=path) from None
+
+
+def iter_hf_dataset(path: str, split: str | None = None) -> Iterator[tuple[int, dict]]:
+    """Rows of a dataset saved with `datasets.save_to_disk` (memory-mapped, not loaded)."""
+    from datasets import DatasetDict, load_from_disk
+
+    ds = load_from_disk(path)
+    if isinstance(ds, DatasetDict):
+        if split is None:
+            split = "train" if "train" in ds else next(iter(ds))
+        if split not in ds:
+            raise UsageError(f"{path}: no split '{split}'", f"available splits: {', '.join(ds)}")
+        ds = ds[split]
+    for i, row in enumerate(ds, 1):
+        yield i, row
+
+
+def is_hf_dataset_dir(path: str) -> bool:
+    p = Path(path)
+    return p.is_dir() and ((p / "dataset_info.json").exists() and (p / "state.json").exists()
+                           or (p / "dataset_dict.json").exists())
+
+
+def expand_inputs(inputs: list[str], exts: set[str] | None = None) -> list[str]:
+    """Files named by paths, globs and directories (recursively), sorted, deduplicated."""
+    out: list[str] = []
+    for item in inputs:
+        if is_hf_dataset_dir(item):
+            out.append(item)
+            continue
+        matches = sorted(glob.glob(item, recursive=True)) if any(c in item for c in "*?[") else [item]
+        if not matches:
+            raise UsageError(f"no file matches '{item}'", "check the path or quote the glob")
+        for m in matches:
+            if os.path.isdir(m) and not is_hf_dataset_dir(m):
+                for root, _, files in os.walk(m):
+                    for name in sorted(files):
+                        full = os.path.join(root, name)
+                        if exts is None or Path(name).suffix.lower() in exts:
+                            out.append(full)
+            elif os.path.exists(m):
+                out.append(m)
+            else:
+                raise UsageError(f"{m}: no such file or directory")
+    seen: set[str] = set()
+    return [p for p in out if not (p in seen or seen.add(p))]
+
+
+def iter_records(path: str, *, text_split: str = "file") -> Iterator[tuple[int, object]]:
+    """Any supported input as (line, record); text files yield {"text": ...}."""
+    if is_hf_dataset_dir(path):
+        yield from iter_hf_dataset(path)
+        return
+    ext = Path(path).suffix.lower()
+    if ext in JSON_EXTS:
+        yield from iter_json_file(path)
+    elif ext in TABLE_EXTS:
+        yield from iter_table(path)
+    elif ext in TEXT_EXTS:
+        for line, doc in iter_text_documents(path, text_split):
+            yield line, {"text": doc}
+    else:
+        raise UsageError(f"{path}: unsupported file type '{ext or '(none)'}'",
+                         "use .txt/.md, .json/.jsonl, .csv, .parquet, .arrow or a saved HF dataset directory")
+
+
+# ---------------------------------------------------------------- writing
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"):
+    """Write to a temp file beside `path` and rename it over `path` only on success.
+
+    A crash, exception or Ctrl-C leaves the old file (or none) untouched, never a half-written one.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        if os.path.exists(path):
+            with contextlib.suppress(OSError):
+                os.chmod(tmp, os.stat(path).st_mode & 0o777)
+        else:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def dumps_row(row: dict) -> str:
+    return json.dumps(row, ensure_ascii=False, separators=(", ", ": "))
+
+
+class RowWriter:
+    """Write rows as JSONL or as a JSON array (streamed, no BOM), atomically."""
+
+    def __init__(self, f: IO[str], fmt: str):
+        self.f, self.fmt, self.n = f, fmt, 0
+
+    def write(self, row: dict) -> None:
+        if self.fmt == "jsonl":
+            self.f.write(dumps_row(row) + "\n")
+        else:
+            self.f.write(("[\n  " if self.n == 0 else ",\n  ") + dumps_row(row))
+        self.n += 1
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            self.f.write("\n]\n" if self.n else "[]\n")
+
+
+@contextlib.contextmanager
+def open_rows(path: str):
+    """Atomic row writer; the format (.json array or .jsonl) follows the extension."""
+    ext = Path(path).suffix.lower()
+    if ext not in JSON_EXTS:
+        raise UsageError(f"{path}: output must end in .json or .jsonl")
+    with atomic_write(path) as f:
+        w = RowWriter(f, ext[1:])
+        yield w
+        w.close()
+
+
+def file_lock(path: str, timeout: float = 60.0):
+    """An inter-process lock beside `path` (path + '.lock')."""
+    from filelock import FileLock
+
+    return FileLock(path + ".lock", timeout=timeout)

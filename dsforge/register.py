@@ -1,0 +1,102 @@
+"""Register a dataset file into LLaMA-Factory's dataset_info.json, safely.
+
+Infers kind and format (or takes them), validates the file with the entry it is about to
+write, then merges under a file lock: re-read, keep every other entry and its order, refuse to
+replace a different entry under the same name unless forced, back up, write atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+
+from dsforge import io as dio
+from dsforge.errors import ConfigError, InputError, UsageError
+from dsforge.infer import KIND_FOR_STAGE, STAGE_FOR_KIND, infer_entry
+from dsforge.validate import Report, _quiet_rows, lf_file_order, validate_files
+
+
+@dataclass
+class Registration:
+    name: str
+    dataset_dir: str
+    info_path: str
+    entry: dict
+    kind: str
+    stage: str
+    report: Report
+    action: str  # added | replaced | unchanged
+
+    def yaml_lines(self) -> str:
+        return f"dataset: {self.name}\ndataset_dir: {self.dataset_dir}"
+
+
+def _file_name(path: str, dataset_dir: str) -> str:
+    p, d = os.path.abspath(path), os.path.abspath(dataset_dir)
+    if os.path.commonpath([p, d]) == d:
+        return os.path.relpath(p, d)
+    return p
+
+
+def build_entry(path: str, *, kind: str | None = None, formatting: str | None = None) -> tuple[dict, str]:
+    files = lf_file_order(path)
+    inf = infer_entry((row for f in files for _, row in _quiet_rows(f)), path)
+    entry, got_kind = inf.entry, inf.kind
+    if kind and kind != got_kind:
+        raise UsageError(f"{path} looks like {got_kind} data, not {kind}",
+                         "check the file, or convert it first: dsforge convert --to " + kind)
+    if formatting and formatting != entry.get("formatting"):
+        raise UsageError(f"{path} is {entry.get('formatting')}-shaped, not {formatting}",
+                         "convert it first: dsforge convert --format " + formatting)
+    return entry, got_kind
+
+
+def register(path: str, name: str, dataset_dir: str, *, kind: str | None = None, formatting: str | None = None,
+             stage: str | None = None, force: bool = False, allow_invalid: bool = False,
+             timeout: float = 60.0) -> Registration:
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such file or directory")
+    if not name or any(c in name for c in ",\n"):
+        raise UsageError(f"invalid dataset name {name!r}", "names may not contain commas (LLaMA-Factory splits "
+                         "the dataset list on them)")
+    os.makedirs(dataset_dir, exist_ok=True)
+    entry, got_kind = build_entry(path, kind=kind, formatting=formatting)
+    entry = {"file_name": _file_name(path, dataset_dir), **entry}
+    stage = stage or STAGE_FOR_KIND[got_kind]
+    if KIND_FOR_STAGE[stage] != got_kind and not (stage == "ppo" and got_kind == "sft"):
+        raise UsageError(f"{path} holds {got_kind} data, which stage {stage} cannot train on")
+    report = validate_files(lf_file_order(path), entry, stage, name=name)
+    if report.would_train == 0 and not allow_invalid:
+        raise InputError(f"LLaMA-Factory would train on 0 of {report.rows} rows; not registering",
+                         f"run: dsforge validate {path}  (or pass --allow-invalid)", path=path)
+    info_path = os.path.join(dataset_dir, "dataset_info.json")
+    with dio.file_lock(info_path, timeout=timeout):
+        info = {}
+        if os.path.exists(info_path):
+            with open(info_path, "rb") as f:
+                raw = f.read()
+            try:
+                info = json.loads(raw.decode("utf-8-sig")) if raw.strip() else {}
+            except ValueError as err:
+                raise ConfigError(f"{info_path} is not valid JSON ({err}); not touching it",
+                                  "fix it by hand (dsforge validate --dataset-info shows where)") from None
+            if not isinstance(info, dict):
+                raise ConfigError(f"{info_path} is not a JSON object; not touching it")
+        old = info.get(name)
+        if old == entry:
+            action = "unchanged"
+        else:
+            if old is not None and not force:
+                raise ConfigError(f"'{name}' is already registered in {info_path} with a different entry",
+                                  f"choose another --name, or pass --force to replace it (old entry: "
+                                  f"{json.dumps(old)[:200]})")
+            action = "replaced" if old is not None else "added"
+            info[name] = entry  # dict keeps insertion order: other entries stay where they are
+            if os.path.exists(info_path):
+                shutil.copy2(info_path, info_path + ".bak")
+            with dio.atomic_write(info_path) as f:
+                json.dump(info, f, ensure_ascii=False, indent=2)
+                f.write("\n")
+    return Registration(name, os.path.abspath(dataset_dir), info_path, entry, got_kind, stage, report, action)

@@ -1,0 +1,842 @@
+"""Validate LLaMA-Factory datasets before any GPU is touched.
+
+The row checks mirror LLaMA-Factory 0.9.5's own data path — parser (dataset_info semantics),
+datasets' Arrow loading (file-level failures), converter (alpaca/sharegpt/openai → prompt/response),
+processor (stage-specific drops) and template encoding (crashes) — so "would train N of M rows"
+is the number LLaMA-Factory really keeps. tests/test_lf_agreement.py checks that claim against
+LLaMA-Factory itself.
+
+Every finding has a severity:
+  fatal  LLaMA-Factory fails the whole dataset (nothing trains)
+  drop   LLaMA-Factory silently drops the row
+  warn   LLaMA-Factory keeps the row, but it is almost certainly a data bug
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from dsforge import io as dio
+from dsforge.errors import UsageError
+from dsforge.infer import KIND_FOR_STAGE, STAGE_FOR_KIND, infer_entry
+from dsforge.records import COLUMN_KEYS, ENTRY_KEYS, FORMATTINGS, STAGES, TAG_KEYS, LFAttrs
+
+# code -> (severity, what it means, how to fix). The registry is the documentation: `dsforge
+# validate --reasons` prints it, and every finding uses one of these codes.
+REASONS: dict[str, tuple[str, str, str]] = {
+    # file level
+    "json_syntax": ("fatal", "JSON syntax error", "fix the JSON at the reported line and column"),
+    "encoding": ("fatal", "not UTF-8", "re-encode the file as UTF-8"),
+    "bom": ("fatal", "starts with a UTF-8 byte-order mark (LLaMA-Factory's JSON loader fails on it in .json files)",
+            "rewrite without BOM: dsforge convert writes none; or `sed -i '1s/^\\xEF\\xBB\\xBF//' FILE`"),
+    "bom_jsonl": ("warn", "starts with a UTF-8 byte-order mark (LLaMA-Factory 0.9.5 tolerates it in .jsonl, "
+                  "other tools do not)", "rewrite without BOM"),
+    "empty_file": ("fatal", "no rows", "the file is empty; LLaMA-Factory fails on an empty dataset"),
+    "row_not_object": ("fatal", "a row is not a JSON object", "every row must be an object {...}"),
+    "duplicate_key": ("fatal", "an object has the same key twice (Arrow refuses it)", "remove one of the keys"),
+    "type_conflict": ("fatal", "a field changes type between rows (Arrow cannot load the file)",
+                      "make the field the same type in every row (e.g. always a string)"),
+    "missing_column": ("fatal", "a column named by the dataset entry exists in no row (KeyError in LLaMA-Factory)",
+                       "fix the 'columns' mapping or add the field to the rows"),
+    "unsupported_file": ("fatal", "file type LLaMA-Factory cannot load", "use json, jsonl, csv, parquet, arrow or txt"),
+    "mixed_file_types": ("fatal", "a dataset directory mixes file types", "keep one file type per directory"),
+    "file_missing": ("fatal", "the dataset file does not exist", "fix file_name (relative to dataset_dir)"),
+    "unreadable": ("fatal", "the file cannot be read", "check that the file is complete"),
+    # dataset_info level
+    "unknown_key": ("fatal", "unknown key in the dataset entry (LLaMA-Factory silently ignores it)",
+                    "use one of the documented keys"),
+    "no_source": ("fatal", "entry has no file_name (nor a hub url/script)", "add \"file_name\""),
+    "bad_formatting": ("fatal", "formatting must be alpaca, sharegpt or openai", "fix \"formatting\""),
+    "ranking_not_bool": ("warn", "ranking is not a JSON boolean (any non-empty string counts as true)",
+                         "write \"ranking\": true or false"),
+    "stage_mismatch": ("fatal", "ranking flag does not fit the stage (LLaMA-Factory: 'not applicable in the "
+                       "current training stage')", "ranking: true for rm/dpo, false for pt/sft/kto/ppo"),
+    "ranking_columns": ("fatal", "ranking entry without chosen/rejected columns", "map columns.chosen and columns.rejected"),
+    "partial_tags": ("warn", "'tags' given without user_tag/assistant_tag: LLaMA-Factory then sets the missing tags "
+                     "to null, not to their defaults", "spell out every tag"),
+    "openai_default_tags": ("warn", "formatting 'openai' without tags: LLaMA-Factory expects from/value keys",
+                            "set tags role_tag=role, content_tag=content, user_tag=user, assistant_tag=assistant"),
+    "tags_mismatch": ("fatal", "the messages do not use the declared role/content keys", "fix 'tags' to match the data"),
+    # row level: crashes (LLaMA-Factory raises while processing; nothing trains)
+    "content_not_string": ("fatal", "a message that would be trained is not a string (null, number or list); "
+                           "LLaMA-Factory's template raises 'Expected a string'", "make every content a string"),
+    "history_shape": ("fatal", "a history item is not an [instruction, response] pair", "use [[\"q\", \"a\"], ...]"),
+    "messages_not_list": ("fatal", "the messages column is missing or not a list in this row",
+                          "every row needs a list of messages"),
+    "message_not_object": ("fatal", "a message is not an object", "messages must be {role, content} objects"),
+    "unknown_role": ("fatal", "a role that the tags do not declare (KeyError in LLaMA-Factory)",
+                     "use only the declared role tags, or fix 'tags'"),
+    "function_json": ("fatal", "a function_call message is not JSON (LLaMA-Factory's templates parse it)",
+                      "write tool calls as JSON: {\"name\": ..., \"arguments\": {...}}"),
+    "field_type_crash": ("fatal", "instruction/input/text is not a string (LLaMA-Factory's join fails)",
+                         "make it a string"),
+    "kto_neighbour": ("fatal", "a dropped KTO row sits before a kept one; LLaMA-Factory builds its KL pairs from the "
+                      "previous row and crashes (IndexError)", "fix or remove the dropped rows"),
+    # row level: drops
+    "role_order": ("drop", "roles do not alternate user/assistant after an optional leading system turn",
+                   "reorder or merge turns"),
+    "message_count": ("drop", "wrong number of turns (SFT needs an even count ending on the assistant; ranking an "
+                      "odd count ending on the user)", "add or remove the last turn"),
+    "empty_conversation": ("drop", "no turns to train on", "add user and assistant turns"),
+    "missing_response": ("drop", "no response: the output/answer field is missing or null", "add the response"),
+    "response_not_string": ("drop", "the response is not a string", "make it a string"),
+    "ranking_shape": ("drop", "chosen/rejected missing or of the wrong type (alpaca: strings; sharegpt/openai: "
+                      "one message object each)", "fix chosen and rejected"),
+    "kto_tag_type": ("drop", "kto_tag is not a JSON boolean (\"true\" is a string)", "write true or false"),
+    "too_long": ("drop", "longer than cutoff_len (dropped under packing)", "shorten or raise cutoff_len"),
+    # warnings: kept by LLaMA-Factory, but bugs
+    "empty_text": ("warn", "an empty prompt or response (LLaMA-Factory trains on it)", "fill it in or drop the row"),
+    "chosen_equals_rejected": ("warn", "chosen == rejected: a pair with no preference signal",
+                               "drop the pair or pick another rejected answer"),
+    "chosen_role": ("warn", "chosen/rejected is not an assistant message (LLaMA-Factory logs it and keeps the row)",
+                    "give chosen and rejected the assistant role"),
+    "duplicate_row": ("warn", "an exact duplicate of an earlier row", "deduplicate (dsforge convert does)"),
+    "media_count": ("warn", "the number of <image>/<video>/<audio> placeholders differs from the media list",
+                    "one placeholder per media file"),
+    "response_truncated": ("warn", "the response would be cut by cutoff_len", "shorten it or raise cutoff_len"),
+    "prompt_too_long": ("warn", "the prompt alone reaches cutoff_len: nothing of the response is trained",
+                        "shorten the prompt or raise cutoff_len"),
+    "no_pt_blocks": ("fatal", "packing would yield no cutoff_len block ('Cannot find sufficient samples')",
+                     "add text or lower cutoff_len"),
+}
+
+KTO_BATCH = 1000  # LLaMA-Factory's preprocessing_batch_size default: KL partners are taken within a batch
+_KIND = {str: "string", bool: "bool", int: "number", float: "number", dict: "object", list: "array",
+         type(None): None}
+
+
+@dataclass
+class Finding:
+    code: str
+    path: str
+    line: int | None = None
+    field: str | None = None
+    detail: str = ""
+
+    @property
+    def severity(self) -> str:
+        return REASONS[self.code][0]
+
+    def render(self) -> str:
+        where = self.path + (f":{self.line}" if self.line else "")
+        what = REASONS[self.code][1]
+        fld = f" [{self.field}]" if self.field else ""
+        return f"{where}{fld}: {self.detail or what}"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["severity"] = self.severity
+        return d
+
+
+@dataclass
+class Report:
+    name: str
+    stage: str
+    entry: dict
+    files: list[str]
+    inferred: str | None = None
+    rows: int = 0
+    kept: int = 0
+    counts: Counter = field(default_factory=Counter)
+    examples: dict[str, list[Finding]] = field(default_factory=dict)
+    lengths: dict | None = None
+    max_examples: int = 5
+
+    def add(self, f: Finding) -> None:
+        self.counts[f.code] += 1
+        ex = self.examples.setdefault(f.code, [])
+        if len(ex) < self.max_examples:
+            ex.append(f)
+
+    @property
+    def fatal(self) -> bool:
+        return any(REASONS[c][0] == "fatal" for c in self.counts)
+
+    @property
+    def would_train(self) -> int:
+        return 0 if self.fatal else self.kept
+
+    @property
+    def dropped(self) -> int:
+        return sum(n for c, n in self.counts.items() if REASONS[c][0] == "drop")
+
+    @property
+    def warnings(self) -> int:
+        return sum(n for c, n in self.counts.items() if REASONS[c][0] == "warn")
+
+    @property
+    def ok(self) -> bool:
+        return not self.fatal and self.kept == self.rows and self.rows > 0
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name, "stage": self.stage, "files": self.files, "entry": self.entry,
+            "inferred": self.inferred, "rows": self.rows, "would_train": self.would_train,
+            "fatal": self.fatal, "dropped": self.dropped, "warnings": self.warnings,
+            "counts": {c: {"n": n, "severity": REASONS[c][0], "reason": REASONS[c][1], "hint": REASONS[c][2]}
+                       for c, n in sorted(self.counts.items())},
+            "examples": {c: [f.to_dict() for f in fs] for c, fs in self.examples.items()},
+            "lengths": self.lengths,
+        }
+
+
+# ---------------------------------------------------------------- dataset_info entry checks
+
+
+def suggest(word: str, options: Iterable[str]) -> str | None:
+    m = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
+    return m[0] if m else None
+
+
+def check_entry(entry: object, stage: str | None, where: str) -> list[Finding]:
+    """Checks on one dataset_info.json entry: keys, formatting, ranking vs stage, columns, tags."""
+    out: list[Finding] = []
+    if not isinstance(entry, dict):
+        return [Finding("unknown_key", where, detail="the entry must be a JSON object")]
+    for key in entry:
+        if key not in ENTRY_KEYS:
+            s = suggest(key, ENTRY_KEYS)
+            extra = " ('format' is read as nothing, so the data is treated as alpaca)" if key == "format" else ""
+            out.append(Finding("unknown_key", where, field=key,
+                               detail=f"unknown key '{key}'" + (f", did you mean '{s}'?" if s else "") + extra))
+    for sub, known in (("columns", COLUMN_KEYS), ("tags", TAG_KEYS)):
+        val = entry.get(sub)
+        if val is None:
+            continue
+        if not isinstance(val, dict):
+            out.append(Finding("unknown_key", where, field=sub, detail=f"'{sub}' must be an object"))
+            continue
+        for key in val:
+            if key not in known:
+                s = suggest(key, known)
+                out.append(Finding("unknown_key", where, field=f"{sub}.{key}",
+                                   detail=f"unknown key '{sub}.{key}'" + (f", did you mean '{s}'?" if s else "")))
+    if not any(k in entry for k in ("file_name", "hf_hub_url", "ms_hub_url", "om_hub_url", "script_url",
+                                    "cloud_file_name")):
+        out.append(Finding("no_source", where, field="file_name"))
+    fmt = entry.get("formatting", "alpaca")
+    if fmt not in FORMATTINGS:
+        s = suggest(str(fmt), FORMATTINGS)
+        out.append(Finding("bad_formatting", where, field="formatting",
+                           detail=f"formatting '{fmt}' is not alpaca/sharegpt/openai" + (f" (did you mean '{s}'?)" if s else "")))
+    ranking = entry.get("ranking", False)
+    if not isinstance(ranking, bool):
+        out.append(Finding("ranking_not_bool", where, field="ranking", detail=f"ranking is {json.dumps(ranking)}, "
+                           "not true/false; LLaMA-Factory treats any non-empty value as true"))
+    if stage:
+        lf_stage = "rm" if stage == "dpo" else stage
+        if (lf_stage == "rm" and ranking is False) or (lf_stage != "rm" and ranking is True):
+            want = "true" if lf_stage == "rm" else "false"
+            out.append(Finding("stage_mismatch", where, field="ranking",
+                               detail=f"stage {stage} needs \"ranking\": {want}"))
+    cols = entry.get("columns") if isinstance(entry.get("columns"), dict) else {}
+    if ranking and not (cols.get("chosen") and cols.get("rejected")):
+        out.append(Finding("ranking_columns", where, field="columns"))
+    tags = entry.get("tags")
+    if isinstance(tags, dict) and not (tags.get("user_tag") and tags.get("assistant_tag")):
+        out.append(Finding("partial_tags", where, field="tags"))
+    if fmt == "openai" and not isinstance(tags, dict):
+        out.append(Finding("openai_default_tags", where, field="tags"))
+    return out
+
+
+# ---------------------------------------------------------------- the row mirror
+
+
+class _Missing(Exception):
+    pass
+
+
+class RowChecker:
+    """Mirror of LLaMA-Factory's converter + processor + encoder for one dataset."""
+
+    def __init__(self, attrs: LFAttrs, stage: str, report: Report):
+        self.a = attrs
+        self.stage = "rm" if stage == "dpo" else stage
+        self.report = report
+        self.absent: dict[str, tuple[str, int]] = {}  # columns read but missing in a row -> first place
+        self.present: set[str] = set()
+        self.kinds: dict[str, tuple[str, str, int]] = {}  # field -> (kind, path, line)
+        self.msg_keys: set[str] = set()
+        self.sigs: set = set()
+        self.seen: set[int] = set()
+        self.kto_batch: list[tuple[bool, bool, str, int]] = []  # (kept, kl_ok, path, line)
+        a = attrs
+        self.tag_mapping = {a.user_tag: "user", a.assistant_tag: "assistant", a.observation_tag: "observation",
+                            a.function_tag: "function", a.system_tag: "system"}
+        self.accept = ((a.user_tag, a.observation_tag), (a.assistant_tag, a.function_tag))
+        convert = {"alpaca": self._alpaca, "sharegpt": self._sharegpt, "openai": self._openai}
+        self.convert = convert.get(a.formatting, self._alpaca)
+
+    # -- helpers
+    def get(self, row: dict, col: str | None, path: str, line: int):
+        """example[col] as datasets gives it: None when absent from this row, KeyError if from every row."""
+        if col in row:
+            return row[col]
+        if col not in self.absent:
+            self.absent[str(col)] = (path, line)
+        return None
+
+    def flag(self, code: str, path: str, line: int, fld: str | None = None, detail: str = "") -> None:
+        self.report.add(Finding(code, path, line, fld, detail))
+
+    def track_types(self, row: dict, path: str, line: int) -> None:
+        sig = (tuple(row), tuple(map(type, row.values())))
+        if sig in self.sigs:
+            return
+        self.sigs.add(sig)
+        self.present.update(row)
+        for k, v in row.items():
+            self._kind(k, v, path, line)
+            if type(v) is list and v:
+                first = v[0]
+                self._kind(k + "[]", first, path, line)
+                if type(first) is dict:
+                    for sk, sv in first.items():
+                        self._kind(f"{k}[].{sk}", sv, path, line)
+            elif type(v) is dict:
+                for sk, sv in v.items():
+                    self._kind(f"{k}.{sk}", sv, path, line)
+
+    def _kind(self, fld: str, value, path: str, line: int) -> None:
+        kd = _KIND.get(type(value), "other")
+        if kd is None:
+            return
+        prev = self.kinds.get(fld)
+        if prev is None:
+            self.kinds[fld] = (kd, path, line)
+        elif prev[0] != kd:
+            self.flag("type_conflict", path, line, fld,
+                      f"'{fld}' is {kd} here but {prev[0]} at {prev[1]}:{prev[2]}; Arrow cannot load the file")
+            self.kinds[fld] = (kd, path, line)
+
+    # -- converters (return prompt, response as lists of (role, content))
+    def _alpaca(self, row: dict, path: str, line: int):
+        a, get = self.a, self.get
+        prompt: list = []
+        if a.history:
+            hist = get(row, a.history, path, line)
+            if isinstance(hist, list):
+                for item in hist:
+                    if not (isinstance(item, (list, tuple, str)) and len(item) == 2):
+                        self.flag("history_shape", path, line, a.history, f"history item {json.dumps(item)[:60]} "
+                                  "is not an [instruction, response] pair; LLaMA-Factory raises ValueError")
+                        return None
+                    prompt.append(("user", item[0]))
+                    prompt.append(("assistant", item[1]))
+        query = []
+        if a.prompt:
+            v = get(row, a.prompt, path, line)
+            if v:
+                query.append(v)
+        if a.query:
+            v = get(row, a.query, path, line)
+            if v:
+                query.append(v)
+        for q in query:
+            if not isinstance(q, str):
+                self.flag("field_type_crash", path, line, a.prompt, f"'{a.prompt}'/'{a.query}' holds "
+                          f"{type(q).__name__} {json.dumps(q)[:40]}; LLaMA-Factory's join raises TypeError")
+                return None
+        prompt.append(("user", "\n".join(query)))
+        why = None
+        kto = get(row, a.kto_tag, path, line) if a.kto_tag else None
+        if a.kto_tag and isinstance(kto, bool):
+            resp = ("assistant", get(row, a.response, path, line))
+            response = [resp, ("assistant", "")] if kto else [("assistant", ""), resp]
+        elif a.ranking and isinstance(c := get(row, a.chosen, path, line), str) and isinstance(
+                r := get(row, a.rejected, path, line), str):
+            response = [("assistant", c), ("assistant", r)]
+        else:
+            out = get(row, a.response, path, line) if a.response else None
+            if a.response and isinstance(out, str):
+                response = [("assistant", out)]
+            else:
+                response = []
+                if a.ranking:
+                    why = ("ranking_shape", a.chosen, "chosen/rejected must both be strings in alpaca ranking rows")
+                elif a.kto_tag and kto is not None:
+                    why = ("kto_tag_type", a.kto_tag, f"kto_tag is {json.dumps(kto)} ({type(kto).__name__}), not a boolean")
+                elif out is None:
+                    why = ("missing_response", a.response, None)
+                else:
+                    why = ("response_not_string", a.response, f"'{a.response}' is {type(out).__name__}, not a string")
+        return prompt, response, why
+
+    def _messages(self, row: dict, path: str, line: int):
+        a = self.a
+        msgs = self.get(row, a.messages, path, line)
+        if not isinstance(msgs, list):
+            if a.messages in self.present or a.messages not in self.absent:
+                self.flag("messages_not_list", path, line, a.messages,
+                          f"'{a.messages}' is {type(msgs).__name__ if msgs is not None else 'missing'}, not a list")
+            return None
+        for m in msgs:
+            if not isinstance(m, dict):
+                self.flag("message_not_object", path, line, a.messages)
+                return None
+            self.msg_keys.update(m)
+        return msgs
+
+    def _sharegpt(self, row: dict, path: str, line: int):
+        a = self.a
+        msgs = self._messages(row, path, line)
+        if msgs is None:
+            return None
+        rt, ct = a.role_tag, a.content_tag
+        if a.system_tag and msgs and msgs[0].get(rt) == a.system_tag:
+            msgs = msgs[1:]
+        elif a.system:
+            self.get(row, a.system, path, line)
+        aligned = []
+        why = None
+        for i, m in enumerate(msgs):
+            role = m.get(rt)
+            if role not in self.accept[i % 2]:
+                why = ("role_order", a.messages, f"turn {i + 1} has role {json.dumps(role)}, expected one of "
+                       f"{[t for t in self.accept[i % 2] if t]}")
+                break
+            aligned.append((self.tag_mapping[role], m.get(ct)))
+        return self._finish_messages(row, path, line, msgs, aligned, why)
+
+    def _openai(self, row: dict, path: str, line: int):
+        a = self.a
+        msgs = self._messages(row, path, line)
+        if msgs is None:
+            return None
+        rt, ct = a.role_tag, a.content_tag
+        if a.system_tag and msgs and msgs[0].get(rt) == a.system_tag:
+            msgs = msgs[1:]
+        aligned, tool_responses = [], []
+        for m in msgs:
+            role, content = m.get(rt), m.get(ct)
+            if role in (a.assistant_tag, a.function_tag) and m.get("tool_calls"):
+                content = json.dumps([t.get("function") for t in m["tool_calls"]], ensure_ascii=False)
+                role = a.function_tag
+            if role == a.observation_tag:
+                tool_responses.append(content)
+                continue
+            if tool_responses:
+                aligned.append(("observation", "\n</tool_response>\n<tool_response>\n".join(map(str, tool_responses))))
+                tool_responses = []
+            if role not in self.tag_mapping:
+                self.flag("unknown_role", path, line, a.messages, f"role {json.dumps(role)} is not one of the "
+                          f"declared tags {[t for t in self.tag_mapping if t]}")
+                return None
+            aligned.append((self.tag_mapping[role], content))
+        why = None
+        accept = (("user", "observation"), ("assistant", "function"))
+        for i, (role, _) in enumerate(aligned):
+            if role not in accept[i % 2]:
+                why = ("role_order", a.messages, f"turn {i + 1} has role {role}, expected one of {list(accept[i % 2])}")
+                break
+        return self._finish_messages(row, path, line, msgs, aligned, why)
+
+    def _finish_messages(self, row, path, line, msgs, aligned, why):
+        a = self.a
+        ranking = bool(a.ranking)
+        if why is None and ((not ranking and len(aligned) % 2 != 0) or (ranking and len(aligned) % 2 == 0)):
+            n = len(aligned)
+            why = ("message_count", a.messages, f"{n} turns after the system turn; "
+                   + ("ranking needs an odd count ending on the user turn" if ranking else
+                      "SFT needs an even count ending on the assistant turn"))
+        if why is not None:
+            return [], [], why
+        kto = self.get(row, a.kto_tag, path, line) if a.kto_tag else None
+        if a.kto_tag and isinstance(kto, bool):
+            resp = aligned[-1:]
+            response = resp + [("assistant", "")] if kto else [("assistant", "")] + resp
+            return aligned[:-1], response, None
+        if ranking:
+            c = self.get(row, a.chosen, path, line)
+            r = self.get(row, a.rejected, path, line)
+            if isinstance(c, dict) and isinstance(r, dict):
+                response = []
+                for name, m in ((a.chosen, c), (a.rejected, r)):
+                    role = m.get(a.role_tag)
+                    if role not in self.accept[1]:
+                        self.flag("chosen_role", path, line, name, f"'{name}' has role {json.dumps(role)}")
+                    if role not in self.tag_mapping:
+                        self.flag("unknown_role", path, line, name, f"'{name}' has role {json.dumps(role)}, which "
+                                  "no tag declares (KeyError in LLaMA-Factory)")
+                        return None
+                    response.append((self.tag_mapping[role], m.get(a.content_tag)))
+                return aligned, response, None
+            return aligned[:-1], aligned[-1:], ("ranking_shape", a.chosen,
+                                                "chosen/rejected must each be one message object")
+        if not aligned:
+            return [], [], ("empty_conversation", a.messages, None)
+        why = None
+        if a.kto_tag and kto is not None:
+            why = ("kto_tag_type", a.kto_tag, f"kto_tag is {json.dumps(kto)} ({type(kto).__name__}), not a boolean")
+        return aligned[:-1], aligned[-1:], why
+
+    # -- one row
+    def check(self, row, path: str, line: int) -> None:
+        rep = self.report
+        rep.rows += 1
+        if type(row) is not dict:
+            self.flag("row_not_object", path, line, detail=f"row is {type(row).__name__}, not an object")
+            return
+        self.track_types(row, path, line)
+        res = self.convert(row, path, line)
+        if res is None:  # a crash was flagged
+            self._kto_push(False, False, path, line)
+            return
+        prompt, response, why = res
+        a = self.a
+        for col in (a.tools, a.images, a.videos, a.audios, a.system if a.formatting == "alpaca" else None):
+            if col and a.formatting != "openai" or col in (a.images, a.videos, a.audios) and col:
+                self.get(row, col, path, line)
+        stage = self.stage
+        if stage == "pt":
+            if not prompt:
+                self.flag("empty_conversation", path, line)
+                return
+            if not isinstance(prompt[0][1], str):
+                self.flag("field_type_crash", path, line, self.a.prompt)
+                return
+            rep.kept += 1
+            self._warn_row(row, prompt, response, path, line)
+            return
+        if stage == "sft":
+            keep = len(prompt) % 2 == 1 and len(response) == 1
+        elif stage in ("rm", "kto"):
+            keep = len(prompt) % 2 == 1 and len(response) >= 2
+        else:  # ppo
+            keep = len(prompt) % 2 == 1
+        if stage == "kto":
+            self._kto_push(keep, _kl_ok(response), path, line)
+        if not keep:
+            if why is None:
+                if stage == "sft" and len(response) >= 2:
+                    why = ("message_count", None, "a ranking/KTO row in an SFT dataset")
+                elif stage in ("rm", "kto"):
+                    why = ("ranking_shape", None, "no chosen/rejected pair") if stage == "rm" else \
+                        ("kto_tag_type", self.a.kto_tag, "no boolean kto_tag")
+                else:
+                    why = ("message_count", None, None)
+            code, fld, detail = why
+            self.flag(code, path, line, fld, detail or "")
+            return
+        # encoding: every message the template formats must be a string
+        if stage == "kto":
+            enc = prompt + [response[0] if response[0][1] else response[1]]
+        elif stage == "ppo":
+            enc = prompt
+        else:
+            enc = prompt + response
+        for role, content in enc:
+            if not isinstance(content, str):
+                self.flag("content_not_string", path, line, self.a.messages if self.a.formatting != "alpaca" else None,
+                          f"the {role} message is {json.dumps(content)[:40]}, not a string; LLaMA-Factory raises "
+                          "'Expected a string'")
+                return
+            if role == "function":
+                try:
+                    json.loads(content)
+                except ValueError:
+                    self.flag("function_json", path, line, detail=f"function_call content {content[:40]!r} is not JSON")
+                    return
+        rep.kept += 1
+        self._warn_row(row, prompt, response, path, line)
+
+    def _warn_row(self, row, prompt, response, path, line) -> None:
+        key = hash((tuple(prompt), tuple(response)))
+        if key in self.seen:
+            self.flag("duplicate_row", path, line)
+        else:
+            self.seen.add(key)
+        if self.stage != "pt":
+            if not prompt[-1][1] or any(not c for _, c in response[:1]) or (self.stage == "rm" and not response[1][1]):
+                if self.stage != "kto":
+                    self.flag("empty_text", path, line)
+            if self.stage == "rm" and response[0][1] == response[1][1]:
+                self.flag("chosen_equals_rejected", path, line)
+        a = self.a
+        for col, ph in ((a.images, "<image>"), (a.videos, "<video>"), (a.audios, "<audio>")):
+            if col and col in row:
+                media = row[col] or []
+                n_media = len(media) if isinstance(media, list) else 1
+                n_ph = sum(str(c).count(ph) for _, c in prompt + response)
+                if n_ph != n_media:
+                    self.flag("media_count", path, line, col, f"{n_ph} {ph} placeholder(s) but {n_media} file(s)")
+
+    def _kto_push(self, kept: bool, kl_ok: bool, path: str, line: int) -> None:
+        if self.stage != "kto":
+            return
+        self.kto_batch.append((kept, kl_ok, path, line))
+        if len(self.kto_batch) == KTO_BATCH:
+            self.flush_kto()
+
+    def flush_kto(self) -> None:
+        b = self.kto_batch
+        for i, (kept, _, path, line) in enumerate(b):
+            partner = b[i - 1]  # LLaMA-Factory: kl_response = [resp[-1]] + resp[:-1]
+            if kept and not partner[1]:
+                self.flag("kto_neighbour", path, line, detail=f"kept row whose KL partner {partner[2]}:{partner[3]} "
+                          "has no usable answer; LLaMA-Factory raises IndexError")
+                break
+        self.kto_batch = []
+
+    def finish(self, files: list[str]) -> None:
+        if self.stage == "kto":
+            self.flush_kto()
+        for col, (path, line) in self.absent.items():
+            if col not in self.present:
+                self.flag("missing_column", path, line, col, f"column '{col}' is in no row (columns present: "
+                          f"{sorted(self.present)[:12]}); LLaMA-Factory raises KeyError")
+        a = self.a
+        if a.formatting != "alpaca" and self.msg_keys:
+            for tag in (a.role_tag, a.content_tag):
+                if tag not in self.msg_keys:
+                    s = suggest(str(tag), self.msg_keys)
+                    self.flag("tags_mismatch", files[0], None, "tags", f"messages have no key '{tag}' (keys: "
+                              f"{sorted(self.msg_keys)})" + (f"; set the tag to '{s}'" if s else ""))
+
+
+def _kl_ok(response: list) -> bool:
+    if not response:
+        return False
+    c0 = response[0][1]
+    if c0:
+        return isinstance(c0, str)
+    return len(response) > 1 and isinstance(response[1][1], str)
+
+
+# ---------------------------------------------------------------- files
+
+
+def lf_file_order(path: str) -> list[str]:
+    """The files LLaMA-Factory reads for file_name `path`, in its order (os.listdir for a directory)."""
+    if os.path.isdir(path):
+        return [os.path.join(path, n) for n in os.listdir(path)]
+    return [path]
+
+
+def _iter_file(path: str, report: Report) -> Iterator[tuple[int, object]]:
+    ext = Path(path).suffix.lower()
+    if ext in (".json", ".jsonl"):
+        with open(path, "rb") as f:
+            head = f.read(3)
+        if head == dio.BOM:
+            report.add(Finding("bom" if ext == ".json" else "bom_jsonl", path, 1))
+        problems: list[dio.SyntaxProblem] = []
+        if ext == ".jsonl":
+            reader = dio.iter_jsonl(path, problems)
+        else:
+            reader = dio.iter_json_file(path, problems)
+        for item in reader:
+            yield item
+            while problems:
+                p = problems.pop(0)
+                report.add(Finding(p.code, path, p.line, detail=_loc(p)))
+        for p in problems:
+            report.add(Finding(p.code, path, p.line, detail=_loc(p)))
+    elif ext in (".csv", ".parquet", ".arrow"):
+        try:
+            yield from _iter_table_lf(path)
+        except Exception as err:  # noqa: BLE001 - an unreadable table is a finding, not a crash
+            report.add(Finding("unreadable", path, detail=f"cannot read {ext[1:]}: {str(err)[:200]}"))
+    elif ext == ".txt":
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for i, text in enumerate(f, 1):
+                yield i, {"text": text.rstrip("\n")}
+    else:
+        report.add(Finding("unsupported_file", path, detail=f"'{ext}' files cannot be loaded by LLaMA-Factory"))
+
+
+def _loc(p: dio.SyntaxProblem) -> str:
+    col = f", column {p.column}" if p.column else ""
+    return f"{p.reason} (line {p.line}{col}); {p.hint}"
+
+
+def _iter_table_lf(path: str):
+    """Tables read the way datasets reads them for LLaMA-Factory (pandas chunks for csv, Arrow otherwise)."""
+    ext = Path(path).suffix.lower()
+    if ext == ".csv":
+        import pandas as pd
+        import pyarrow as pa
+
+        n = 1
+        for df in pd.read_csv(path, chunksize=10_000):
+            for row in pa.Table.from_pandas(df, preserve_index=False).to_pylist():
+                n += 1
+                yield n, row
+    else:
+        yield from dio.iter_table(path)
+
+
+def validate_files(files: list[str], entry: dict, stage: str, *, name: str = "(file)",
+                   inferred: str | None = None, max_examples: int = 5, display_files: list[str] | None = None,
+                   progress=None) -> Report:
+    """Validate the files of one dataset (in LLaMA-Factory's read order) against an entry and a stage."""
+    if stage not in STAGES:
+        raise UsageError(f"unknown stage '{stage}'", f"use one of {', '.join(STAGES)}")
+    report = Report(name, stage, entry, display_files or files, inferred=inferred, max_examples=max_examples)
+    for f in check_entry(entry, stage, name):
+        report.add(f)
+    checker = RowChecker(LFAttrs.from_entry(entry), stage, report)
+    exts = {Path(p).suffix.lower().lstrip(".") for p in files}
+    if len(exts) > 1:
+        report.add(Finding("mixed_file_types", files[0], detail=f"file types {sorted(exts)} in one dataset"))
+    for path in files:
+        for line, row in _iter_file(path, report):
+            checker.check(row, path, line)
+            if progress is not None:
+                progress(1)
+    checker.finish(files)
+    if report.rows == 0 and not report.fatal:
+        report.add(Finding("empty_file", files[0] if files else name))
+    return report
+
+
+def _find_files(path: str) -> list[str]:
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such file or directory")
+    return lf_file_order(path)
+
+
+def validate_path(path: str, *, stage: str | None = None, entry: dict | None = None, **kw) -> Report:
+    """Validate one file (or LLaMA-Factory dataset directory); infer the entry when none is given."""
+    files = _find_files(path)
+    inferred = None
+    if entry is None:
+        try:
+            sample = (row for f in files for _, row in _quiet_rows(f))
+            inf = infer_entry(sample, path)
+        except Exception as err:  # noqa: BLE001 - an unreadable file: validate reports why below
+            from dsforge.errors import DsforgeError
+
+            if isinstance(err, DsforgeError) and "cannot tell the format" in err.message:
+                raise
+            inf = None
+        if inf is None:
+            entry, kind = {"file_name": os.path.basename(path.rstrip("/")), "formatting": "alpaca"}, "sft"
+            inferred = "unknown (the file could not be read)"
+        else:
+            entry, kind = {"file_name": os.path.basename(path.rstrip("/")), **inf.entry}, inf.kind
+            inferred = inf.describe()
+        if stage is None:
+            stage = STAGE_FOR_KIND[kind]
+        elif KIND_FOR_STAGE.get(stage) != kind and inf is not None:
+            pass  # validate as asked: the findings will say what does not fit
+    stage = stage or "sft"
+    return validate_files(files, entry, stage, name=kw.pop("name", path), inferred=inferred,
+                          display_files=[path] if os.path.isdir(path) else None, **kw)
+
+
+def _quiet_rows(path: str):
+    ext = Path(path).suffix.lower()
+    if ext in (".json", ".jsonl"):
+        return dio.iter_json_file(path, problems=[])
+    if ext == ".csv":
+        return _iter_table_lf(path)
+    return dio.iter_records(path)
+
+
+def load_dataset_info(path: str) -> dict:
+    """Read dataset_info.json with clear errors (syntax with line/column, not an object)."""
+    from dsforge.errors import ConfigError
+
+    if os.path.isdir(path):
+        path = os.path.join(path, "dataset_info.json")
+    if not os.path.exists(path):
+        raise ConfigError(f"{path}: not found", "pass the dataset_info.json path or its directory (dataset_dir)")
+    problems: list[dio.SyntaxProblem] = []
+    items = list(dio.iter_json_array(path, problems))
+    if problems:
+        p = problems[0]
+        raise ConfigError(f"{path}:{p.line}: {p.reason}", p.hint)
+    if not items or not isinstance(items[0][1], dict):
+        raise ConfigError(f"{path}: must be a JSON object mapping dataset names to entries")
+    return items[0][1]
+
+
+def validate_registered(info_path: str, name: str, stage: str | None = None, **kw) -> Report:
+    """Validate dataset `name` of a dataset_info.json exactly as LLaMA-Factory would load it."""
+    info = load_dataset_info(info_path)
+    dataset_dir = info_path if os.path.isdir(info_path) else os.path.dirname(os.path.abspath(info_path))
+    if name not in info:
+        s = suggest(name, info)
+        raise UsageError(f"no dataset '{name}' in {info_path}" + (f"; did you mean '{s}'?" if s else ""),
+                         f"registered names: {', '.join(list(info)[:20])}")
+    entry = info[name]
+    if stage is None:
+        stage = "dpo" if isinstance(entry, dict) and entry.get("ranking") is True else "sft"
+    file_name = entry.get("file_name") if isinstance(entry, dict) else None
+    if not file_name:
+        report = Report(name, stage, entry if isinstance(entry, dict) else {}, [])
+        for f in check_entry(entry, stage, name):
+            report.add(f)
+        return report
+    local = os.path.join(dataset_dir, file_name)
+    if not os.path.exists(local):
+        report = Report(name, stage, entry, [local])
+        for f in check_entry(entry, stage, name):
+            report.add(f)
+        report.add(Finding("file_missing", local, detail=f"file_name '{file_name}' resolves to {local}, which does "
+                           "not exist"))
+        return report
+    return validate_files(lf_file_order(local), entry, stage, name=name,
+                          display_files=[local] if os.path.isdir(local) else None, **kw)
+
+
+# ---------------------------------------------------------------- human output
+
+
+def format_report(r: Report, *, examples: int = 5) -> str:
+    """The human summary: verdict first, then counts per reason, then the first offending rows."""
+    lines = [f"{r.name}  (stage {r.stage})"]
+    if r.inferred:
+        lines.append(f"  inferred format: {r.inferred}; entry: {json.dumps(r.entry, ensure_ascii=False)}")
+    pct = f" ({100 * r.would_train / r.rows:.1f}%)" if r.rows else ""
+    verdict = "OK" if r.ok else ("FAILS" if r.fatal else "PARTLY USABLE")
+    lines.append(f"  {verdict}: LLaMA-Factory would train {r.would_train} of {r.rows} rows{pct}")
+    if r.fatal:
+        lines.append("  the whole dataset fails to load in LLaMA-Factory (fatal problems below)")
+    for sev, title in (("fatal", "fatal"), ("drop", "dropped rows"), ("warn", "warnings (rows kept)")):
+        items = [(c, n) for c, n in r.counts.most_common() if REASONS[c][0] == sev]
+        if items:
+            lines.append(f"  {title}: " + ", ".join(f"{c} {n}" for c, n in items))
+    if r.lengths:
+        lines.extend("  " + ln for ln in format_lengths(r.lengths))
+    shown = 0
+    for sev in ("fatal", "drop", "warn"):
+        for code, n in r.counts.most_common():
+            if REASONS[code][0] != sev or shown >= examples * 3:
+                continue
+            fs = r.examples.get(code, [])[:examples]
+            if not fs:
+                continue
+            lines.append(f"  [{sev}] {code}: {REASONS[code][1]}")
+            for f in fs:
+                lines.append(f"    {f.render()}")
+                shown += 1
+            if n > len(fs):
+                lines.append(f"    ... and {n - len(fs)} more")
+            lines.append(f"    fix: {REASONS[code][2]}")
+    return "\n".join(lines)
+
+
+def format_lengths(lengths: dict) -> list[str]:
+    out = [f"lengths ({lengths['tokenizer']}, template {lengths['template']}, cutoff_len {lengths['cutoff_len']}):"]
+    for key in ("prompt", "response", "total"):
+        p = lengths.get("percentiles", {}).get(key)
+        if p:
+            out.append(f"  {key:<8} tokens p50 {p['p50']}  p90 {p['p90']}  p99 {p['p99']}  max {p['max']}")
+    for key, label in (("response_truncated", "responses cut by cutoff_len"),
+                       ("prompt_too_long", "prompts that alone reach cutoff_len")):
+        if key in lengths:
+            out.append(f"  {label}: {lengths[key]}")
+    if "pt_blocks" in lengths:
+        out.append(f"  packing yields {lengths['pt_blocks']} blocks of {lengths['cutoff_len']} tokens "
+                   f"({lengths['pt_tokens']} tokens)")
+    return out
