@@ -42,7 +42,6 @@ def infer_entry(rows: Iterable[dict], path: str = "", sample: int = 1000) -> Inf
     msg_keys: set[str] = set()
     roles: set = set()
     tool_calls = False
-    first_chosen = None
     for row in islice(rows, sample):
         if not isinstance(row, dict):
             continue
@@ -57,8 +56,10 @@ def infer_entry(rows: Iterable[dict], path: str = "", sample: int = 1000) -> Inf
                         msg_keys.update(m)
                         roles.add(m.get("from", m.get("role")))
                         tool_calls = tool_calls or bool(m.get("tool_calls"))
-        if first_chosen is None and "chosen" in row:
-            first_chosen = row["chosen"]
+        for side in ("chosen", "rejected"):
+            if isinstance(row.get(side), dict):
+                roles.add(row[side].get("from", row[side].get("role")))
+                msg_keys.update(row[side])
     if not keys:
         raise InputError("no rows to infer the format from", "the file is empty", path=path)
 

@@ -268,6 +268,7 @@ class RowChecker:
         self.sigs: set = set()
         self.seen: set[int] = set()
         self.kto_batch: list[tuple[bool, bool, str, int]] = []  # (kept, kl_ok, path, line)
+        self.on_kept = None  # optional callback(row, prompt, response, path, line), e.g. the length audit
         a = attrs
         self.tag_mapping = {a.user_tag: "user", a.assistant_tag: "assistant", a.observation_tag: "observation",
                             a.function_tag: "function", a.system_tag: "system"}
@@ -504,6 +505,8 @@ class RowChecker:
                 self.flag("field_type_crash", path, line, self.a.prompt)
                 return
             rep.kept += 1
+            if self.on_kept:
+                self.on_kept(row, prompt, response, path, line)
             self._warn_row(row, prompt, response, path, line)
             return
         if stage == "sft":
@@ -546,10 +549,12 @@ class RowChecker:
                     self.flag("function_json", path, line, detail=f"function_call content {content[:40]!r} is not JSON")
                     return
         rep.kept += 1
+        if self.on_kept:
+            self.on_kept(row, prompt, response, path, line)
         self._warn_row(row, prompt, response, path, line)
 
     def _warn_row(self, row, prompt, response, path, line) -> None:
-        key = hash((tuple(prompt), tuple(response)))
+        key = hash(repr(row))
         if key in self.seen:
             self.flag("duplicate_row", path, line)
         else:

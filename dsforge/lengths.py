@@ -1,0 +1,214 @@
+"""Token-length audit under the target model's tokenizer and chat template.
+
+Mirrors what LLaMA-Factory 0.9.5 does with cutoff_len, which it never reports:
+- SFT: turn by turn, `infer_seqlen(source, target, budget)` cuts the prompt or the response;
+- pairs (rm/dpo): chosen and rejected are both cut to the budget of the longer one;
+- pretraining: texts + EOS are concatenated per preprocessing batch (1000 rows) and cut into
+  cutoff_len blocks; the remainder of each batch is thrown away, and zero blocks is a failure.
+Needs `transformers` (pip install 'dsforge[hf]'); no torch.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from dsforge.errors import UsageError
+
+PT_BATCH = 1000
+
+
+@lru_cache(maxsize=4)
+def load_tokenizer(path: str):
+    if not os.path.isdir(path):
+        raise UsageError(f"tokenizer {path!r} is not a local directory",
+                         "the hub is not used at run time: point --tokenizer at a downloaded model/tokenizer folder")
+    try:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise UsageError("the length audit needs transformers", "pip install 'dsforge[hf]'") from None
+    try:
+        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as err:  # noqa: BLE001 - many loader failure types; all mean "not a tokenizer dir"
+        raise UsageError(f"cannot load a tokenizer from {path}: {err}".splitlines()[0],
+                         "the directory needs tokenizer.json or tokenizer_config.json") from None
+
+
+def infer_seqlen(source_len: int, target_len: int, cutoff_len: int) -> tuple[int, int]:
+    """LLaMA-Factory's truncation rule (processor_utils.infer_seqlen, 0.9.5)."""
+    if target_len * 2 < cutoff_len:
+        max_target_len = cutoff_len
+    elif source_len * 2 < cutoff_len:
+        max_target_len = cutoff_len - source_len
+    else:
+        max_target_len = int(cutoff_len * (target_len / (source_len + target_len)))
+    new_target_len = min(max_target_len, target_len)
+    max_source_len = max(cutoff_len - new_target_len, 0)
+    new_source_len = min(max_source_len, source_len)
+    return new_source_len, new_target_len
+
+
+def _pct(values: list[int]) -> dict | None:
+    if not values:
+        return None
+    s = sorted(values)
+
+    def q(p: float) -> int:
+        return s[min(len(s) - 1, int(round(p * (len(s) - 1))))]
+
+    return {"p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "max": s[-1], "mean": round(sum(s) / len(s), 1)}
+
+
+_ROLE = {"user": "user", "assistant": "assistant", "observation": "tool", "function": "assistant", "system": "system"}
+
+
+class LengthAudit:
+    """Collects kept rows from the validator, tokenizes them in batches, simulates truncation."""
+
+    def __init__(self, tokenizer_path: str, cutoff_len: int, template: str, stage: str):
+        self.tok = load_tokenizer(tokenizer_path)
+        self.path, self.cutoff, self.stage = tokenizer_path, cutoff_len, "rm" if stage == "dpo" else stage
+        if template == "auto":
+            template = "chat" if getattr(self.tok, "chat_template", None) else "none"
+        if template not in ("chat", "none"):
+            raise UsageError(f"unknown --template {template!r}", "use 'auto' (the tokenizer's chat template) or 'none'")
+        self.template = template
+        self.buf: list = []
+        self.prompt_lens: list[int] = []
+        self.resp_lens: list[int] = []
+        self.total_lens: list[int] = []
+        self.truncated = 0
+        self.prompt_cut = 0
+        self.examples: list = []
+        self.pt_tokens = 0
+        self.pt_blocks = 0
+        self.pt_batch_tokens = 0
+        self.pt_rows_in_batch = 0
+
+    # -- feeding
+    def add(self, prompt: list, response: list, system: str | None, where: tuple[str, int]) -> None:
+        self.buf.append((prompt, response, system, where))
+        if len(self.buf) >= 256:
+            self.flush()
+
+    def _count(self, texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        return [len(ids) for ids in self.tok(texts, add_special_tokens=False)["input_ids"]]
+
+    def _render(self, msgs: list[dict], gen: bool) -> str:
+        if self.template == "none":
+            return "".join(m["content"] for m in msgs)
+        return self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
+
+    def flush(self) -> None:
+        items, self.buf = self.buf, []
+        if not items:
+            return
+        if self.stage == "pt":
+            eos = self.tok.eos_token or ""
+            lens = self._count([p[0][1] + eos for p, _, _, _ in items])
+            for n in lens:
+                self.pt_tokens += n
+                self.pt_batch_tokens += n
+                self.pt_rows_in_batch += 1
+                self.total_lens.append(n)
+                if self.pt_rows_in_batch == PT_BATCH:
+                    self._close_pt_batch()
+            return
+        # For each row: token lengths of (prompt prefix, each response) via rendered prefixes.
+        texts: list[str] = []
+        plan = []
+        for prompt, response, system, where in items:
+            msgs = ([{"role": "system", "content": system}] if system else []) + [
+                {"role": _ROLE.get(r, r), "content": c} for r, c in prompt]
+            start = len(texts)
+            texts.append(self._render(msgs, True) if self.template == "chat" else self._render(msgs, False))
+            answers = [c for _, c in response if c]  # kto keeps one real answer and one empty slot
+            for ans in answers:
+                texts.append(self._render(msgs + [{"role": "assistant", "content": ans}], False))
+            plan.append((start, len(answers), where))
+        lens = self._count(texts)
+        eos_extra = 1 if self.template == "none" else 0
+        for start, n_ans, where in plan:
+            src = lens[start]
+            tgts = [max(lens[start + 1 + i] - src, 0) + eos_extra for i in range(n_ans)]
+            tgt = max(tgts) if tgts else 0
+            new_src, new_tgt = infer_seqlen(src, tgt, self.cutoff)
+            self.prompt_lens.append(src)
+            self.resp_lens.append(tgt)
+            self.total_lens.append(src + tgt)
+            if new_tgt < tgt:
+                self.truncated += 1
+                if len(self.examples) < 5:
+                    self.examples.append(("response_truncated", where, f"response {tgt} tokens, kept {new_tgt} "
+                                          f"(prompt {src}, cutoff_len {self.cutoff})"))
+            if new_src < src:
+                self.prompt_cut += 1
+                if len(self.examples) < 10:
+                    self.examples.append(("prompt_too_long", where, f"prompt {src} tokens cut to {new_src} "
+                                          f"(cutoff_len {self.cutoff}); the end of the prompt is lost"))
+
+    def _close_pt_batch(self) -> None:
+        self.pt_blocks += self.pt_batch_tokens // self.cutoff
+        self.pt_batch_tokens = 0
+        self.pt_rows_in_batch = 0
+
+    def result(self) -> dict:
+        self.flush()
+        out = {"tokenizer": os.path.basename(os.path.abspath(self.path)), "template": self.template,
+               "cutoff_len": self.cutoff, "percentiles": {}}
+        if self.stage == "pt":
+            if self.pt_rows_in_batch:
+                self._close_pt_batch()
+            out.update(pt_tokens=self.pt_tokens, pt_blocks=self.pt_blocks)
+            out["percentiles"]["total"] = _pct(self.total_lens)
+            return out
+        out["percentiles"] = {"prompt": _pct(self.prompt_lens), "response": _pct(self.resp_lens),
+                              "total": _pct(self.total_lens)}
+        out.update(response_truncated=self.truncated, prompt_too_long=self.prompt_cut, rows=len(self.total_lens))
+        return out
+
+
+def audit(report, tokenizer: str, *, cutoff_len: int, template: str = "auto") -> dict:
+    """Run the length audit over a validated report's files; store results and findings on the report."""
+    from dsforge.records import LFAttrs
+    from dsforge.validate import Finding, RowChecker, Report, _iter_file
+
+    la = LengthAudit(tokenizer, cutoff_len, template, report.stage)
+    scratch = Report(report.name, report.stage, report.entry, report.files)
+    checker = RowChecker(LFAttrs.from_entry(report.entry), report.stage, scratch)
+    attrs = checker.a
+
+    def on_kept(row, prompt, response, path, line):
+        system = None
+        if attrs.formatting == "alpaca":
+            system = row.get(attrs.system) if attrs.system else None
+        else:
+            msgs = row.get(attrs.messages) or []
+            if msgs and isinstance(msgs[0], dict) and msgs[0].get(attrs.role_tag) == attrs.system_tag:
+                system = msgs[0].get(attrs.content_tag)
+            elif attrs.system:
+                system = row.get(attrs.system)
+        la.add(prompt, response, system if isinstance(system, str) else None, (path, line))
+
+    checker.on_kept = on_kept
+    from dsforge.validate import lf_file_order
+
+    files = [f for p in report.files for f in lf_file_order(p)]
+    for path in files:
+        for line, row in _iter_file(path, scratch):
+            checker.check(row, path, line)
+    result = la.result()
+    report.lengths = result
+    for code, (path, line), detail in la.examples:
+        report.examples.setdefault(code, []).append(Finding(code, path, line, detail=detail))
+    if result.get("response_truncated"):
+        report.counts["response_truncated"] = result["response_truncated"]
+    if result.get("prompt_too_long"):
+        report.counts["prompt_too_long"] = result["prompt_too_long"]
+    if report.stage == "pt" and result.get("pt_blocks") == 0:
+        report.add(Finding("no_pt_blocks", files[0], detail=f"{result['pt_tokens']} tokens in all make no block "
+                           f"of cutoff_len {cutoff_len}; LLaMA-Factory fails with 'Cannot find sufficient samples'"))
+    return result
