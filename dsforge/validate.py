@@ -747,6 +747,20 @@ def _quiet_rows(path: str):
     return dio.iter_records(path)
 
 
+def stage_for_entry(entry: object) -> str:
+    """The stage an entry is evidently meant for: dpo if ranking, kto with a kto_tag, pt for a bare text column."""
+    if not isinstance(entry, dict):
+        return "sft"
+    if entry.get("ranking") is True:
+        return "dpo"
+    cols = entry.get("columns") if isinstance(entry.get("columns"), dict) else {}
+    if cols.get("kto_tag"):
+        return "kto"
+    if entry.get("formatting", "alpaca") == "alpaca" and cols and set(k for k, v in cols.items() if v) == {"prompt"}:
+        return "pt"
+    return "sft"
+
+
 def load_dataset_info(path: str) -> dict:
     """Read dataset_info.json with clear errors (syntax with line/column, not an object)."""
     from dsforge.errors import ConfigError
@@ -775,7 +789,7 @@ def validate_registered(info_path: str, name: str, stage: str | None = None, **k
                          f"registered names: {', '.join(list(info)[:20])}")
     entry = info[name]
     if stage is None:
-        stage = "dpo" if isinstance(entry, dict) and entry.get("ranking") is True else "sft"
+        stage = stage_for_entry(entry)
     file_name = entry.get("file_name") if isinstance(entry, dict) else None
     if not file_name:
         report = Report(name, stage, entry if isinstance(entry, dict) else {}, [])

@@ -147,12 +147,19 @@ def from_conversation(conv: Conversation, kind: str, fmt: str) -> dict:
     if fmt not in FORMATS:
         raise ConversionError(f"unknown format '{fmt}'", hint="use alpaca, sharegpt or openai")
     msgs = list(conv.messages)
+    for i, m in enumerate(msgs):
+        if not m["content"].strip() and m["role"] in ("user", "assistant"):
+            raise ConversionError(f"empty {'answer' if m['role'] == 'assistant' else 'prompt'} (turn {i + 1})",
+                                  "output" if m["role"] == "assistant" else "instruction",
+                                  "fill it in, or pass --skip-bad to drop such rows")
     if kind == "ranking":
         if conv.chosen is None or conv.rejected is None:
             raise ConversionError("ranking rows need both chosen and rejected", "chosen",
                                   "map them: --map chosen=COL --map rejected=COL")
         if msgs and msgs[-1]["role"] == "assistant":
             msgs = msgs[:-1]
+        if not conv.chosen.strip() or not conv.rejected.strip():
+            raise ConversionError("empty chosen or rejected answer", "chosen")
         if not msgs or msgs[-1]["role"] != "user":
             raise ConversionError("a ranking prompt must end with a user turn", "messages")
     else:
