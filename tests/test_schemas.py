@@ -1,0 +1,36 @@
+import json
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+
+from tests.conftest import ROOT
+
+
+def test_committed_schemas_match_models():
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_schemas.py"), "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
+def load(name):
+    return json.loads((ROOT / "schemas" / f"{name}.schema.json").read_text())
+
+
+@pytest.mark.parametrize("name,row,ok", [
+    ("alpaca", {"instruction": "q", "input": "", "output": "a"}, True),
+    ("alpaca", {"instruction": "q", "output": 5}, False),
+    ("sharegpt", {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}, True),
+    ("sharegpt", {"conversations": [{"from": "bot", "value": "q"}, {"from": "gpt", "value": "a"}]}, False),
+    ("sharegpt_ranking", {"conversations": [{"from": "human", "value": "q"}], "chosen": {"from": "gpt", "value": "a"},
+                          "rejected": {"from": "gpt", "value": "b"}}, True),
+    ("sharegpt_ranking", {"conversations": [{"from": "human", "value": "q"}], "chosen": "a", "rejected": "b"}, False),
+    ("alpaca_kto", {"instruction": "q", "output": "a", "kto_tag": True}, True),
+    ("alpaca_kto", {"instruction": "q", "output": "a", "kto_tag": "true"}, False),
+    ("dataset_info_entry", {"file_name": "a.json", "formatting": "sharegpt"}, True),
+    ("dataset_info_entry", {"file_name": "a.json", "format": "sharegpt"}, False),
+    ("dataset_info_entry", {"file_name": "a.json", "columns": {"prompts": "x"}}, False),
+])
+def test_schema_accepts_and_rejects(name, row, ok):
+    errors = list(jsonschema.Draft202012Validator(load(name)).iter_errors(row))
+    assert (not errors) == ok, errors
