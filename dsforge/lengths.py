@@ -198,8 +198,8 @@ def audit(report, tokenizer: str, *, cutoff_len: int, template: str = "auto") ->
 
     files = [f for p in report.files for f in lf_file_order(p)]
     for path in files:
-        for line, row in _iter_file(path, scratch):
-            checker.check(row, path, line)
+        for item in _iter_file(path, scratch):
+            checker.check(item[1], item[0], path)
     result = la.result()
     report.lengths = result
     for code, (path, line), detail in la.examples:

@@ -480,9 +480,11 @@ class RowChecker:
         return aligned[:-1], aligned[-1:], why
 
     # -- one row
-    def check(self, row, path: str, line: int) -> None:
+    def check(self, row, line: int, path: str, key: int | None = None) -> None:
+        """Mirror LLaMA-Factory on one row; `key` identifies the raw row for duplicate detection."""
         rep = self.report
         rep.rows += 1
+        self.key = key
         if type(row) is not dict:
             self.flag("row_not_object", path, line, detail=f"row is {type(row).__name__}, not an object")
             return
@@ -554,7 +556,7 @@ class RowChecker:
         self._warn_row(row, prompt, response, path, line)
 
     def _warn_row(self, row, prompt, response, path, line) -> None:
-        key = hash(repr(row))
+        key = self.key if self.key is not None else hash(repr(row))
         if key in self.seen:
             self.flag("duplicate_row", path, line)
         else:
@@ -634,8 +636,8 @@ def _iter_file(path: str, report: Report) -> Iterator[tuple[int, object]]:
         if head == dio.BOM:
             report.add(Finding("bom" if ext == ".json" else "bom_jsonl", path, 1))
         problems: list[dio.SyntaxProblem] = []
-        if ext == ".jsonl":
-            reader = dio.iter_jsonl(path, problems)
+        if ext == ".jsonl" or dio._looks_like_jsonl(path):
+            reader = dio.iter_jsonl(path, problems, with_key=True)
         else:
             reader = dio.iter_json_file(path, problems)
         for item in reader:
@@ -692,11 +694,16 @@ def validate_files(files: list[str], entry: dict, stage: str, *, name: str = "(f
     exts = {Path(p).suffix.lower().lstrip(".") for p in files}
     if len(exts) > 1:
         report.add(Finding("mixed_file_types", files[0], detail=f"file types {sorted(exts)} in one dataset"))
+    pending = 0
     for path in files:
-        for line, row in _iter_file(path, report):
-            checker.check(row, path, line)
-            if progress is not None:
-                progress(1)
+        for item in _iter_file(path, report):
+            checker.check(item[1], item[0], path, item[2] if len(item) > 2 else None)
+            pending += 1
+            if pending == 4096 and progress is not None:
+                progress(pending)
+                pending = 0
+    if progress is not None and pending:
+        progress(pending)
     checker.finish(files)
     if report.rows == 0 and not report.fatal:
         report.add(Finding("empty_file", files[0] if files else name))
