@@ -319,6 +319,24 @@ def _looks_like_jsonl(path: str) -> bool:
         return False
 
 
+def iter_csv_text(path: str, batch_size: int = 10_000) -> Iterator[tuple[int, dict]]:
+    """CSV rows with every cell as text (polars, streamed): raw corpora keep "007" as "007".
+
+    Line numbers assume one line per record (a quoted multi-line cell shifts later numbers).
+    """
+    import polars as pl
+
+    try:
+        n = 1
+        for batch in pl.scan_csv(path, infer_schema=False).collect_batches(chunk_size=batch_size):
+            for row in batch.to_dicts():
+                n += 1
+                yield n, row
+    except (pl.exceptions.PolarsError, OSError) as err:
+        raise InputError(f"cannot read csv: {str(err).splitlines()[0]}", "check the file is complete, "
+                         "comma-separated and UTF-8", path=path) from None
+
+
 def iter_table(path: str, batch_size: int = 10_000) -> Iterator[tuple[int, dict]]:
     """Rows of a csv/parquet/arrow file as dicts, streamed in record batches (row numbers are 1-based data rows)."""
     import pyarrow as pa
@@ -445,6 +463,8 @@ def iter_records(path: str, *, text_split: str = "file") -> Iterator[tuple[int, 
     ext = Path(path).suffix.lower()
     if ext in JSON_EXTS:
         yield from iter_json_file(path)
+    elif ext == ".csv":
+        yield from iter_csv_text(path)
     elif ext in TABLE_EXTS:
         yield from iter_table(path)
     elif ext in TEXT_EXTS:

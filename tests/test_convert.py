@@ -78,6 +78,14 @@ def test_token_chunking(tmp_path, tiny_tokenizer):
     assert len(lens) > 3 and max(lens) <= 33
 
 
+def test_csv_cells_stay_text(tmp_path):
+    src = tmp_path / "ids.csv"
+    src.write_text('question,answer\n"agent 007?",007\n')
+    out = str(tmp_path / "o.jsonl")
+    convert([str(src)], out, ConvertOptions(to="sft", fmt="alpaca", mapping={"instruction": "question", "output": "answer"}))
+    assert lines(out)[0]["output"] == "007"
+
+
 def test_parquet_and_hf_dataset_inputs(tmp_path):
     import datasets
     import polars as pl
