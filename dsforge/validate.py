@@ -89,7 +89,6 @@ REASONS: dict[str, tuple[str, str, str]] = {
     "ranking_shape": ("drop", "chosen/rejected missing or of the wrong type (alpaca: strings; sharegpt/openai: "
                       "one message object each)", "fix chosen and rejected"),
     "kto_tag_type": ("drop", "kto_tag is not a JSON boolean (\"true\" is a string)", "write true or false"),
-    "too_long": ("drop", "longer than cutoff_len (dropped under packing)", "shorten or raise cutoff_len"),
     # warnings: kept by LLaMA-Factory, but bugs
     "empty_text": ("warn", "an empty prompt or response (LLaMA-Factory trains on it)", "fill it in or drop the row"),
     "chosen_equals_rejected": ("warn", "chosen == rejected: a pair with no preference signal",
@@ -100,8 +99,8 @@ REASONS: dict[str, tuple[str, str, str]] = {
     "media_count": ("warn", "the number of <image>/<video>/<audio> placeholders differs from the media list",
                     "one placeholder per media file"),
     "response_truncated": ("warn", "the response would be cut by cutoff_len", "shorten it or raise cutoff_len"),
-    "prompt_too_long": ("warn", "the prompt alone reaches cutoff_len: nothing of the response is trained",
-                        "shorten the prompt or raise cutoff_len"),
+    "prompt_too_long": ("warn", "the prompt is cut by cutoff_len (LLaMA-Factory keeps its beginning, so the end "
+                        "of the prompt, usually the question, is lost)", "shorten the prompt or raise cutoff_len"),
     "no_pt_blocks": ("fatal", "packing would yield no cutoff_len block ('Cannot find sufficient samples')",
                      "add text or lower cutoff_len"),
 }
@@ -859,7 +858,7 @@ def format_lengths(lengths: dict) -> list[str]:
         if p:
             out.append(f"  {key:<8} tokens p50 {p['p50']}  p90 {p['p90']}  p99 {p['p99']}  max {p['max']}")
     for key, label in (("response_truncated", "responses cut by cutoff_len"),
-                       ("prompt_too_long", "prompts that alone reach cutoff_len")):
+                       ("prompt_too_long", "prompts cut by cutoff_len")):
         if key in lengths:
             out.append(f"  {label}: {lengths[key]}")
     if "pt_blocks" in lengths:
