@@ -115,8 +115,9 @@ def main() -> int:
                 if i >= ns.rows // 4:
                     break
                 dst.write(line)
-        w, rss_small, _ = measured([*dsforge, str(small)])
+        w, rss_small, out_small = measured([*dsforge, str(small)])
         row["dsforge_quarter_rss"] = rss_small
+        row["would_train_quarter"] = json.loads(out_small)[0]["would_train"]
         if os.path.exists(ns.lf_python):
             name = kind if not ns.lf_rows else f"{kind}_small"
             lf_rows = ns.rows if not ns.lf_rows else ns.rows // 4
@@ -136,7 +137,8 @@ def main() -> int:
         bare = r["rows"] / r["bare"][0]
         ds = r["rows"] / r["dsforge"][0]
         lf = r["lf"][2] / r["lf"][0] if "lf" in r else None
-        agree = "" if "lf" not in r else ("yes" if r["lf_kept"] == (r["would_train"] if r["lf"][2] == r["rows"] else r["lf_kept"]) else f"NO ({r['lf_kept']} vs {r['would_train']})")
+        ours = r["would_train"] if "lf" in r and r["lf"][2] == r["rows"] else r.get("would_train_quarter")
+        agree = "" if "lf" not in r else (f"yes ({ours:,} kept)" if r["lf_kept"] == ours else f"NO (LF {r['lf_kept']} vs {ours})")
         print(f"| {r['kind']} | {r['rows']:,} | {r['mb']} | {bare:,.0f} | {ds:,.0f} | {ds / bare:.2f} | "
               f"{'' if lf is None else f'{lf:,.0f}'} | {'' if lf is None else f'{ds / lf:.1f}x'} | "
               f"{r['dsforge_quarter_rss']:.0f} -> {r['dsforge'][1]:.0f} MB | {agree} |")
