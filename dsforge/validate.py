@@ -24,7 +24,7 @@ from typing import Iterable, Iterator
 
 from dsforge import io as dio
 from dsforge.errors import UsageError
-from dsforge.infer import KIND_FOR_STAGE, STAGE_FOR_KIND, infer_entry
+from dsforge.infer import STAGE_FOR_KIND, infer_entry
 from dsforge.records import COLUMN_KEYS, ENTRY_KEYS, FORMATTINGS, STAGES, TAG_KEYS, LFAttrs
 
 # code -> (severity, what it means, how to fix). The registry is the documentation: `dsforge
@@ -735,10 +735,8 @@ def validate_path(path: str, *, stage: str | None = None, entry: dict | None = N
         else:
             entry, kind = {"file_name": os.path.basename(path.rstrip("/")), **inf.entry}, inf.kind
             inferred = inf.describe()
-        if stage is None:
+        if stage is None:  # an explicit stage is validated as asked; the findings say what does not fit
             stage = STAGE_FOR_KIND[kind]
-        elif KIND_FOR_STAGE.get(stage) != kind and inf is not None:
-            pass  # validate as asked: the findings will say what does not fit
     stage = stage or "sft"
     return validate_files(files, entry, stage, name=kw.pop("name", path), inferred=inferred,
                           display_files=[path] if os.path.isdir(path) else None, **kw)
