@@ -17,7 +17,6 @@ import tempfile
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterator
 
 from dsforge import io as dio

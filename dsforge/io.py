@@ -303,18 +303,18 @@ def iter_json_file(path: str, problems: list[SyntaxProblem] | None = None) -> It
         return
     with open(path, "rb") as f:
         head = f.read(4096).lstrip(BOM).lstrip()
-    if head[:1] == b"{" and _looks_like_jsonl(path):
+    if _looks_like_jsonl(path):
         yield from iter_jsonl(path, problems)
     else:
         yield from iter_json_array(path, problems)
 
 
 def _looks_like_jsonl(path: str) -> bool:
+    """True when the first line alone is a JSON object (a one-line array is not JSONL)."""
     with open(path, "rb") as f:
         first = f.readline()
     try:
-        json.loads(first.lstrip(BOM))
-        return True
+        return isinstance(json.loads(first.lstrip(BOM)), dict)
     except ValueError:
         return False
 

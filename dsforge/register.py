@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from dsforge import io as dio
 from dsforge.errors import ConfigError, InputError, UsageError
-from dsforge.infer import KIND_FOR_STAGE, STAGE_FOR_KIND, infer_entry
-from dsforge.validate import Report, _quiet_rows, lf_file_order, validate_files
+from dsforge.infer import KIND_FOR_STAGE, STAGE_FOR_KIND
+from dsforge.validate import Report, infer_path, lf_file_order, validate_files
 
 
 @dataclass
@@ -41,8 +41,7 @@ def _file_name(path: str, dataset_dir: str) -> str:
 
 
 def build_entry(path: str, *, kind: str | None = None, formatting: str | None = None) -> tuple[dict, str]:
-    files = lf_file_order(path)
-    inf = infer_entry((row for f in files for _, row in _quiet_rows(f)), path)
+    inf = infer_path(path)
     entry, got_kind = inf.entry, inf.kind
     if kind and kind != got_kind:
         raise UsageError(f"{path} looks like {got_kind} data, not {kind}",

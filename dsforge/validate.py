@@ -493,9 +493,15 @@ class RowChecker:
             self._kto_push(False, False, path, line)
             return
         prompt, response, why = res
+        # columns the converters read for every row (openai reads system/tools with .get: no KeyError)
         a = self.a
-        for col in (a.tools, a.images, a.videos, a.audios, a.system if a.formatting == "alpaca" else None):
-            if col and a.formatting != "openai" or col in (a.images, a.videos, a.audios) and col:
+        read = [a.images, a.videos, a.audios]
+        if a.formatting != "openai":
+            read.append(a.tools)
+        if a.formatting == "alpaca":
+            read.append(a.system)
+        for col in read:
+            if col:
                 self.get(row, col, path, line)
         stage = self.stage
         if stage == "pt":
@@ -721,8 +727,7 @@ def validate_path(path: str, *, stage: str | None = None, entry: dict | None = N
     inferred = None
     if entry is None:
         try:
-            sample = (row for f in files for _, row in _quiet_rows(f))
-            inf = infer_entry(sample, path)
+            inf = infer_path(path)
         except Exception as err:  # noqa: BLE001 - an unreadable file: validate reports why below
             from dsforge.errors import DsforgeError
 
@@ -742,7 +747,13 @@ def validate_path(path: str, *, stage: str | None = None, entry: dict | None = N
                           display_files=[path] if os.path.isdir(path) else None, **kw)
 
 
-def _quiet_rows(path: str):
+def infer_path(path: str):
+    """Infer kind and dataset_info entry from the first rows of a file or dataset directory."""
+    return infer_entry((row for f in lf_file_order(path) for _, row in iter_rows_quietly(f)), path)
+
+
+def iter_rows_quietly(path: str):
+    """Rows of any supported file, skipping syntax problems (validate reports them on its own pass)."""
     ext = Path(path).suffix.lower()
     if ext in (".json", ".jsonl"):
         return dio.iter_json_file(path, problems=[])

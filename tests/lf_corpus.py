@@ -116,6 +116,7 @@ def build(root: str) -> list[tuple[str, str]]:
     w("trailing_comma", '[{"instruction":"a","input":"","output":"b"},\n{"instruction":"c","input":"","output":"d"},\n]',
       ext="json")
     w("arr_ok", json.dumps([A("a", "", "b"), A("c", "", "d")], indent=1), ext="json")
+    w("arr_one_line", json.dumps([A("a", "", "b"), A("c", "", "42"), A("e", "", "2024-01-01")]), ext="json")
     w("arr_int_one", json.dumps([A("a", "", "b"), A("c", "", 5)], indent=1), ext="json")
     w("truncated", jl([A("a", "", "b")]) + '{"instruction": "c", "inp')
     w("nonutf8", jl([A("a", "", "b")]).encode() + b'{"instruction": "\xff", "input":"", "output":"x"}\n')

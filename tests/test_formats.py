@@ -49,7 +49,7 @@ def test_ranking_rows_per_format():
 
 
 def test_kto_labels_are_coerced_to_booleans():
-    for raw, want in (("true", True), ("No", False), (1, True), ("good", False if False else True)):
+    for raw, want in (("true", True), ("No", False), (1, True), ("good", True), ("bad", False)):
         conv = to_conversation({"instruction": "q", "output": "a", "label": raw})
         assert from_conversation(conv, "kto", "alpaca")["kto_tag"] is want
     with pytest.raises(ConversionError, match="true/false"):
