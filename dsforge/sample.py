@@ -1,0 +1,384 @@
+"""`dsforge sample`: several answers per prompt from the target model over a temperature grid.
+
+Output: one JSONL line per distinct candidate, with full provenance. The file is append-only
+while running; a group (prompt, temperature) is written in one write() once all its n answers
+exist, so a rerun after a crash or kill -9 finds complete groups, drops a torn last line and any
+partial group (rewriting the file atomically), and samples only what is missing. Each
+(prompt, temperature, sample index) ends up exactly once: as a line, or as a duplicate counted
+in the line of the identical answer it collapsed into.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from dsforge import __version__
+from dsforge.engines import Request, Result, SamplingParams, derive_seed
+from dsforge.errors import InputError, UsageError
+from dsforge.formats.convert import ConversionError, to_conversation
+from dsforge.io import atomic_write, expand_inputs, iter_records
+from dsforge.records import prompt_id
+
+PROMPT_FALLBACKS = ("instruction", "prompt", "question", "query", "text")
+
+
+@dataclass
+class Prompt:
+    prompt_id: str
+    messages: list[dict]
+    source: str          # file:line of its first occurrence
+
+
+@dataclass
+class SampleConfig:
+    model: str
+    engine: str = "vllm"
+    temps: tuple[float, ...] = (0.7, 1.0)
+    n: int = 4
+    top_p: float = 1.0
+    max_tokens: int = 512
+    seed: int | None = 0
+    stop: tuple[str, ...] = ()
+    logprobs: bool = True
+    system: str | None = None
+
+    def fingerprint(self) -> str:
+        """Settings a resumed run must share with the file it appends to (temperatures may grow)."""
+        key = {k: getattr(self, k) for k in ("model", "engine", "n", "top_p", "max_tokens", "seed", "stop", "system")}
+        return hashlib.sha256(json.dumps(key, sort_keys=True, default=list).encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------- prompts
+
+
+def _prompt_record(rec, mapping: dict) -> dict:
+    if not isinstance(rec, dict):
+        raise ConversionError("a row is not an object", None, "each row must be a JSON object")
+    if mapping or any(k in rec for k in ("messages", "conversations", "instruction")):
+        return rec
+    for name in PROMPT_FALLBACKS[1:]:
+        if isinstance(rec.get(name), str):
+            return {**rec, "instruction": rec[name]}
+    return rec
+
+
+def read_prompts(inputs: list[str], *, mapping: dict | None = None, system: str | None = None,
+                 shard: tuple[int, int] | None = None, limit: int | None = None,
+                 skip_bad: bool = False, stats: Counter | None = None) -> list[Prompt]:
+    """Prompts from any readable file: alpaca (instruction+input), sharegpt/openai conversations
+    (the last user turn is answered, earlier turns are context; a trailing assistant answer is
+    dropped), or a plain column (--map instruction=COLUMN; prompt/question/query/text are tried)."""
+    mapping = dict(mapping or {})
+    stats = stats if stats is not None else Counter()
+    seen: dict[str, Prompt] = {}
+    for path in expand_inputs(inputs):
+        for line, rec in iter_records(path):
+            try:
+                conv = to_conversation(_prompt_record(rec, mapping), mapping, system=system)
+                msgs = conv.prompt_messages()
+                if not msgs or msgs[-1]["role"] != "user":
+                    raise ConversionError("the conversation does not end with a user turn to answer", "messages",
+                                          "a prompt row ends with the user's question (an answer after it is dropped)")
+                if not msgs[-1]["content"].strip():
+                    raise ConversionError("the prompt is empty", "instruction")
+            except ConversionError as err:
+                if skip_bad:
+                    stats["bad_rows"] += 1
+                    continue
+                raise InputError(str(err) + (f" (field '{err.field}')" if err.field else ""), err.hint,
+                                 path=path, line=line) from None
+            pid = prompt_id(msgs)
+            stats["rows"] += 1
+            if pid in seen:
+                stats["duplicate_prompts"] += 1
+                continue
+            if shard and int(pid, 16) % shard[1] != shard[0]:
+                stats["other_shards"] += 1
+                continue
+            seen[pid] = Prompt(pid, msgs, f"{path}:{line}")
+            if limit and len(seen) >= limit:
+                return list(seen.values())
+    return list(seen.values())
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    i, sep, n = text.partition("/")
+    try:
+        i, n = int(i), int(n)
+    except ValueError:
+        i, n = -1, 0
+    if not sep or n < 1 or not 0 <= i < n:
+        raise UsageError(f"--shard {text!r} is not I/N with 0 <= I < N", "e.g. --shard 0/8 ... --shard 7/8")
+    return i, n
+
+
+# ---------------------------------------------------------------- the candidates file
+
+
+def read_candidates(path: str) -> Iterator[tuple[int, dict]]:
+    """Lines of a candidates file; a torn last line (crash mid-write) is skipped, anything else broken is an error."""
+    with open(path, "rb") as f:
+        data = f.read()
+    lines = data.split(b"\n")
+    torn = lines[-1] != b""
+    for i, raw in enumerate(lines[:-1] if not torn else lines[:-1], 1):
+        if not raw.strip():
+            continue
+        try:
+            yield i, json.loads(raw)
+        except ValueError:
+            raise InputError("not a JSON candidate line", "the file was edited or is not a dsforge candidates file",
+                             path=path, line=i) from None
+
+
+@dataclass
+class Existing:
+    complete: set = field(default_factory=set)     # {(prompt_id, temperature)}
+    keep: list = field(default_factory=list)       # raw lines of complete groups
+    dropped_lines: int = 0
+    torn: bool = False
+
+
+def scan_existing(path: str, cfg: SampleConfig) -> Existing:
+    ex = Existing()
+    if not os.path.exists(path):
+        return ex
+    with open(path, "rb") as f:
+        data = f.read()
+    ex.torn = bool(data) and not data.endswith(b"\n")
+    groups: dict[tuple, list] = defaultdict(list)
+    fp = cfg.fingerprint()
+    for line, row in read_candidates(path):
+        if row.get("run") != fp:
+            raise UsageError(f"{path}:{line} was sampled with other settings (run {row.get('run')}, now {fp}): "
+                             f"model/engine/n/top_p/max_tokens/seed/stop/system differ",
+                             "write to a new --out, or pass --overwrite to start this file again")
+        groups[(row["prompt_id"], float(row["temperature"]))].append(row)
+    for key, rows in groups.items():
+        if sum(1 + len(r.get("duplicate_indices", [])) for r in rows) == cfg.n:
+            ex.complete.add(key)
+            ex.keep.extend(rows)
+        else:
+            ex.dropped_lines += len(rows)
+    return ex
+
+
+def collapse(res: Result) -> list[tuple[int, object, list[int]]]:
+    """Identical answers to one request collapse into the first; returns (index, completion, dup indices)."""
+    first: dict[str, int] = {}
+    out: list = []
+    for i, c in enumerate(res.completions):
+        if c.text in first:
+            out[first[c.text]][2].append(i)
+            continue
+        first[c.text] = len(out)
+        out.append((i, c, []))
+    return out
+
+
+def candidate_rows(res: Result, prompt: Prompt, cfg: SampleConfig, run: str, engine_model: str) -> list[dict]:
+    p = res.request.params
+    rows = []
+    for idx, c, dups in collapse(res):
+        rows.append({
+            "prompt_id": prompt.prompt_id, "messages": prompt.messages, "text": c.text,
+            "model": engine_model, "engine": cfg.engine, "temperature": p.temperature, "top_p": p.top_p,
+            "max_tokens": p.max_tokens, "seed": res.seed_used, "sample_index": idx, "duplicate_indices": dups,
+            "finish_reason": c.finish_reason, "truncated": c.finish_reason == "length",
+            "prompt_tokens": res.prompt_tokens, "completion_tokens": c.completion_tokens,
+            "mean_logprob": round(c.mean_logprob, 5) if c.mean_logprob is not None else None,
+            "source": prompt.source, "run": run, "n_emulated": bool(res.meta.get("n_emulated")),
+        })
+    return rows
+
+
+# ---------------------------------------------------------------- the run
+
+
+def sample(inputs: list[str], out: str, cfg: SampleConfig, *, engine=None, engine_options: dict | None = None,
+           mapping: dict | None = None, shard: tuple[int, int] | None = None, limit: int | None = None,
+           skip_bad: bool = False, overwrite: bool = False, progress: bool = True, log=None) -> dict:
+    """Sample; resume into `out` if it exists. Returns the summary dict (also written to OUT.summary.json)."""
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    if cfg.n < 1 or not cfg.temps:
+        raise UsageError("need -n >= 1 and at least one temperature")
+    for t in cfg.temps:
+        if t < 0:
+            raise UsageError(f"temperature {t} is negative")
+    if not out.endswith(".jsonl"):
+        raise UsageError(f"{out}: the candidates file must be .jsonl (it is appended to while sampling)")
+    t_start = time.time()
+    stats: Counter = Counter()
+    prompts = read_prompts(inputs, mapping=mapping, system=cfg.system, shard=shard, limit=limit,
+                           skip_bad=skip_bad, stats=stats)
+    if not prompts:
+        raise UsageError("no prompts to sample", "check the input files, --map and --shard")
+    if overwrite and os.path.exists(out):
+        os.unlink(out)
+    run = cfg.fingerprint()
+    ex = scan_existing(out, cfg)
+    if ex.torn or ex.dropped_lines:
+        with atomic_write(out) as f:
+            for row in ex.keep:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        log(f"resume: kept {len(ex.complete)} complete (prompt, temperature) groups; dropped "
+            f"{ex.dropped_lines} lines of unfinished groups{' and a torn last line' if ex.torn else ''}")
+    elif ex.complete:
+        log(f"resume: {len(ex.complete)} (prompt, temperature) groups already done, sampling the rest")
+
+    by_id = {p.prompt_id: p for p in prompts}
+    todo = [(p, t) for p in prompts for t in cfg.temps if (p.prompt_id, float(t)) not in ex.complete]
+
+    def requests():
+        for p, t in todo:
+            sp = SamplingParams(temperature=t, top_p=cfg.top_p, max_tokens=cfg.max_tokens, n=cfg.n,
+                                seed=derive_seed(cfg.seed, p.prompt_id, t), stop=tuple(cfg.stop),
+                                logprobs=cfg.logprobs)
+            yield Request(messages=p.messages, params=sp, tag=p.prompt_id)
+
+    counts = Counter(groups_skipped=len(prompts) * len(cfg.temps) - len(todo))
+    owned = engine is None
+    gen_time = 0.0
+    engine_start = 0.0
+    if todo:
+        if owned:
+            from dsforge.engines import get_engine
+
+            engine = get_engine(cfg.engine, cfg.model, engine_options)
+            t0 = time.time()
+            log(f"starting the {cfg.engine} engine for {cfg.model} ...")
+            engine.open()
+            engine_start = time.time() - t0
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(todo), desc="sampling", unit=" req", file=sys.stderr, disable=None, mininterval=1.0)
+        t0 = time.time()
+        try:
+            with open(out, "a", encoding="utf-8") as f:
+                for res in engine.generate(requests()):
+                    if res.error or len(res.completions) < cfg.n:
+                        counts["failed_requests"] += 1
+                        counts["error:" + str(res.meta.get("error_cause", "short"))] += 1
+                    else:
+                        rows = candidate_rows(res, by_id[res.request.tag], cfg, run, cfg.model)
+                        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+                        f.flush()
+                        counts["groups_done"] += 1
+                        counts["candidates"] += len(rows)
+                        counts["duplicates"] += sum(len(r["duplicate_indices"]) for r in rows)
+                        counts["truncated"] += sum(r["truncated"] for r in rows)
+                        counts["completion_tokens"] += sum(c.completion_tokens or 0 for c in res.completions)
+                        counts["prompt_tokens"] += res.prompt_tokens or 0
+                        if res.meta.get("n_emulated"):
+                            counts["n_emulated"] += 1
+                    if bar is not None:
+                        bar.update(1)
+                        el = time.time() - t0
+                        bar.set_postfix_str(f"{counts['completion_tokens'] / max(el, 1e-9):.0f} tok/s", refresh=False)
+                os.fsync(f.fileno())
+        finally:
+            gen_time = time.time() - t0
+            if bar is not None:
+                bar.close()
+            if owned:
+                engine.close()
+    summary = {
+        "dsforge": __version__, "out": out, "model": cfg.model, "engine": cfg.engine, "run": run,
+        "temperatures": list(cfg.temps), "n": cfg.n, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens,
+        "seed": cfg.seed, "shard": f"{shard[0]}/{shard[1]}" if shard else None,
+        "prompts": len(prompts), "input_rows": stats["rows"], "duplicate_prompts": stats["duplicate_prompts"],
+        "bad_rows": stats["bad_rows"], "groups_resumed": counts["groups_skipped"],
+        "groups_sampled": counts["groups_done"], "failed_requests": counts["failed_requests"],
+        "failure_causes": {k[6:]: v for k, v in counts.items() if k.startswith("error:")},
+        "candidates_written": counts["candidates"], "duplicates_collapsed": counts["duplicates"],
+        "truncated": counts["truncated"], "prompt_tokens": counts["prompt_tokens"],
+        "completion_tokens": counts["completion_tokens"], "n_emulated_requests": counts["n_emulated"],
+        "engine_start_s": round(engine_start, 2), "generate_s": round(gen_time, 2),
+        "tokens_per_s": round(counts["completion_tokens"] / gen_time, 1) if gen_time else None,
+        "total_s": round(time.time() - t_start, 2),
+    }
+    if engine is not None:
+        summary["engine_info"] = engine.describe()
+    with atomic_write(out + ".summary.json") as f:
+        json.dump(summary, f, indent=2)
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    line = (f"sampled {s['prompts']} prompts x {len(s['temperatures'])} temperatures x n={s['n']}: "
+            f"{s['candidates_written']} candidates written ({s['duplicates_collapsed']} duplicates collapsed, "
+            f"{s['truncated']} truncated at max_tokens), {s['completion_tokens']} tokens in {s['generate_s']} s"
+            f" ({s['tokens_per_s'] or 0} tok/s; engine start {s['engine_start_s']} s)")
+    if s["groups_resumed"]:
+        line += f"; {s['groups_resumed']} groups were already done"
+    if s["failed_requests"]:
+        line += (f"\n{s['failed_requests']} requests failed ({s['failure_causes']}); nothing of them was written: "
+                 f"rerun the same command to retry them")
+    if s.get("n_emulated_requests"):
+        line += f"\nthe server ignored n for {s['n_emulated_requests']} requests; dsforge sent follow-up requests"
+    return line
+
+
+# ---------------------------------------------------------------- merge shards
+
+
+def merge(shards: list[str], out: str, *, n: int | None = None, temps: list[float] | None = None,
+          prompts: list[Prompt] | None = None) -> dict:
+    """Join shard outputs, check that they share settings, hold no (prompt, temperature) twice,
+    and that every group is complete (and, given the prompts, that every prompt is covered)."""
+    runs: set = set()
+    groups: dict[tuple, list] = defaultdict(list)
+    where: dict[tuple, str] = {}
+    problems = []
+    for path in shards:
+        if not os.path.exists(path):
+            raise UsageError(f"{path}: no such shard file")
+        seen_here = set()
+        for line, row in read_candidates(path):
+            key = (row["prompt_id"], float(row["temperature"]))
+            if key in where and key not in seen_here:
+                problems.append(f"{path}:{line}: prompt {key[0]} at T={key[1]} is also in {where[key]}")
+                continue
+            where[key] = path
+            seen_here.add(key)
+            runs.add(row.get("run"))
+            groups[key].append(row)
+    if len(runs) > 1:
+        problems.append(f"shards were sampled with different settings (runs {sorted(map(str, runs))})")
+    n_req = n
+    incomplete = []
+    for key, rows in groups.items():
+        got = sum(1 + len(r.get("duplicate_indices", [])) for r in rows)
+        want = n_req or got
+        if n_req is None:
+            n_req = got
+        if got != want:
+            incomplete.append(key)
+    if incomplete:
+        problems.append(f"{len(incomplete)} (prompt, temperature) groups are incomplete, e.g. {incomplete[0]}: "
+                        f"rerun that shard's sample command")
+    if prompts is not None:
+        want_temps = temps or sorted({k[1] for k in groups})
+        missing = [(p.prompt_id, t) for p in prompts for t in want_temps if (p.prompt_id, float(t)) not in groups]
+        if missing:
+            problems.append(f"{len(missing)} (prompt, temperature) groups are missing, e.g. {missing[0]} "
+                            f"(a shard was not run or not passed)")
+    if problems:
+        raise UsageError("cannot merge:\n  " + "\n  ".join(problems[:20]))
+    with atomic_write(out) as f:
+        for rows in groups.values():
+            for r in rows:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return {"shards": len(shards), "groups": len(groups), "candidates": sum(len(v) for v in groups.values()),
+            "prompts": len({k[0] for k in groups})}

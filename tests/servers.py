@@ -1,0 +1,142 @@
+"""Real servers for tests: a vLLM OpenAI-compatible server on 127.0.0.1, and a fault-injecting proxy.
+
+The proxy sits between dsforge and a real upstream server and, by a deterministic schedule,
+answers some requests with 500 or 429, sleeps past the client's timeout, drops the connection,
+or rewrites the reply (fewer choices than `n`, non-JSON text, a given content). Everything else
+is forwarded unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_vllm_server(model: str, port: int, log_path: str, served_name: str = "smol") -> subprocess.Popen:
+    env = dict(os.environ, VLLM_CPU_NUM_OF_RESERVED_CPU="0", HF_HUB_OFFLINE="1", VLLM_LOGGING_LEVEL="WARNING")
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
+           "--served-model-name", served_name, "--host", "127.0.0.1", "--port", str(port),
+           "--dtype", "float32", "--enforce-eager", "--max-num-batched-tokens", "16384",
+           "--gpu-memory-utilization", "0.3", "--max-model-len", "4096"]
+    log = open(log_path, "wb")
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a server by its PID (its whole process group: vLLM has an engine child)."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        except (subprocess.TimeoutExpired, ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+class FaultProxy:
+    """schedule: list of actions applied to request k (cycled): "ok", "500", "429", "slow", "drop",
+    "one_choice" (keep only the first choice), "garbage" (200 with a non-JSON chat content),
+    or a callable(request_json, response_json) -> response_json."""
+
+    def __init__(self, upstream: str, schedule: list, slow_s: float = 3.0):
+        self.upstream = upstream.rstrip("/")
+        self.schedule = schedule
+        self.slow_s = slow_s
+        self.count = 0
+        self.actions: dict[str, int] = {}
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                self._forward(None)
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self._forward(body)
+
+            def _reply(self, status, data: bytes, headers=None):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _forward(self, body):
+                action = "ok"
+                if body is not None and self.path.endswith("/chat/completions"):
+                    with proxy.lock:
+                        action = proxy.schedule[proxy.count % len(proxy.schedule)] if proxy.schedule else "ok"
+                        proxy.count += 1
+                        key = action if isinstance(action, str) else "custom"
+                        proxy.actions[key] = proxy.actions.get(key, 0) + 1
+                if action == "500":
+                    return self._reply(500, b'{"error": {"message": "injected 500"}}')
+                if action == "429":
+                    return self._reply(429, b'{"error": {"message": "injected 429"}}', {"Retry-After": "0.1"})
+                if action == "drop":
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.connection.close()
+                    return
+                if action == "slow":
+                    time.sleep(proxy.slow_s)
+                req = urllib.request.Request(proxy.upstream + self.path[len("/v1"):], data=body, method="POST" if body is not None else "GET",
+                                             headers={"Content-Type": "application/json"})
+                try:
+                    with urllib.request.urlopen(req, timeout=600) as r:
+                        status, data = r.status, r.read()
+                except urllib.error.HTTPError as err:
+                    status, data = err.code, err.read()
+                if status == 200 and body is not None and self.path.endswith("/chat/completions"):
+                    resp = json.loads(data)
+                    if action == "one_choice":
+                        resp["choices"] = resp["choices"][:1]
+                    elif action == "garbage":
+                        for ch in resp["choices"]:
+                            ch["message"]["content"] = "<<not json at all"
+                    elif callable(action):
+                        resp = action(json.loads(body), resp)
+                    data = json.dumps(resp).encode()
+                try:
+                    self._reply(status, data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
