@@ -54,6 +54,7 @@ def stop(proc: subprocess.Popen) -> None:
 class FaultProxy:
     """schedule: list of actions applied to request k (cycled): "ok", "500", "429", "slow", "drop",
     "one_choice" (keep only the first choice), "garbage" (200 with a non-JSON chat content),
+    "no_response_format" (400 when the request carries response_format, like servers without it),
     or a callable(request_json, response_json) -> response_json."""
 
     def __init__(self, upstream: str, schedule: list, slow_s: float = 3.0):
@@ -105,6 +106,8 @@ class FaultProxy:
                     return
                 if action == "slow":
                     time.sleep(proxy.slow_s)
+                if action == "no_response_format" and b"response_format" in body:
+                    return self._reply(400, b'{"error": {"message": "response_format is not supported"}}')
                 req = urllib.request.Request(proxy.upstream + self.path[len("/v1"):], data=body, method="POST" if body is not None else "GET",
                                              headers={"Content-Type": "application/json"})
                 try:

