@@ -31,11 +31,10 @@ def free_port() -> int:
 
 
 def start_vllm_server(model: str, port: int, log_path: str, served_name: str = "smol") -> subprocess.Popen:
-    env = dict(os.environ, VLLM_CPU_NUM_OF_RESERVED_CPU="0", HF_HUB_OFFLINE="1", VLLM_LOGGING_LEVEL="WARNING")
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
-           "--served-model-name", served_name, "--host", "127.0.0.1", "--port", str(port),
-           "--dtype", "float32", "--enforce-eager", "--max-num-batched-tokens", "16384",
-           "--gpu-memory-utilization", "0.3", "--max-model-len", "4096"]
+    """`dsforge serve --engine vllm` (vllm-cpu's OpenAI server with dsforge's CPU settings)."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_LOGGING_LEVEL="WARNING")
+    cmd = [sys.executable, "-m", "dsforge", "serve", "--engine", "vllm", "-m", model, "--name", served_name,
+           "--port", str(port)]
     log = open(log_path, "wb")
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 

@@ -1,0 +1,396 @@
+"""A thin, checked hand-off to `llamafactory-cli` (train, export, api). Never a reimplementation.
+
+LLaMA-Factory usually lives in its own environment (its transformers pin differs from vLLM's), so
+dsforge finds that environment's interpreter and runs `dsforge/lf/launch.py` there: it is
+`llamafactory-cli` plus a stand-in for a torchaudio that cannot load (CPU-only machines), set up
+in that process only. Where to find it, in order: --lf-python, DSFORGE_LF_PYTHON, the interpreter
+of `llamafactory-cli` on PATH, ./.venv-lf, this interpreter.
+
+Multi-GPU / multi-node: LLaMA-Factory relaunches itself through torchrun when FORCE_TORCHRUN=1 or
+more than one GPU is visible; NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT pass through the
+environment untouched, and a DeepSpeed config is `--set deepspeed=path/to/ds_z3_config.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from dsforge import __version__
+from dsforge.errors import ConfigError, UsageError
+from dsforge.io import atomic_write
+
+STAGES = ("pt", "sft", "dpo", "kto", "rm", "ppo")
+METHODS = ("lora", "full", "freeze")
+LAUNCH = Path(__file__).parent / "lf" / "launch.py"
+RECIPES = Path(__file__).resolve().parent.parent / "recipes" / "train"
+LF_INSTALL = ("install LLaMA-Factory in its own environment (scripts/setup.sh --lf does: pip install --no-deps "
+              "llamafactory==0.9.5 + requirements/llamafactory.txt), or point dsforge at one: --lf-python "
+              "/path/to/env/bin/python or DSFORGE_LF_PYTHON")
+DATA_STAGE = {"pt": "pt", "sft": "sft", "dpo": "dpo", "rm": "rm", "kto": "kto", "ppo": "ppo"}
+
+
+def _can_import_lf(python: str) -> bool:
+    try:
+        r = subprocess.run([python, "-c", "import importlib.util,sys; sys.exit(importlib.util.find_spec('llamafactory') is None)"],
+                           capture_output=True, timeout=60)
+        return r.returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def find_lf_python(explicit: str | None = None) -> str:
+    cands = []
+    if explicit:
+        cands.append(("--lf-python", explicit))
+    if os.environ.get("DSFORGE_LF_PYTHON"):
+        cands.append(("DSFORGE_LF_PYTHON", os.environ["DSFORGE_LF_PYTHON"]))
+    cli = shutil.which("llamafactory-cli")
+    if cli:
+        try:
+            first = open(cli, encoding="utf-8", errors="replace").readline()
+            if first.startswith("#!"):
+                cands.append(("llamafactory-cli on PATH", first[2:].strip().split()[0]))
+        except OSError:
+            pass
+    cands.append(("./.venv-lf", str(Path(".venv-lf") / "bin" / "python")))
+    cands.append(("this interpreter", sys.executable))
+    for origin, py in cands:
+        if os.path.exists(py) and _can_import_lf(py):
+            return py
+        if origin in ("--lf-python", "DSFORGE_LF_PYTHON"):
+            raise UsageError(f"{origin} {py} has no LLaMA-Factory (cannot import llamafactory)", LF_INSTALL)
+    raise UsageError("llamafactory-cli not found (LLaMA-Factory is not installed in any environment dsforge knows)",
+                     LF_INSTALL)
+
+
+def lf_version(python: str) -> str | None:
+    r = subprocess.run([python, "-c", "import importlib.metadata as m; print(m.version('llamafactory'))"],
+                       capture_output=True, text=True)
+    return r.stdout.strip() or None
+
+
+def load_recipe(recipe: str) -> dict:
+    path = Path(recipe)
+    if recipe in METHODS:
+        path = RECIPES / f"{recipe}.yaml"
+    if not path.exists():
+        raise UsageError(f"recipe {recipe!r} not found", f"use lora, full, freeze or a YAML file of LLaMA-Factory keys")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping of LLaMA-Factory keys to values")
+    for k, v in data.items():
+        if not isinstance(k, str) or isinstance(v, dict):
+            raise ConfigError(f"{path}: key {k!r}: recipes hold flat LLaMA-Factory arguments (no nested mappings)")
+    if data.get("finetuning_type", "lora") not in METHODS:
+        raise ConfigError(f"{path}: finetuning_type must be one of {', '.join(METHODS)}")
+    return data
+
+
+def stage_defaults(stage: str) -> dict:
+    data = yaml.safe_load((RECIPES / "stages.yaml").read_text(encoding="utf-8")) or {}
+    return dict(data.get(stage) or {})
+
+
+def parse_sets(pairs: tuple[str, ...] | list[str]) -> dict:
+    out = {}
+    for p in pairs:
+        key, sep, val = p.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {p!r} is not KEY=VALUE", "e.g. --set learning_rate=5e-5 --set label_smoothing_factor=0.1")
+        out[key.strip()] = yaml.safe_load(val) if val.strip() else ""
+    return out
+
+
+def _has_gpu() -> bool:
+    return shutil.which("nvidia-smi") is not None or os.path.exists("/dev/nvidia0")
+
+
+def template_note(model: str, template: str | None) -> str | None:
+    if template:
+        return None
+    has = (Path(model) / "chat_template.jinja").exists()
+    try:
+        cfg = json.loads((Path(model) / "tokenizer_config.json").read_text())
+        has = has or bool(cfg.get("chat_template"))
+    except (OSError, ValueError):
+        pass
+    if has:
+        return ("no template given: LLaMA-Factory 0.9.5 will parse the tokenizer's chat template; pass "
+                "--set template=NAME (qwen, llama3, deepseek3, ...) to be explicit")
+    return ("no template given and the tokenizer has no chat template: LLaMA-Factory 0.9.5 will use the 'empty' "
+            "template (no role markers); pass --set template=NAME")
+
+
+def dataset_files(dataset_dir: str, names: list[str]) -> list[dict]:
+    from dsforge.validate import load_dataset_info
+
+    info = load_dataset_info(dataset_dir)
+    out = []
+    for name in names:
+        fn = info.get(name, {}).get("file_name")
+        if not fn:
+            continue
+        path = os.path.join(dataset_dir, fn)
+        files = [path] if os.path.isfile(path) else sorted(str(p) for p in Path(path).rglob("*") if p.is_file())
+        for f in files:
+            h = hashlib.sha256()
+            rows = 0
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+                    rows += chunk.count(b"\n")
+            out.append({"dataset": name, "file": f, "sha256": h.hexdigest(), "bytes": os.path.getsize(f), "lines": rows})
+    return out
+
+
+def precheck(stage: str, names: list[str], dataset_dir: str, cfg: dict, log) -> list:
+    """Each dataset exists and fits the stage, checked with dsforge validate's LLaMA-Factory mirror."""
+    from dsforge.validate import format_report, validate_registered
+
+    reports = []
+    for name in names:
+        rep = validate_registered(dataset_dir, name, DATA_STAGE[stage])
+        reports.append(rep)
+        if rep.fatal or rep.would_train == 0:
+            raise UsageError(f"dataset '{name}' cannot train stage {stage}:\n{format_report(rep)}",
+                             "fix the data or pick the stage that fits it (ranking data -> dpo/rm, kto_tag -> kto, "
+                             "text -> pt)")
+        if rep.would_train < rep.rows:
+            log(f"warning: dataset '{name}': LLaMA-Factory would train {rep.would_train} of {rep.rows} rows "
+                f"(dsforge validate --dataset-info {dataset_dir} shows why)")
+    if stage == "ppo" and not cfg.get("reward_model"):
+        raise UsageError("stage ppo needs a reward model", "train one with `dsforge train rm`, then --set reward_model=DIR")
+    return reports
+
+
+def resolve(stage: str, model: str, datasets: list[str], dataset_dir: str, *, recipe: str = "lora",
+            sets: dict | None = None, output_dir: str | None = None) -> dict:
+    if stage not in STAGES:
+        raise UsageError(f"unknown stage '{stage}'", f"choose one of: {', '.join(STAGES)}")
+    cfg = load_recipe(recipe)
+    cfg.update(stage_defaults(stage))
+    cfg.update({"stage": stage, "model_name_or_path": model, "dataset": ",".join(datasets),
+                "dataset_dir": os.path.abspath(dataset_dir),
+                "output_dir": os.path.abspath(output_dir or f"saves/{Path(model).name}/{cfg.get('finetuning_type', 'lora')}/{stage}")})
+    if not _has_gpu():
+        cfg.update({"bf16": False, "fp16": False})   # CPU: no mixed precision
+    cfg.update(sets or {})
+    if cfg.get("finetuning_type") != "lora":
+        for k in [k for k in cfg if k.startswith("lora_")]:
+            del cfg[k]
+    return cfg
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("DISABLE_VERSION_CHECK", "1")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def run_lf(python: str, args: list[str], log_path: str | None = None, echo=print) -> int:
+    """Run launch.py with args; stream its output (and tee it); Ctrl-C reaches LLaMA-Factory, and its code is returned."""
+    cmd = [python, str(LAUNCH), *args]
+    logf = open(log_path, "a", encoding="utf-8") if log_path else None
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env(), text=True,
+                            errors="replace", bufsize=1)
+    try:
+        for line in proc.stdout:
+            echo(line.rstrip("\n"))
+            if logf:
+                logf.write(line)
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise
+    finally:
+        if logf:
+            logf.close()
+
+
+def train(stage: str, model: str, datasets: list[str], dataset_dir: str, *, recipe: str = "lora",
+          sets: dict | None = None, output_dir: str | None = None, dry_run: bool = False,
+          lf_python: str | None = None, log=None, echo=print) -> dict:
+    from dsforge import models
+
+    log = log or (lambda m: print(m, file=sys.stderr))
+    model = models.resolve(model)
+    if not datasets:
+        raise UsageError("no --dataset given")
+    cfg = resolve(stage, model, datasets, dataset_dir, recipe=recipe, sets=sets, output_dir=output_dir)
+    note = template_note(model, cfg.get("template"))
+    if note:
+        log("note: " + note)
+    reports = precheck(stage, datasets, dataset_dir, cfg, log)
+    py = find_lf_python(lf_python)
+    out = Path(cfg["output_dir"])
+    cfg_yaml = yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)
+    command = [py, str(LAUNCH), "train", str(out / "dsforge_train.yaml")]
+    manifest = {
+        "dsforge": __version__, "llamafactory": lf_version(py), "stage": stage, "recipe": recipe,
+        "model": model, "datasets": datasets, "dataset_files": dataset_files(dataset_dir, datasets),
+        "rows_that_would_train": {r.name: r.would_train for r in reports},
+        "command": command, "equivalent": f"llamafactory-cli train {out / 'dsforge_train.yaml'}",
+        "env": {k: os.environ[k] for k in ("FORCE_TORCHRUN", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT",
+                                           "CUDA_VISIBLE_DEVICES") if k in os.environ},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if dry_run:
+        echo(cfg_yaml.rstrip())
+        echo("# command: " + " ".join(command))
+        return {"dry_run": True, "config": cfg, "manifest": manifest}
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / "dsforge_train.yaml") as f:
+        f.write(cfg_yaml)
+    with atomic_write(out / "dsforge_manifest.json") as f:
+        json.dump(manifest, f, indent=2)
+    t0 = time.time()
+    code = run_lf(py, ["train", str(out / "dsforge_train.yaml")], str(out / "dsforge_train.log"), echo=echo)
+    result = {"exit_code": code, "output_dir": str(out), "seconds": round(time.time() - t0, 1), **read_results(out)}
+    manifest.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), exit_code=code,
+                    train_loss=result.get("train_loss"), steps=result.get("steps"))
+    with atomic_write(out / "dsforge_manifest.json") as f:
+        json.dump(manifest, f, indent=2)
+    return result
+
+
+def read_results(out: Path) -> dict:
+    res: dict = {}
+    try:
+        allr = json.loads((out / "all_results.json").read_text())
+        res["train_loss"] = allr.get("train_loss")
+    except (OSError, ValueError):
+        pass
+    try:
+        state = json.loads((out / "trainer_state.json").read_text())
+        res["steps"] = state.get("global_step")
+        losses = [h["loss"] for h in state.get("log_history", []) if "loss" in h]
+        if losses:
+            res["last_logged_loss"] = losses[-1]
+    except (OSError, ValueError):
+        pass
+    for name in ("adapter_model.safetensors", "model.safetensors"):
+        if (out / name).exists():
+            res["weights"] = str(out / name)
+    plots = sorted(str(p) for p in out.glob("training_*.png"))
+    if plots:
+        res["plots"] = plots
+    return res
+
+
+def format_result(r: dict) -> str:
+    if r.get("exit_code"):
+        return f"llamafactory-cli exited with code {r['exit_code']}; log: {r['output_dir']}/dsforge_train.log"
+    return (f"trained in {r['seconds']} s: {r.get('steps')} steps, final train loss {r.get('train_loss')}; "
+            f"weights {r.get('weights', '(none found)')}; plots {', '.join(r.get('plots', [])) or 'none'}; "
+            f"manifest {r['output_dir']}/dsforge_manifest.json")
+
+
+# ---------------------------------------------------------------- export / serve
+
+
+def export(model: str, adapter: str, out: str, *, template: str | None = None, lf_python: str | None = None,
+           sets: dict | None = None, echo=print) -> int:
+    from dsforge import models
+
+    model = models.resolve(model)
+    if not os.path.isdir(adapter) or not (Path(adapter) / "adapter_config.json").exists():
+        raise UsageError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json)",
+                         "pass the output_dir of a `dsforge train ... --recipe lora` run")
+    py = find_lf_python(lf_python)
+    cfg = {"model_name_or_path": model, "adapter_name_or_path": os.path.abspath(adapter), "finetuning_type": "lora",
+           "export_dir": os.path.abspath(out), "export_size": 5, "export_device": "cpu", "export_legacy_format": False}
+    if template:
+        cfg["template"] = template
+    cfg.update(sets or {})
+    Path(out).mkdir(parents=True, exist_ok=True)
+    path = Path(out) / "dsforge_export.yaml"
+    with atomic_write(path) as f:
+        yaml.safe_dump(cfg, f, sort_keys=False)
+    return run_lf(py, ["export", str(path)], echo=echo)
+
+
+def serve_command(model: str, *, adapter: str | None = None, engine: str = "vllm", host: str = "127.0.0.1",
+                  port: int = 8000, name: str | None = None, template: str | None = None,
+                  lf_python: str | None = None, config_dir: str | None = None,
+                  extra: tuple[str, ...] = ()) -> tuple[list[str], dict]:
+    from dsforge import models
+
+    model = models.resolve(model)
+    name = name or Path(model).name
+    env = _env()
+    if engine == "vllm":
+        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name",
+               name, "--host", host, "--port", str(port)]
+        if not _has_gpu():
+            env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+            cmd += ["--dtype", "float32", "--enforce-eager", "--max-num-batched-tokens", "16384",
+                    "--gpu-memory-utilization", "0.3", "--max-model-len", "4096"]
+        if adapter:
+            cmd += ["--enable-lora", "--lora-modules", f"{name}-adapter={os.path.abspath(adapter)}"]
+        return cmd + list(extra), env
+    if engine == "llamafactory":
+        py = find_lf_python(lf_python)
+        cfg = {"model_name_or_path": model, "infer_backend": "huggingface"}
+        if adapter:
+            cfg.update(adapter_name_or_path=os.path.abspath(adapter), finetuning_type="lora")
+        if template:
+            cfg["template"] = template
+        d = Path(config_dir or ".")
+        d.mkdir(parents=True, exist_ok=True)
+        path = d / "dsforge_serve.yaml"
+        with atomic_write(path) as f:
+            yaml.safe_dump(cfg, f, sort_keys=False)
+        env.update(API_HOST=host, API_PORT=str(port), API_MODEL_NAME=name)
+        return [py, str(LAUNCH), "api", str(path), *extra], env
+    raise UsageError(f"unknown serve engine '{engine}'", "use vllm or llamafactory")
+
+
+# ---------------------------------------------------------------- inspect-model
+
+
+def inspect_model(model: str) -> dict:
+    """Linear module names (what lora_target accepts) and parameter count, on the meta device."""
+    from dsforge import models
+
+    model = models.resolve(model)
+    try:
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+    except ImportError as err:
+        raise UsageError(f"inspect-model needs torch and transformers ({err.name})", "pip install 'dsforge[hf]' torch") from None
+    config = AutoConfig.from_pretrained(model)
+    with torch.device("meta"):
+        m = AutoModelForCausalLM.from_config(config)
+    linear: dict[str, int] = {}
+    full_names = []
+    for name, mod in m.named_modules():
+        if isinstance(mod, torch.nn.Linear):
+            leaf = name.rsplit(".", 1)[-1]
+            linear[leaf] = linear.get(leaf, 0) + 1
+            full_names.append(name)
+    params = sum(p.numel() for p in m.parameters())
+    lm_head = [n for n in linear if n in ("lm_head", "output", "embed_out")]
+    return {"model": model, "architecture": (config.architectures or [type(m).__name__])[0],
+            "parameters": params, "layers": getattr(config, "num_hidden_layers", None),
+            "linear_modules": linear, "lora_target_all": sorted(n for n in linear if n not in lm_head),
+            "full_names_sample": full_names[:8]}
