@@ -36,6 +36,7 @@ class PairConfig:
     fmt: str = "sharegpt"
     seed: int = 0
     kto_threshold: float | None = None
+    score: str = "score"             # or "expected_score": the judge's probability-weighted score (fewer ties)
 
 
 def _norm(text: str) -> str:
@@ -141,6 +142,8 @@ def build_pairs(judged_path: str, out: str, cfg: PairConfig, *, kto_out: str | N
     drops: Counter = Counter()
     excluded: Counter = Counter()
     pairs, side, kto_rows = [], [], []
+    if cfg.score not in ("score", "expected_score"):
+        raise UsageError("--score must be score or expected_score")
     for pid, cands in groups.items():
         eligible = []
         for c in cands:
@@ -149,6 +152,12 @@ def build_pairs(judged_path: str, out: str, cfg: PairConfig, *, kto_out: str | N
             elif c["judge"].get("score") is None:
                 excluded["failed_judge"] += 1
             else:
+                if cfg.score == "expected_score":
+                    if c["judge"].get("expected_score") is None:
+                        excluded["no_expected_score"] += 1
+                        continue
+                    c = {**c, "judge": {**c["judge"], "score": c["judge"]["expected_score"],
+                                        "discrete_score": c["judge"]["score"]}}
                 eligible.append(c)
         if kto_out:
             for c in eligible:

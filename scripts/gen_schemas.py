@@ -11,12 +11,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from dsforge.pipeline import PipelineRecipe  # noqa: E402
 from dsforge.records import ROW_MODELS  # noqa: E402
 
 
 def render() -> dict[str, str]:
     out = {}
-    for name, model in ROW_MODELS.items():
+    for name, model in {**ROW_MODELS, "pipeline_recipe": PipelineRecipe}.items():
         schema = model.model_json_schema(by_alias=True)
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["$id"] = f"https://dsforge.dev/schemas/{name}.schema.json"

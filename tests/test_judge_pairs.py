@@ -217,3 +217,17 @@ def test_outputs_validate_with_llamafactory_rules_and_kto_balance(tmp_path):
         assert all(isinstance(r["kto_tag"], bool) for r in rows)
     with pytest.raises(UsageError, match="kto-threshold"):
         build_pairs(j, str(tmp_path / "x.jsonl"), PairConfig(), kto_out=str(tmp_path / "k.jsonl"))
+
+
+def test_rank_by_expected_score_breaks_ties(tmp_path):
+    rows = []
+    for i, (t, s, e) in enumerate([("a", 1, 1.4), ("b", 1, 0.9), ("c", 1, None)]):
+        rows.append({"prompt_id": "p", "messages": [{"role": "user", "content": "q"}], "text": t, "truncated": False,
+                     "judge": {"score": s, **({"expected_score": e} if e is not None else {})}})
+    f = tmp_path / "j.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert build_pairs(str(f), str(tmp_path / "o.jsonl"), PairConfig())["pairs"] == 0
+    s = build_pairs(str(f), str(tmp_path / "o.jsonl"), PairConfig(score="expected_score", min_margin=0.25))
+    r = json.loads(open(tmp_path / "o.jsonl").readline())
+    assert s["pairs"] == 1 and (r["chosen"]["value"], r["rejected"]["value"]) == ("a", "b")
+    assert s["excluded_candidates"] == {"no_expected_score": 1}

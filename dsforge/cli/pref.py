@@ -93,9 +93,11 @@ def judge(candidates, judge_model, engine, engine_opts, base_url, api_key, rubri
 @click.option("--include-truncated", is_flag=True, help="Allow answers cut off at max_tokens.")
 @click.option("--kto", "kto_out", help="Also write KTO rows (one per candidate, boolean kto_tag) here.")
 @click.option("--kto-threshold", type=float, help="Score at or above which a candidate is desirable.")
+@click.option("--score", "score_field", type=click.Choice(["score", "expected_score"]), default="score",
+              show_default=True, help="Rank by the parsed score, or by the judge's logprob-weighted expected score.")
 @click.option("--seed", type=int, default=0, show_default=True, help="For random choices and tie order.")
 def pairs(judged, out, fmt, strategy, min_margin, max_pairs_per_prompt, max_length_ratio, length_tiered,
-          include_truncated, kto_out, kto_threshold, seed):
+          include_truncated, kto_out, kto_threshold, score_field, seed):
     """Build DPO chosen/rejected pairs (and KTO rows) from judged candidates, with a policy you can see."""
     import json
 
@@ -103,7 +105,8 @@ def pairs(judged, out, fmt, strategy, min_margin, max_pairs_per_prompt, max_leng
 
     cfg = p.PairConfig(strategy=strategy, min_margin=min_margin, max_pairs_per_prompt=max_pairs_per_prompt,
                        max_length_ratio=max_length_ratio, length_tiered=length_tiered,
-                       include_truncated=include_truncated, fmt=fmt, seed=seed, kto_threshold=kto_threshold)
+                       include_truncated=include_truncated, fmt=fmt, seed=seed, kto_threshold=kto_threshold,
+                       score=score_field)
     s = p.build_pairs(judged, out, cfg, kto_out=kto_out)
     click.echo(p.format_summary(s))
     click.echo(f"pairs: {out} (sidecar: {s['sidecar']}); dataset_info entry: {json.dumps(s['dataset_info_entry'])}")

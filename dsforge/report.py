@@ -1,0 +1,329 @@
+"""`dsforge report RUN_DIR|FILE --out report.html`: one self-contained HTML page with inline SVG plots.
+
+From a run directory: token lengths of the training rows under the target tokenizer with the
+cutoff_len line and the share that would be truncated, judge scores per temperature, chosen vs
+rejected length, margins, drop reasons per stage, judge parse failures / swap-consistency /
+audit, and the training loss. From a single candidates / judged / pairs file: what it holds.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import statistics
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from dsforge.io import atomic_write
+
+W, H, PAD = 560, 260, 44
+COLORS = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2"]
+
+
+def _esc(s) -> str:
+    return html.escape(str(s))
+
+
+def _frame(title: str, body: str, xlabel: str = "", ylabel: str = "") -> str:
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img">'
+            f'<title>{_esc(title)}</title><rect width="{W}" height="{H}" fill="#fff"/>'
+            f'<text x="{W / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">{_esc(title)}</text>'
+            f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - 10}" y2="{H - PAD}" stroke="#333"/>'
+            f'<line x1="{PAD}" y1="28" x2="{PAD}" y2="{H - PAD}" stroke="#333"/>'
+            f'<text x="{W / 2}" y="{H - 8}" text-anchor="middle" font-size="11">{_esc(xlabel)}</text>'
+            f'<text x="12" y="{H / 2}" font-size="11" transform="rotate(-90 12 {H / 2})" text-anchor="middle">'
+            f'{_esc(ylabel)}</text>{body}</svg>')
+
+
+def _ticks(lo: float, hi: float, axis: str, n: int = 5) -> str:
+    out = []
+    for k in range(n + 1):
+        v = lo + (hi - lo) * k / n
+        label = f"{v:.0f}" if abs(hi - lo) >= 10 else f"{v:.2g}"
+        if axis == "x":
+            x = PAD + (W - PAD - 10) * k / n
+            out.append(f'<text x="{x:.1f}" y="{H - PAD + 14}" font-size="10" text-anchor="middle">{label}</text>')
+        else:
+            y = H - PAD - (H - PAD - 28) * k / n
+            out.append(f'<text x="{PAD - 4}" y="{y + 3:.1f}" font-size="10" text-anchor="end">{label}</text>')
+    return "".join(out)
+
+
+def svg_hist(series: dict[str, list[float]], title: str, xlabel: str, bins: int = 20,
+             vline: float | None = None, vlabel: str = "", discrete: bool = False) -> str:
+    vals = [v for vs in series.values() for v in vs]
+    if not vals:
+        return _frame(title, f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle">no data</text>', xlabel)
+    lo, hi = min(vals), max(vals)
+    if vline is not None:
+        hi = max(hi, vline)
+    if discrete:
+        edges = sorted(set(vals))
+        lo, hi = edges[0] - 0.5, edges[-1] + 0.5
+        bins = len(edges)
+    if hi == lo:
+        hi = lo + 1
+    width = (hi - lo) / bins
+    counts = {k: [0] * bins for k in series}
+    for k, vs in series.items():
+        for v in vs:
+            counts[k][min(bins - 1, int((v - lo) / width))] += 1
+    top = max(max(c) for c in counts.values()) or 1
+    plot_w, plot_h = W - PAD - 10, H - PAD - 28
+    bw = plot_w / bins / max(1, len(series))
+    body = []
+    for si, (k, cs) in enumerate(counts.items()):
+        for b, c in enumerate(cs):
+            if not c:
+                continue
+            h = plot_h * c / top
+            x = PAD + plot_w * b / bins + si * bw
+            body.append(f'<rect x="{x:.1f}" y="{H - PAD - h:.1f}" width="{max(1, bw - 1):.1f}" height="{h:.1f}" '
+                        f'fill="{COLORS[si % len(COLORS)]}"><title>{_esc(k)}: {c}</title></rect>')
+    if vline is not None:
+        x = PAD + plot_w * (vline - lo) / (hi - lo)
+        body.append(f'<line x1="{x:.1f}" y1="28" x2="{x:.1f}" y2="{H - PAD}" stroke="#d00" stroke-dasharray="4 3"/>'
+                    f'<text x="{x - 4:.1f}" y="38" font-size="10" fill="#d00" text-anchor="end">{_esc(vlabel)}</text>')
+    if len(series) > 1:
+        for si, k in enumerate(series):
+            body.append(f'<rect x="{W - 150}" y="{30 + 14 * si}" width="10" height="10" fill="{COLORS[si % len(COLORS)]}"/>'
+                        f'<text x="{W - 136}" y="{39 + 14 * si}" font-size="10">{_esc(k)}</text>')
+    body.append(_ticks(lo, hi, "x") + _ticks(0, top, "y"))
+    return _frame(title, "".join(body), xlabel, "count")
+
+
+def svg_scatter(xs: list[float], ys: list[float], title: str, xlabel: str, ylabel: str) -> str:
+    if not xs:
+        return _frame(title, f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle">no data</text>', xlabel, ylabel)
+    hi = max(max(xs), max(ys), 1)
+    pw, ph = W - PAD - 10, H - PAD - 28
+    body = [f'<line x1="{PAD}" y1="{H - PAD}" x2="{PAD + pw}" y2="{H - PAD - ph}" stroke="#999" stroke-dasharray="3 3"/>']
+    for x, y in zip(xs, ys):
+        body.append(f'<circle cx="{PAD + pw * x / hi:.1f}" cy="{H - PAD - ph * y / hi:.1f}" r="3" fill="#4C78A8" '
+                    f'fill-opacity="0.6"><title>{x:.0f} vs {y:.0f}</title></circle>')
+    body.append(_ticks(0, hi, "x") + _ticks(0, hi, "y"))
+    return _frame(title, "".join(body), xlabel, ylabel)
+
+
+def svg_bars(data: dict[str, float], title: str) -> str:
+    if not data:
+        return _frame(title, f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle">nothing dropped</text>')
+    items = list(data.items())[:12]
+    top = max(v for _, v in items) or 1
+    bh = (H - PAD - 28) / len(items)
+    body = []
+    for i, (k, v) in enumerate(items):
+        w = (W - 230) * v / top
+        y = 28 + i * bh
+        body.append(f'<text x="178" y="{y + bh * 0.65:.1f}" font-size="10" text-anchor="end">{_esc(k)[:32]}</text>'
+                    f'<rect x="182" y="{y + 2:.1f}" width="{max(1, w):.1f}" height="{max(2, bh - 4):.1f}" '
+                    f'fill="{COLORS[(i // 99) % len(COLORS)]}"/><text x="{186 + w:.1f}" y="{y + bh * 0.65:.1f}" '
+                    f'font-size="10">{v:g}</text>')
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" role="img"><title>{_esc(title)}</title>'
+            f'<rect width="{W}" height="{H}" fill="#fff"/><text x="{W / 2}" y="16" text-anchor="middle" font-size="13" '
+            f'font-weight="bold">{_esc(title)}</text>{"".join(body)}</svg>')
+
+
+def svg_line(xs: list[float], ys: list[float], title: str, xlabel: str, ylabel: str) -> str:
+    if not xs:
+        return _frame(title, f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle">no data</text>', xlabel, ylabel)
+    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
+    pw, ph = W - PAD - 10, H - PAD - 28
+    pts = " ".join(f"{PAD + pw * (x - x0) / (x1 - x0):.1f},{H - PAD - ph * (y - y0) / (y1 - y0):.1f}" for x, y in zip(xs, ys))
+    return _frame(title, f'<polyline points="{pts}" fill="none" stroke="#E45756" stroke-width="2"/>'
+                  + _ticks(x0, x1, "x") + _ticks(y0, y1, "y"), xlabel, ylabel)
+
+
+def _jsonl(path) -> list[dict]:
+    if not path or not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(x) for x in f if x.strip()]
+
+
+def _token_lengths(pairs: list[dict], model: str | None) -> tuple[list[int], str]:
+    """Prompt + longer answer per training row, in tokens of the target tokenizer (chat template applied)."""
+    if not pairs:
+        return [], "no training rows"
+    try:
+        from transformers import AutoTokenizer
+
+        from dsforge import models
+
+        tok = AutoTokenizer.from_pretrained(models.resolve(model, prepare_missing=False))
+    except Exception as err:  # noqa: BLE001 - the report still renders, with a note
+        return [], f"tokenizer unavailable ({type(err).__name__})"
+    out = []
+    for row in pairs:
+        msgs = []
+        if row.get("system"):
+            msgs.append({"role": "system", "content": row["system"]})
+        for m in row.get("conversations", []):
+            msgs.append({"role": "user" if m["from"] == "human" else "assistant", "content": m["value"]})
+        if not msgs and "instruction" in row:
+            msgs.append({"role": "user", "content": row["instruction"]})
+        answers = [row[k]["value"] if isinstance(row.get(k), dict) else row.get(k) for k in ("chosen", "rejected")]
+        answers = [a for a in answers if a] or [row.get("output", "")]
+        best = max(len(tok.apply_chat_template(msgs + [{"role": "assistant", "content": a}], tokenize=True))
+                   for a in answers)
+        out.append(best)
+    return out, f"tokenizer of {model}, chat template applied"
+
+
+def collect(target: str) -> dict:
+    """Everything the report shows, from a run directory or one file."""
+    data: dict = {"title": target, "stages": {}, "candidates": [], "judged": [], "pairs": [], "sidecar": [],
+                  "train_log": [], "cutoff_len": 2048, "model": None, "drops": {}, "judge_summary": None}
+    p = Path(target)
+    if p.is_dir():
+        man = json.loads((p / "manifest.json").read_text()) if (p / "manifest.json").exists() else {}
+        data["manifest"] = man
+        data["title"] = f"dsforge run: {man.get('name', p.name)}"
+        data["model"] = (man.get("models") or {}).get("sampler")
+        for d in sorted(x for x in p.iterdir() if x.is_dir() and x.name[:2].isdigit()):
+            kind = d.name.split("-", 1)[1]
+            marker = d / ".dsforge-done.json"
+            data["stages"][kind] = json.loads(marker.read_text()) if marker.exists() else {"status": "not finished"}
+            if kind == "sample":
+                data["candidates"] = _jsonl(d / "candidates.jsonl")
+            elif kind == "judge":
+                data["judged"] = _jsonl(d / "judged.jsonl")
+                if (d / "judged.jsonl.summary.json").exists():
+                    data["judge_summary"] = json.loads((d / "judged.jsonl.summary.json").read_text())
+            elif kind == "pairs":
+                data["pairs"] = _jsonl(d / "pairs.jsonl")
+                data["sidecar"] = _jsonl(d / "pairs.jsonl.sidecar.jsonl")
+                if (d / "pairs.jsonl.summary.json").exists():
+                    data["drops"]["pairs"] = json.loads((d / "pairs.jsonl.summary.json").read_text()).get("dropped", {})
+            elif kind == "train":
+                state = d / "trainer_state.json"
+                if state.exists():
+                    data["train_log"] = [h for h in json.loads(state.read_text()).get("log_history", []) if "loss" in h]
+                cfg = d / "dsforge_train.yaml"
+                if cfg.exists():
+                    import yaml
+
+                    data["cutoff_len"] = yaml.safe_load(cfg.read_text()).get("cutoff_len", 2048)
+        stages = man.get("stages", {})
+        if "convert" in stages:
+            data["drops"]["convert"] = (stages["convert"]["summary"] or {}).get("skipped", {})
+        if "sample" in stages:
+            s = stages["sample"]["summary"]
+            data["drops"]["sample"] = {"duplicates collapsed": s.get("duplicates_collapsed", 0),
+                                       "truncated": s.get("truncated", 0), "failed requests": s.get("failed_requests", 0)}
+        if data["judge_summary"]:
+            data["drops"]["judge"] = {**{f"parse fail (final): {k}": v for k, v in
+                                         data["judge_summary"].get("failures_final", {}).items()},
+                                      "truncated not judged": data["judge_summary"].get("not_judged_truncated", 0)}
+    else:
+        rows = _jsonl(str(p))
+        data["title"] = f"dsforge report: {p.name}"
+        if rows and "judge" in rows[0]:
+            data["judged"] = data["candidates"] = rows
+        elif rows and ("chosen" in rows[0]):
+            data["pairs"] = rows
+            data["sidecar"] = _jsonl(str(p) + ".sidecar.jsonl")
+        else:
+            data["candidates"] = rows
+        data["model"] = rows[0].get("model") if rows and "model" in rows[0] else None
+    return data
+
+
+def render(data: dict) -> str:
+    figs = []
+    lengths, note = _token_lengths(data["pairs"], data.get("model")) if data["pairs"] else ([], "")
+    cutoff = data["cutoff_len"]
+    if lengths:
+        over = sum(v > cutoff for v in lengths)
+        figs.append(("Training rows: tokens (prompt + longer answer)",
+                     svg_hist({"rows": lengths}, "Token length of training rows", f"tokens ({note})",
+                              vline=cutoff, vlabel=f"cutoff_len {cutoff}"),
+                     f"{over} of {len(lengths)} rows ({over / len(lengths):.1%}) exceed cutoff_len {cutoff} and would "
+                     f"be truncated. Median {statistics.median(lengths):.0f}, max {max(lengths)} tokens."))
+    elif data["candidates"]:
+        toks = [c["completion_tokens"] for c in data["candidates"] if c.get("completion_tokens")]
+        figs.append(("Candidate answer lengths", svg_hist({"answers": toks}, "Answer length (tokens)", "tokens"),
+                     f"{len(toks)} candidates; {sum(bool(c.get('truncated')) for c in data['candidates'])} hit max_tokens."))
+    if data["judged"]:
+        by_t = defaultdict(list)
+        for r in data["judged"]:
+            if r["judge"].get("score") is not None:
+                by_t[f"T={r.get('temperature')}"].append(r["judge"]["score"])
+        n_scored = sum(len(v) for v in by_t.values())
+        means = ", ".join(f"{k}: {statistics.fmean(v):.2f}" for k, v in sorted(by_t.items()))
+        figs.append(("Judge scores per temperature",
+                     svg_hist(dict(sorted(by_t.items())), "Judge score histogram per temperature", "score",
+                              discrete=True),
+                     f"{n_scored} of {len(data['judged'])} candidates scored; mean {means}."))
+    if data["sidecar"]:
+        cl = [s["chosen"]["len"] for s in data["sidecar"]]
+        rl = [s["rejected"]["len"] for s in data["sidecar"]]
+        longer = sum(c > r for c, r in zip(cl, rl))
+        figs.append(("Chosen vs rejected length", svg_scatter(rl, cl, "Chosen vs rejected length (characters)",
+                                                              "rejected length", "chosen length"),
+                     f"Chosen is longer in {longer} of {len(cl)} pairs ({longer / len(cl):.0%}); points above the "
+                     f"diagonal favour length, which DPO would learn."))
+        figs.append(("Margins", svg_hist({"margin": [s["margin"] for s in data["sidecar"]]}, "Score margin of pairs",
+                                         "score(chosen) - score(rejected)", bins=10),
+                     f"{len(data['sidecar'])} pairs; median margin "
+                     f"{statistics.median([s['margin'] for s in data['sidecar']]):g}."))
+    drops = {f"{stage}: {k}": v for stage, d in data["drops"].items() for k, v in (d or {}).items() if v}
+    if data["drops"]:
+        figs.append(("Drop reasons per stage", svg_bars(drops, "Rows / candidates dropped, by stage and reason"),
+                     "Everything a stage left out, and why."))
+    js = data.get("judge_summary")
+    if js:
+        first = js.get("parse_failures_first_try", {})
+        final = js.get("failures_final", {})
+        bars = {**{f"first try: {k}": v for k, v in first.items()}, **{f"final: {k}": v for k, v in final.items()}}
+        extra = []
+        if js.get("swap_consistency") is not None:
+            extra.append(f"swap-consistency {js['swap_consistency']:.1%} over {js['comparisons']} comparisons")
+        if js.get("audit"):
+            a = js["audit"]
+            extra.append("audit: " + ", ".join(f"{k} {v['rate']:.0%} ({v['passed']}/{v['total']})"
+                                              for k, v in a.items() if isinstance(v, dict)))
+        extra.append(f"Spearman(score, length) = {js.get('spearman_score_length')}")
+        figs.append(("Judge parse failures", svg_bars(bars, "Judge replies that could not be parsed"),
+                     "; ".join(extra)))
+    if data["train_log"]:
+        figs.append(("Training loss", svg_line([h["step"] for h in data["train_log"]],
+                                               [h["loss"] for h in data["train_log"]], "Training loss", "step", "loss"),
+                     f"final logged loss {data['train_log'][-1]['loss']:.4f} at step {data['train_log'][-1]['step']}"))
+    man = data.get("manifest") or {}
+    rows_html = ""
+    for kind, st in (man.get("stages") or {}).items():
+        s = st.get("summary") or {}
+        key = {"convert": "rows_out", "sample": "candidates_written", "judge": "scored", "pairs": "pairs",
+               "register": "would_train", "train": "train_loss"}.get(kind)
+        rows_html += (f"<tr><td>{_esc(kind)}</td><td>{st.get('seconds')}</td><td>{_esc(key)}: {_esc(s.get(key))}</td>"
+                      f"<td><code>{_esc(st.get('fingerprint'))}</code></td></tr>")
+    table = (f"<table><tr><th>stage</th><th>seconds</th><th>result</th><th>fingerprint</th></tr>{rows_html}</table>"
+             if rows_html else "")
+    sections = "".join(f"<section><h2>{_esc(t)}</h2>{svg}<p>{_esc(cap)}</p></section>" for t, svg, cap in figs)
+    versions = _esc(json.dumps(man.get("versions", {})))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{_esc(data['title'])}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}}
+section{{display:inline-block;vertical-align:top;margin:8px 12px 16px 0;width:580px}}
+h1{{font-size:22px}}h2{{font-size:15px;margin:6px 0}}p{{font-size:13px;color:#444;margin:4px 0}}
+table{{border-collapse:collapse;font-size:13px;margin:8px 0 16px}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}
+code{{font-size:12px}}</style></head><body>
+<h1>{_esc(data['title'])}</h1>
+<p>models: {_esc(json.dumps(man.get('models', {})))} · versions: {versions} · {_esc(man.get('started', ''))} → {_esc(man.get('finished', ''))}</p>
+{table}{sections}
+</body></html>
+"""
+
+
+def write_report(target: str, out: str) -> str:
+    if not os.path.exists(target):
+        from dsforge.errors import UsageError
+
+        raise UsageError(f"{target}: no such run directory or file")
+    page = render(collect(target))
+    with atomic_write(out) as f:
+        f.write(page)
+    return out

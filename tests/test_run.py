@@ -1,0 +1,111 @@
+"""dsforge run: recipe checks with locations, fingerprinted skip/rerun, kill -9 mid-stage resume, the report."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from dsforge.cli import cli
+from dsforge.errors import ConfigError
+from dsforge.pipeline import load_recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+FAQ = str(ROOT / "dsforge" / "data" / "demo" / "faq.csv")
+
+
+def write_recipe(tmp_path, stages, **top):
+    doc = {"name": "t", "run_dir": str(tmp_path / "run"), "inputs": [FAQ], "stages": stages, **top}
+    p = tmp_path / "recipe.yaml"
+    p.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return str(p)
+
+
+CONVERT = {"convert": {"to": "sft", "map": {"instruction": "question", "output": "answer"}, "skip_bad": True}}
+
+
+@pytest.mark.parametrize("stages,top,expect", [
+    ([CONVERT, {"sample": {"nn": 2}}], {}, "stages[1].sample.nn: Extra inputs are not permitted"),
+    ([CONVERT, {"sample": {}}, {"judge": {"serve": True}}], {}, "stages[2].judge: a judge stage needs models.judge"),
+    ([{"sample": {"n": 1, "temps": [1.0]}}, {"judge": {"serve": True}}, {"pairs": {"min_margin": 1}}],
+     {"models": {"judge": "j"}}, "stages[0].sample.n: pairs need at least two candidates"),
+    ([CONVERT, {"register": {"name": "x"}}, {"train": {"stage": "dpo"}}], {},
+     "stages[2].train.stage: dpo trains on ranking pairs"),
+    ([CONVERT, {"pairs": {}}], {}, "stages[1]: pairs needs a judge stage"),
+    ([{"register": {"name": "x"}}, CONVERT], {}, "stages[1]: convert comes after register"),
+    ([{"pairs": {"min_margin": -1}}], {}, "stages[0].pairs.min_margin: Input should be greater than or equal to 0"),
+    ([{"convert": {}, "sample": {}}], {}, "each stage is exactly one of"),
+])
+def test_recipe_errors_point_at_their_location(tmp_path, stages, top, expect):
+    with pytest.raises(ConfigError) as err:
+        load_recipe(write_recipe(tmp_path, stages, **top))
+    assert expect in str(err.value)
+
+
+def test_shipped_recipes_load_and_match_the_published_schema():
+    schema = json.loads((ROOT / "schemas" / "pipeline_recipe.schema.json").read_text())
+    for p in sorted((ROOT / "recipes").glob("*.yaml")):
+        load_recipe(str(p))
+        jsonschema.validate(yaml.safe_load(p.read_text()), schema)
+
+
+def test_fingerprints_skip_finished_stages_and_rerun_changed_ones(tmp_path):
+    r = write_recipe(tmp_path, [CONVERT, {"register": {"name": "faq"}}])
+    res = CliRunner().invoke(cli, ["run", r])
+    assert res.exit_code == 0, res.output
+    man = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert man["inputs"][0]["sha256"] and man["stages"]["convert"]["summary"]["rows_out"] > 0
+    info = json.loads((tmp_path / "run" / "data" / "dataset_info.json").read_text())
+    assert info["faq"]["formatting"] == "sharegpt"
+    assert (tmp_path / "run" / "report.html").exists()
+    again = subprocess.run([sys.executable, "-m", "dsforge", "run", r], capture_output=True, text=True)
+    assert again.returncode == 0 and again.stderr.count("skipped") == 2, again.stderr
+    marker = json.loads((tmp_path / "run" / "01-convert" / ".dsforge-done.json").read_text())
+    # change an option of the first stage: it and everything after it rerun
+    res = CliRunner().invoke(cli, ["run", r, "--set", "stages[0].convert.shuffle=true"])
+    assert res.exit_code == 0, res.output
+    marker2 = json.loads((tmp_path / "run" / "01-convert" / ".dsforge-done.json").read_text())
+    assert marker2["fingerprint"] != marker["fingerprint"]
+    reg2 = json.loads((tmp_path / "run" / "02-register" / ".dsforge-done.json").read_text())
+    assert reg2["finished"] >= marker2["finished"]
+    res = CliRunner().invoke(cli, ["run", r, "--from", "register", "--set", "stages[0].convert.seed=5"])
+    assert res.exit_code != 0 and "before it is not done" in res.output
+
+
+def test_kill_9_mid_sample_then_rerun_resumes_the_stage(tmp_path, tiny_model):
+    r = write_recipe(tmp_path, [CONVERT, {"sample": {"engine": "hf", "engine_options": {"batch_size": 1}, "n": 2,
+                                                     "temps": [0.7, 1.0], "max_tokens": 64}}],
+                     models={"sampler": tiny_model})
+    cmd = [sys.executable, "-m", "dsforge", "run", r, "--no-report"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cand = tmp_path / "run" / "02-sample" / "candidates.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not cand.exists() or cand.read_bytes().count(b"\n") < 6):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "run" / "02-sample" / ".dsforge-done.json").exists()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "convert: done before" in done.stderr and "resume:" in done.stderr
+    s = json.loads((tmp_path / "run" / "02-sample" / "candidates.jsonl.summary.json").read_text())
+    assert s["groups_resumed"] > 0 and s["groups_resumed"] + s["groups_sampled"] == s["prompts"] * 2
+
+
+def test_report_renders_from_a_file(tmp_path):
+    rows = [{"prompt_id": "p", "messages": [{"role": "user", "content": "q"}], "text": "a" * (i + 1),
+             "temperature": [0.7, 1.0][i % 2], "completion_tokens": i + 3, "truncated": False,
+             "judge": {"score": i % 3}} for i in range(12)]
+    f = tmp_path / "judged.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = CliRunner().invoke(cli, ["report", str(f)])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "judged.jsonl.report.html").read_text()
+    assert page.count("<svg") >= 2 and "Judge score histogram per temperature" in page and "T=0.7" in page
