@@ -58,10 +58,10 @@ def svg_hist(series: dict[str, list[float]], title: str, xlabel: str, bins: int 
     lo, hi = min(vals), max(vals)
     if vline is not None:
         hi = max(hi, vline)
-    if discrete:
-        edges = sorted(set(vals))
-        lo, hi = edges[0] - 0.5, edges[-1] + 0.5
-        bins = len(edges)
+    discrete = discrete and all(float(v).is_integer() for v in vals)
+    if discrete:   # one bar per integer value, labelled at its centre
+        lo, hi = min(vals) - 0.5, max(vals) + 0.5
+        bins = int(hi - lo)
     if hi == lo:
         hi = lo + 1
     width = (hi - lo) / bins
@@ -89,7 +89,12 @@ def svg_hist(series: dict[str, list[float]], title: str, xlabel: str, bins: int 
         for si, k in enumerate(series):
             body.append(f'<rect x="{W - 150}" y="{30 + 14 * si}" width="10" height="10" fill="{COLORS[si % len(COLORS)]}"/>'
                         f'<text x="{W - 136}" y="{39 + 14 * si}" font-size="10">{_esc(k)}</text>')
-    body.append(_ticks(lo, hi, "x") + _ticks(0, top, "y"))
+    if discrete:
+        body.append("".join(f'<text x="{PAD + plot_w * (b + 0.5) / bins:.1f}" y="{H - PAD + 14}" font-size="10" '
+                            f'text-anchor="middle">{lo + 0.5 + b:g}</text>' for b in range(bins)))
+    else:
+        body.append(_ticks(lo, hi, "x"))
+    body.append(_ticks(0, top, "y"))
     return _frame(title, "".join(body), xlabel, "count")
 
 
@@ -166,8 +171,8 @@ def _token_lengths(pairs: list[dict], model: str | None) -> tuple[list[int], str
             msgs.append({"role": "user", "content": row["instruction"]})
         answers = [row[k]["value"] if isinstance(row.get(k), dict) else row.get(k) for k in ("chosen", "rejected")]
         answers = [a for a in answers if a] or [row.get("output", "")]
-        best = max(len(tok.apply_chat_template(msgs + [{"role": "assistant", "content": a}], tokenize=True))
-                   for a in answers)
+        best = max(len(tok(tok.apply_chat_template(msgs + [{"role": "assistant", "content": a}], tokenize=False),
+                               add_special_tokens=False)["input_ids"]) for a in answers)
         out.append(best)
     return out, f"tokenizer of {model}, chat template applied"
 

@@ -109,3 +109,46 @@ def test_report_renders_from_a_file(tmp_path):
     assert res.exit_code == 0, res.output
     page = (tmp_path / "judged.jsonl.report.html").read_text()
     assert page.count("<svg") >= 2 and "Judge score histogram per temperature" in page and "T=0.7" in page
+
+
+def _chromium():
+    import shutil
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium missing: .ci/run installs Debian's chromium for the report screenshot test")
+        pytest.skip("no chromium")
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+@pytest.mark.llamafactory
+def test_demo_recipe_end_to_end_with_report_screenshot(tmp_path, smollm2, lf_py):
+    """The README demo's recipe, smaller: real vLLM sampling, a real judge server started and stopped
+    by the run, pairs, register, DPO LoRA steps in LLaMA-Factory, the report, and a browser screenshot."""
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "dsforge", "run", str(ROOT / "recipes" / "demo-tiny.yaml"),
+           "--set", f"run_dir={run_dir}", "--set", "stages[1].sample.limit=10",
+           "--set", f"stages[5].train.lf_python={lf_py}", "--set", "stages[5].train.set.max_steps=2"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, cwd=ROOT)
+    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
+    man = json.loads((run_dir / "manifest.json").read_text())
+    assert set(man["stages"]) == {"convert", "sample", "judge", "pairs", "register", "train"}
+    assert man["stages"]["sample"]["summary"]["candidates_written"] > 0
+    assert man["stages"]["judge"]["summary"]["rubric_hash"] and man["stages"]["pairs"]["summary"]["pairs"] >= 1
+    assert (run_dir / "06-train" / "adapter_model.safetensors").exists()
+    assert (run_dir / "06-train" / "dsforge_run_manifest.json").exists()
+    page = (run_dir / "report.html").read_text()
+    for title in ("Token length of training rows", "Judge score histogram per temperature",
+                  "Chosen vs rejected length", "Score margin of pairs", "Training loss"):
+        assert title in page
+    png = tmp_path / "report.png"
+    subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1240,1600",
+                    f"--screenshot={png}", (run_dir / "report.html").as_uri()], capture_output=True, timeout=120)
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 40_000   # a blank page is a few KB
+    # rerun: every stage is skipped by fingerprint
+    r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r2.returncode == 0 and r2.stderr.count("skipped") == 6, r2.stderr[-2000:]
