@@ -62,7 +62,7 @@ def find_lf_python(explicit: str | None = None) -> str:
                 cands.append(("llamafactory-cli on PATH", first[2:].strip().split()[0]))
         except OSError:
             pass
-    cands.append(("./.venv-lf", str(Path(".venv-lf") / "bin" / "python")))
+    cands.append(("./.venv-lf", os.path.abspath(os.path.join(".venv-lf", "bin", "python"))))
     cands.append(("this interpreter", sys.executable))
     for origin, py in cands:
         if os.path.exists(py) and _can_import_lf(py):
@@ -343,8 +343,11 @@ def serve_command(model: str, *, adapter: str | None = None, engine: str = "vllm
                name, "--host", host, "--port", str(port)]
         if not _has_gpu():
             env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+            from dsforge.engines.vllm import CPU_KV_CACHE_GIB
+
             cmd += ["--dtype", "float32", "--enforce-eager", "--max-num-batched-tokens", "16384",
-                    "--gpu-memory-utilization", "0.3", "--max-model-len", "4096"]
+                    "--kv-cache-memory-bytes", str(int(CPU_KV_CACHE_GIB * 2**30)), "--max-model-len", "4096",
+                    "--no-enable-chunked-prefill"]
         if adapter:
             cmd += ["--enable-lora", "--lora-modules", f"{name}-adapter={os.path.abspath(adapter)}"]
         return cmd + list(extra), env

@@ -63,13 +63,15 @@ def test_vllm_cli_kill_9_and_resume(tmp_path, smollm2):
     out = tmp_path / "c.jsonl"
     cmd = [sys.executable, "-m", "dsforge", "sample", p, "-m", smollm2, "--temps", "0.7,1.0", "-n", "2",
            "--max-tokens", "48", "--engine-opt", "max_model_len=2048", "-o", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = open(tmp_path / "first.log", "wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 300
-    while time.time() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 10):
+    while time.time() < deadline and proc.poll() is None and (not out.exists() or out.read_bytes().count(b"\n") < 10):
         time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert out.exists() and out.read_bytes().count(b"\n") >= 10
+    assert out.exists() and out.read_bytes().count(b"\n") >= 10, (tmp_path / "first.log").read_text()[-3000:]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "already done" in done.stderr or "resume" in done.stderr

