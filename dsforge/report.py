@@ -40,7 +40,7 @@ def _ticks(lo: float, hi: float, axis: str, n: int = 5) -> str:
     out = []
     for k in range(n + 1):
         v = lo + (hi - lo) * k / n
-        label = f"{v:.0f}" if abs(hi - lo) >= 10 else f"{v:.2g}"
+        label = f"{v:.0f}" if abs(hi - lo) >= 10 else f"{v:.3g}"
         if axis == "x":
             x = PAD + (W - PAD - 10) * k / n
             out.append(f'<text x="{x:.1f}" y="{H - PAD + 14}" font-size="10" text-anchor="middle">{label}</text>')

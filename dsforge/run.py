@@ -281,8 +281,16 @@ class Runner:
         from dsforge.train import format_result, train
 
         reg = self.outputs["register"]
+        keep = ("{'loss'", "'train_loss'", "[dsforge]", "Error", "Traceback", "rror:")
+
+        def quiet(line: str) -> None:
+            # LLaMA-Factory's full log goes to dsforge_train.log; the console gets losses and errors
+            if any(k in line for k in keep):
+                self.echo("  " + line.strip())
+
+        self.log(f"  llamafactory-cli train; full log: {d}/dsforge_train.log")
         res = train(o.stage, o.model or self.r.models.sampler, [reg["name"]], reg["dataset_dir"], recipe=o.recipe,
-                    sets=dict(o.set), output_dir=str(d), lf_python=o.lf_python, log=self.log, echo=self.echo)
+                    sets=dict(o.set), output_dir=str(d), lf_python=o.lf_python, log=self.log, echo=quiet)
         self.echo(format_result(res))
         if res["exit_code"]:
             raise UsageError(f"train: llamafactory-cli exited with {res['exit_code']}", f"log: {d}/dsforge_train.log")
