@@ -13,7 +13,6 @@ from dsforge.judge import Call, Judge, _parse_votes
 
 PADDING = ("\n\nTo summarise, the answer above is complete and correct. It is important to note that this "
            "covers the topic thoroughly. In conclusion, everything stated above is accurate and comprehensive.")
-AUDIT_ATTEMPT = 1000   # keeps audit calls apart from real ones in the cache
 
 
 def _probe_items(items: list[dict], m: int) -> list[dict]:
@@ -40,10 +39,10 @@ def run_audit(judge: Judge, items: list[dict], m: int = 8) -> dict:
         calls = []
         for it in probes:
             base = rubric.pointwise_messages(it["messages"], it["text"])
-            calls += [Call(item=("orig", id(it)), messages=base, attempt=AUDIT_ATTEMPT),
-                      Call(item=("again", id(it)), messages=base, attempt=AUDIT_ATTEMPT + 1),
+            calls += [Call(item=("orig", id(it)), messages=base, probe="audit"),
+                      Call(item=("again", id(it)), messages=base, probe="audit-again"),
                       Call(item=("padded", id(it)), messages=rubric.pointwise_messages(it["messages"], it["text"] + PADDING),
-                           attempt=AUDIT_ATTEMPT)]
+                           probe="audit")]
         judge.run_calls(calls, "audit")
         score = {}
         for c in calls:
@@ -66,15 +65,15 @@ def run_audit(judge: Judge, items: list[dict], m: int = 8) -> dict:
     calls = []
     for it in probes:
         msgs = rubric.pairwise_messages(it["messages"], it["text"], it["text"])
-        calls.append(Call(item=("identical", id(it)), messages=msgs, attempt=AUDIT_ATTEMPT))
-        calls.append(Call(item=("pad_first", id(it)), attempt=AUDIT_ATTEMPT,
+        calls.append(Call(item=("identical", id(it)), messages=msgs, probe="audit"))
+        calls.append(Call(item=("pad_first", id(it)), probe="audit",
                           messages=rubric.pairwise_messages(it["messages"], it["text"] + PADDING, it["text"])))
-        calls.append(Call(item=("pad_second", id(it)), attempt=AUDIT_ATTEMPT,
+        calls.append(Call(item=("pad_second", id(it)), probe="audit",
                           messages=rubric.pairwise_messages(it["messages"], it["text"], it["text"] + PADDING)))
     for a, b in pairs:
-        calls.append(Call(item=("ab", id(a)), attempt=AUDIT_ATTEMPT,
+        calls.append(Call(item=("ab", id(a)), probe="audit",
                           messages=rubric.pairwise_messages(a["messages"], a["text"], b["text"])))
-        calls.append(Call(item=("ba", id(a)), attempt=AUDIT_ATTEMPT,
+        calls.append(Call(item=("ba", id(a)), probe="audit",
                           messages=rubric.pairwise_messages(a["messages"], b["text"], a["text"])))
     judge.run_calls(calls, "audit")
     verdict = {}

@@ -301,8 +301,6 @@ def iter_json_file(path: str, problems: list[SyntaxProblem] | None = None) -> It
     if path.endswith(".jsonl"):
         yield from iter_jsonl(path, problems)
         return
-    with open(path, "rb") as f:
-        head = f.read(4096).lstrip(BOM).lstrip()
     if _looks_like_jsonl(path):
         yield from iter_jsonl(path, problems)
     else:
@@ -503,6 +501,20 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def file_digest(path: str) -> dict:
+    """sha256, size and line count of a file, in one streaming pass."""
+    import hashlib
+
+    h = hashlib.sha256()
+    lines = size = 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+            lines += chunk.count(b"\n")
+            size += len(chunk)
+    return {"sha256": h.hexdigest(), "bytes": size, "lines": lines}
 
 
 def dumps_row(row: dict) -> str:

@@ -88,6 +88,7 @@ class Call:
     messages: list[dict]
     attempt: int = 0
     swapped: bool = False
+    probe: str = ""                 # audit probes: part of the cache key, not of the sampling
     result: dict | None = None      # {"texts": [...], "logprobs": [...], "usage": {...}} or {"error": ...}
 
 
@@ -111,8 +112,7 @@ class Judge:
 
     def _params(self, attempt: int) -> SamplingParams:
         c = self.cfg
-        # re-asks after a parse failure sample afresh; audit probes (attempt >= 1000) use the real settings
-        temp = c.temperature if attempt == 0 or attempt >= 1000 else max(c.temperature, 0.7)
+        temp = c.temperature if attempt == 0 else max(c.temperature, 0.7)   # re-asks sample afresh
         if c.votes > 1 and temp == 0:
             temp = 0.7
         return SamplingParams(temperature=temp, top_p=1.0, max_tokens=c.max_tokens, n=c.votes,
@@ -120,7 +120,8 @@ class Judge:
                               response_format=self.cfg.rubric.response_format() if self.structured else None)
 
     def _key(self, call: Call, params: SamplingParams) -> str:
-        return Cache.key(self.cfg.judge_model, self.cfg.rubric.hash, params.key(), call.messages, call.attempt)
+        return Cache.key(self.cfg.judge_model, self.cfg.rubric.hash, params.key(), call.messages, call.attempt,
+                         *([call.probe] if call.probe else []))
 
     def run_calls(self, calls: list[Call], desc: str) -> None:
         todo = []
@@ -155,12 +156,12 @@ class Judge:
             self.log(f"the judge server rejected response_format ({len(retry_plain)} calls); "
                      f"asking without it and parsing the reply text")
             self.structured = False
-            for call in retry_plain:
-                params = self._params(call.attempt)
-                for res in self.engine.generate([Request(messages=call.messages, params=params, tag=0)]):
-                    self._store(call, params, res)
-                    if bar is not None:
-                        bar.update(1)
+            again = [(c, self._params(c.attempt)) for c in retry_plain]
+            for res in self.engine.generate([Request(messages=c.messages, params=p, tag=i)
+                                             for i, (c, p) in enumerate(again)]):
+                self._store(*again[res.request.tag], res)
+                if bar is not None:
+                    bar.update(1)
         if bar is not None:
             bar.close()
 

@@ -18,7 +18,7 @@ recipe location, e.g. stages[3].pairs.min_margin. The JSON Schema is schemas/pip
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator

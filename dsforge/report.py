@@ -12,7 +12,7 @@ import html
 import json
 import os
 import statistics
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
 from dsforge.io import atomic_write

@@ -21,24 +21,12 @@ from pathlib import Path
 
 from dsforge import __version__
 from dsforge.errors import UsageError
-from dsforge.io import atomic_write, expand_inputs
+from dsforge.io import atomic_write, expand_inputs, file_digest
+from dsforge.procs import free_port, stop_group
 from dsforge.pipeline import ORDER, PipelineRecipe
 
 MARKER = ".dsforge-done.json"
 STARTED = ".dsforge-started.json"
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def count_lines(path: str) -> int:
-    with open(path, "rb") as f:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
 
 
 def _fp(*parts) -> str:
@@ -79,7 +67,7 @@ class Runner:
         inputs = expand_inputs(self.r.inputs)
         if not inputs:
             raise UsageError(f"no input files match {self.r.inputs}")
-        in_info = [{"file": f, "sha256": sha256_file(f), "bytes": os.path.getsize(f)} for f in inputs]
+        in_info = [{"file": f, **file_digest(f)} for f in inputs]
         t_start = time.time()
         self.manifest = self._load_manifest()
         self.manifest.update({
@@ -142,7 +130,7 @@ class Runner:
     def _clear(self, d: Path) -> None:
         """A changed stage starts clean, except the judge's content-hash cache (still valid)."""
         for p in d.iterdir():
-            if p.name.endswith(".cache.sqlite") or p.name.endswith(".cache.sqlite-wal") or p.name.endswith(".cache.sqlite-shm"):
+            if ".cache.sqlite" in p.name:   # the database and its -wal/-shm files
                 continue
             if p.is_dir():
                 shutil.rmtree(p)
@@ -180,7 +168,7 @@ class Runner:
             with atomic_write(out) as f:
                 f.writelines(keep)
         summary = stats.to_dict()
-        summary["rows_out"] = count_lines(out)
+        summary["rows_out"] = file_digest(out)["lines"]
         self.echo(f"convert: {stats.read} rows read -> {summary['rows_out']} {o.to} rows"
                   + (f" (skipped {dict(stats.skipped)})" if stats.skipped else ""))
         return {"path": out, "kind": o.to, "format": o.format}, summary
@@ -214,9 +202,8 @@ class Runner:
                 from dsforge.engines.openai import wait_for_server
                 from dsforge.train import serve_command
 
-                port = _free_port()
-                served_name = "judge"
-                cmd, env = serve_command(judge_model, engine="vllm", port=port, name=served_name)
+                port = free_port()
+                cmd, env, served_name = serve_command(judge_model, engine="vllm", port=port, name="judge")
                 env.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
                 import subprocess
 
@@ -236,7 +223,7 @@ class Runner:
             s = judge_file(self.outputs["sample"]["path"], out, cfg, engine_options=options, audit=o.audit)
         finally:
             if proc is not None:
-                _stop(proc)
+                stop_group(proc)
                 self.log("judge server stopped")
         self.echo(format_summary(s))
         return {"path": out}, {k: v for k, v in s.items() if k != "engine_info"}
@@ -295,27 +282,6 @@ class Runner:
         if res["exit_code"]:
             raise UsageError(f"train: llamafactory-cli exited with {res['exit_code']}", f"log: {d}/dsforge_train.log")
         return {"output_dir": str(d), "weights": res.get("weights"), "plots": res.get("plots")}, res
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc) -> None:
-    import signal
-    import subprocess
-
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=60)
-        except (subprocess.TimeoutExpired, ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 __all__ = ["Runner", "ORDER"]

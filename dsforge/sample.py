@@ -125,19 +125,26 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def read_candidates(path: str) -> Iterator[tuple[int, dict]]:
-    """Lines of a candidates file; a torn last line (crash mid-write) is skipped, anything else broken is an error."""
+    """Lines of a candidates file, streamed; a torn last line (crash mid-write, no newline) is skipped,
+    anything else broken is an error."""
     with open(path, "rb") as f:
-        data = f.read()
-    lines = data.split(b"\n")
-    torn = lines[-1] != b""
-    for i, raw in enumerate(lines[:-1] if not torn else lines[:-1], 1):
-        if not raw.strip():
-            continue
-        try:
-            yield i, json.loads(raw)
-        except ValueError:
-            raise InputError("not a JSON candidate line", "the file was edited or is not a dsforge candidates file",
-                             path=path, line=i) from None
+        for i, raw in enumerate(f, 1):
+            if not raw.endswith(b"\n") or not raw.strip():
+                continue
+            try:
+                yield i, json.loads(raw)
+            except ValueError:
+                raise InputError("not a JSON candidate line", "the file was edited or is not a dsforge candidates "
+                                 "file", path=path, line=i) from None
+
+
+def _ends_torn(path: str) -> bool:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() == 0:
+            return False
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"
 
 
 @dataclass
@@ -152,9 +159,7 @@ def scan_existing(path: str, cfg: SampleConfig) -> Existing:
     ex = Existing()
     if not os.path.exists(path):
         return ex
-    with open(path, "rb") as f:
-        data = f.read()
-    ex.torn = bool(data) and not data.endswith(b"\n")
+    ex.torn = _ends_torn(path)
     groups: dict[tuple, list] = defaultdict(list)
     fp = cfg.fingerprint()
     for line, row in read_candidates(path):
@@ -185,13 +190,13 @@ def collapse(res: Result) -> list[tuple[int, object, list[int]]]:
     return out
 
 
-def candidate_rows(res: Result, prompt: Prompt, cfg: SampleConfig, run: str, engine_model: str) -> list[dict]:
+def candidate_rows(res: Result, prompt: Prompt, cfg: SampleConfig, run: str) -> list[dict]:
     p = res.request.params
     rows = []
     for idx, c, dups in collapse(res):
         rows.append({
             "prompt_id": prompt.prompt_id, "messages": prompt.messages, "text": c.text,
-            "model": engine_model, "engine": cfg.engine, "temperature": p.temperature, "top_p": p.top_p,
+            "model": cfg.model, "engine": cfg.engine, "temperature": p.temperature, "top_p": p.top_p,
             "max_tokens": p.max_tokens, "seed": res.seed_used, "sample_index": idx, "duplicate_indices": dups,
             "finish_reason": c.finish_reason, "truncated": c.finish_reason == "length",
             "prompt_tokens": res.prompt_tokens, "completion_tokens": c.completion_tokens,
@@ -271,7 +276,7 @@ def sample(inputs: list[str], out: str, cfg: SampleConfig, *, engine=None, engin
                         counts["failed_requests"] += 1
                         counts["error:" + str(res.meta.get("error_cause", "short"))] += 1
                     else:
-                        rows = candidate_rows(res, by_id[res.request.tag], cfg, run, cfg.model)
+                        rows = candidate_rows(res, by_id[res.request.tag], cfg, run)
                         f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
                         f.flush()
                         counts["groups_done"] += 1

@@ -13,7 +13,6 @@ environment untouched, and a DeepSpeed config is `--set deepspeed=path/to/ds_z3_
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -27,7 +26,7 @@ import yaml
 
 from dsforge import __version__
 from dsforge.errors import ConfigError, UsageError
-from dsforge.io import atomic_write
+from dsforge.io import atomic_write, file_digest
 
 STAGES = ("pt", "sft", "dpo", "kto", "rm", "ppo")
 METHODS = ("lora", "full", "freeze")
@@ -84,7 +83,7 @@ def load_recipe(recipe: str) -> dict:
     if recipe in METHODS:
         path = RECIPES / f"{recipe}.yaml"
     if not path.exists():
-        raise UsageError(f"recipe {recipe!r} not found", f"use lora, full, freeze or a YAML file of LLaMA-Factory keys")
+        raise UsageError(f"recipe {recipe!r} not found", "use lora, full, freeze or a YAML file of LLaMA-Factory keys")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
@@ -106,12 +105,13 @@ def stage_defaults(stage: str) -> dict:
     return dict(data.get(stage) or {})
 
 
-def parse_sets(pairs: tuple[str, ...] | list[str]) -> dict:
+def parse_sets(pairs: tuple[str, ...] | list[str], flag: str = "--set") -> dict:
+    """KEY=VALUE pairs (--set, --engine-opt); values are read as YAML: 8, true, 5e-5, [a, b], {k: v}, text."""
     out = {}
     for p in pairs:
         key, sep, val = p.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--set {p!r} is not KEY=VALUE", "e.g. --set learning_rate=5e-5 --set label_smoothing_factor=0.1")
+            raise UsageError(f"{flag} {p!r} is not KEY=VALUE", f"e.g. {flag} learning_rate=5e-5")
         out[key.strip()] = yaml.safe_load(val) if val.strip() else ""
     return out
 
@@ -147,14 +147,7 @@ def dataset_files(dataset_dir: str, names: list[str]) -> list[dict]:
             continue
         path = os.path.join(dataset_dir, fn)
         files = [path] if os.path.isfile(path) else sorted(str(p) for p in Path(path).rglob("*") if p.is_file())
-        for f in files:
-            h = hashlib.sha256()
-            rows = 0
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-                    rows += chunk.count(b"\n")
-            out.append({"dataset": name, "file": f, "sha256": h.hexdigest(), "bytes": os.path.getsize(f), "lines": rows})
+        out.extend({"dataset": name, "file": f, **file_digest(f)} for f in files)
     return out
 
 
@@ -332,7 +325,8 @@ def export(model: str, adapter: str, out: str, *, template: str | None = None, l
 def serve_command(model: str, *, adapter: str | None = None, engine: str = "vllm", host: str = "127.0.0.1",
                   port: int = 8000, name: str | None = None, template: str | None = None,
                   lf_python: str | None = None, config_dir: str | None = None,
-                  extra: tuple[str, ...] = ()) -> tuple[list[str], dict]:
+                  extra: tuple[str, ...] = ()) -> tuple[list[str], dict, str]:
+    """The server command, its environment, and the model name it serves."""
     from dsforge import models
 
     model = models.resolve(model)
@@ -350,7 +344,7 @@ def serve_command(model: str, *, adapter: str | None = None, engine: str = "vllm
                     "--no-enable-chunked-prefill"]
         if adapter:
             cmd += ["--enable-lora", "--lora-modules", f"{name}-adapter={os.path.abspath(adapter)}"]
-        return cmd + list(extra), env
+        return cmd + list(extra), env, name
     if engine == "llamafactory":
         py = find_lf_python(lf_python)
         cfg = {"model_name_or_path": model, "infer_backend": "huggingface"}
@@ -364,7 +358,7 @@ def serve_command(model: str, *, adapter: str | None = None, engine: str = "vllm
         with atomic_write(path) as f:
             yaml.safe_dump(cfg, f, sort_keys=False)
         env.update(API_HOST=host, API_PORT=str(port), API_MODEL_NAME=name)
-        return [py, str(LAUNCH), "api", str(path), *extra], env
+        return [py, str(LAUNCH), "api", str(path), *extra], env, name
     raise UsageError(f"unknown serve engine '{engine}'", "use vllm or llamafactory")
 
 

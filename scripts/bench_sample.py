@@ -37,7 +37,6 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from dsforge import models
-    from dsforge.engines import SamplingParams as DSParams
     from dsforge.engines import derive_seed, get_engine
     from dsforge.records import prompt_id
     from dsforge.sample import SampleConfig, sample

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,13 +20,9 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from dsforge.procs import free_port, stop_group  # noqa: F401  (re-exported for tests)
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_vllm_server(model: str, port: int, log_path: str, served_name: str = "smol") -> subprocess.Popen:
@@ -39,15 +34,7 @@ def start_vllm_server(model: str, port: int, log_path: str, served_name: str = "
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
-def stop(proc: subprocess.Popen) -> None:
-    """Stop a server by its PID (its whole process group: vLLM has an engine child)."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-        except (subprocess.TimeoutExpired, ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+stop = stop_group  # tests stop servers by PID (the whole group)
 
 
 class FaultProxy:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
@@ -10,22 +9,10 @@ import click
 from dsforge.errors import UsageError
 
 
-def parse_kv(pairs: tuple[str, ...], flag: str) -> dict:
-    """KEY=VALUE pairs; values are read as JSON where they parse (8, true, 0.5, {"a":1}), else strings."""
-    out = {}
-    for p in pairs:
-        key, sep, val = p.partition("=")
-        if not sep or not key:
-            raise UsageError(f"{flag} {p!r} is not KEY=VALUE", f"e.g. {flag} max_model_len=4096")
-        try:
-            out[key.strip()] = json.loads(val)
-        except ValueError:
-            out[key.strip()] = val
-    return out
-
-
 def engine_options(engine: str, opts: tuple[str, ...], base_url: str | None, api_key: str | None) -> dict:
-    options = parse_kv(opts, "--engine-opt")
+    from dsforge.train import parse_sets
+
+    options = parse_sets(opts, "--engine-opt")
     if base_url:
         options["base_url"] = base_url
     if api_key:

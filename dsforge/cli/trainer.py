@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import click
@@ -80,9 +79,8 @@ def serve(model, adapter, engine, host, port, name, template, lf_python, extra):
 
     from dsforge import train as t
 
-    cmd, env = t.serve_command(model, adapter=adapter, engine=engine, host=host, port=port, name=name,
-                               template=template, lf_python=lf_python, extra=tuple(extra))
-    served = name or os.path.basename(os.path.abspath(cmd[cmd.index("--served-model-name") + 1])) if engine == "vllm" else (name or "default")
+    cmd, env, served = t.serve_command(model, adapter=adapter, engine=engine, host=host, port=port, name=name,
+                                       template=template, lf_python=lf_python, extra=tuple(extra))
     click.echo(f"serving {served} at http://{host}:{port}/v1 ({engine}); Ctrl-C stops it", err=True)
     proc = subprocess.Popen(cmd, env=env)
     try:
