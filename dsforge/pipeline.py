@@ -2,7 +2,7 @@
 
     name: tiny-dpo
     models: {sampler: smollm2-135m-instruct, judge: smollm2-135m-instruct}
-    inputs: [dsforge/data/demo/faq.csv]
+    inputs: [data/faq.csv]          # relative to the recipe file
     stages:
       - convert: {to: sft, map: {instruction: question, output: answer}, skip_bad: true}
       - sample: {temps: [0.7, 1.0], n: 4, max_tokens: 96}
@@ -11,12 +11,17 @@
       - register: {name: demo_dpo}
       - train: {stage: dpo, set: {max_steps: 4}}
 
+Relative `inputs` are relative to the recipe file's folder; `run_dir` (default runs/NAME) and other
+output paths are relative to the current directory. The recipes in dsforge/data/recipes/ ship in the
+package and run by name: `dsforge run demo-tiny`.
+
 Every key is checked before anything runs (unknown keys are errors); messages point at the
 recipe location, e.g. stages[3].pairs.min_margin. The JSON Schema is schemas/pipeline_recipe.schema.json.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -205,10 +210,43 @@ def check_semantics(r: PipelineRecipe) -> list[tuple[str, str]]:
     return problems
 
 
+RECIPES = Path(__file__).resolve().parent / "data" / "recipes"   # shipped in the wheel
+
+
+def shipped_recipes() -> list[str]:
+    """Names of the pipeline recipes that ship inside the package (`dsforge run NAME`)."""
+    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
+
+
+def find_recipe(name_or_path: str) -> Path:
+    """The recipe file for a path, or for the name of a shipped recipe (`demo-tiny`); ConfigError if neither."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    if p.exists():
+        raise ConfigError(f"{name_or_path}: not a recipe file (a directory?)",
+                          "pass a recipe YAML file or the name of a shipped recipe")
+    stem = p.name[:-5] if p.name.endswith(".yaml") else p.name
+    if p.parent == Path(".") and stem in shipped_recipes():
+        return RECIPES / f"{stem}.yaml"
+    raise ConfigError(f"{name_or_path}: no such recipe",
+                      f"pass a recipe YAML file or a shipped recipe name: {', '.join(shipped_recipes())}")
+
+
+def _inputs_from(recipe_file: Path, inputs):
+    """Relative `inputs` in a recipe file are relative to the file's folder, so a recipe and its data travel
+    together (a shipped recipe finds the demo data inside the package); absolute paths stay as they are."""
+    if recipe_file.parent == Path(".") or not isinstance(inputs, list):
+        return inputs
+    return [str(recipe_file.parent / x) if isinstance(x, str) and not os.path.isabs(os.path.expanduser(x)) else x
+            for x in inputs]
+
+
 def load_recipe(path: str, overrides: dict | None = None) -> PipelineRecipe:
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"{path}: no such recipe")
+    """Read and check a pipeline recipe (a YAML path or a shipped recipe name); `overrides` are --set values
+    (dotted paths; their file paths stay relative to the current directory). ConfigError says where."""
+    p = find_recipe(path)
+    path = str(p)
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
@@ -217,6 +255,8 @@ def load_recipe(path: str, overrides: dict | None = None) -> PipelineRecipe:
                           f"({getattr(err, 'problem', err)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a recipe is a mapping (name, models, inputs, stages)")
+    if "inputs" in data:
+        data["inputs"] = _inputs_from(p, data["inputs"])
     for dotted, value in (overrides or {}).items():
         _set_path(data, dotted, value, path)
     try:
@@ -224,7 +264,7 @@ def load_recipe(path: str, overrides: dict | None = None) -> PipelineRecipe:
     except ValidationError as err:
         lines = [f"  {_loc(e['loc'])}: {e['msg']}" for e in err.errors()]
         raise ConfigError(f"{path}: the recipe has {len(lines)} problem(s):\n" + "\n".join(lines[:20]),
-                          "see schemas/pipeline_recipe.schema.json and recipes/*.yaml") from None
+                          "see the shipped recipes (dsforge run NAME: " + ", ".join(shipped_recipes()) + f") in {RECIPES}") from None
     problems = check_semantics(recipe)
     if problems:
         raise ConfigError(f"{path}: the recipe has {len(problems)} problem(s):\n" +

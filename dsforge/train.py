@@ -31,7 +31,7 @@ from dsforge.io import atomic_write, file_digest
 STAGES = ("pt", "sft", "dpo", "kto", "rm", "ppo")
 METHODS = ("lora", "full", "freeze")
 LAUNCH = Path(__file__).parent / "lf" / "launch.py"
-RECIPES = Path(__file__).resolve().parent.parent / "recipes" / "train"
+RECIPES = Path(__file__).resolve().parent / "data" / "recipes" / "train"   # shipped in the wheel
 LF_INSTALL = ("install LLaMA-Factory in its own environment (scripts/setup.sh --lf does: pip install --no-deps "
               "llamafactory==0.9.5 + requirements/llamafactory.txt), or point dsforge at one: --lf-python "
               "/path/to/env/bin/python or DSFORGE_LF_PYTHON")

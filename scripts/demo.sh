@@ -10,7 +10,7 @@ bash scripts/setup.sh --lf
 t1=$(date +%s)
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 rm -rf out/demo/run
-.venv/bin/dsforge run recipes/demo-tiny.yaml "$@"
+.venv/bin/dsforge run demo-tiny "$@"
 t2=$(date +%s)
 printf '\nsetup %ss, pipeline %ss. Open out/demo/run/report.html; per-stage timings are in out/demo/run/manifest.json\n' \
   "$((t1 - t0))" "$((t2 - t1))"

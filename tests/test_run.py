@@ -51,7 +51,7 @@ def test_recipe_errors_point_at_their_location(tmp_path, stages, top, expect):
 
 def test_shipped_recipes_load_and_match_the_published_schema():
     schema = json.loads((ROOT / "schemas" / "pipeline_recipe.schema.json").read_text())
-    for p in sorted((ROOT / "recipes").glob("*.yaml")):
+    for p in sorted((ROOT / "dsforge" / "data" / "recipes").glob("*.yaml")):
         load_recipe(str(p))
         jsonschema.validate(yaml.safe_load(p.read_text()), schema)
 
@@ -130,7 +130,7 @@ def test_demo_recipe_end_to_end_with_report_screenshot(tmp_path, smollm2, lf_py)
     """The README demo's recipe, smaller: real vLLM sampling, a real judge server started and stopped
     by the run, pairs, register, DPO LoRA steps in LLaMA-Factory, the report, and a browser screenshot."""
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "dsforge", "run", str(ROOT / "recipes" / "demo-tiny.yaml"),
+    cmd = [sys.executable, "-m", "dsforge", "run", "demo-tiny",
            "--set", f"run_dir={run_dir}", "--set", "stages[1].sample.limit=10",
            "--set", f"stages[5].train.lf_python={lf_py}", "--set", "stages[5].train.set.max_steps=2"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, cwd=ROOT)

@@ -15,7 +15,7 @@ LF_PY_HELP = "Python of the environment that has LLaMA-Factory (default: DSFORGE
 @click.option("--model", "-m", default="smollm2-135m-instruct", show_default=True, help="Base model folder or alias.")
 @click.option("--dataset", "datasets", required=True, help="Registered dataset name(s), comma-separated.")
 @click.option("--dataset-dir", required=True, help="Folder holding dataset_info.json.")
-@click.option("--recipe", default="lora", show_default=True, help="lora, full, freeze (recipes/train/) or a YAML file.")
+@click.option("--recipe", default="lora", show_default=True, help="lora, full, freeze (shipped in dsforge/data/recipes/train/) or a YAML file.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override any LLaMA-Factory / TrainingArguments key, e.g. --set label_smoothing_factor=0.1.")
 @click.option("--output-dir", "-o", help="Where weights, YAML, manifest and log go.")
