@@ -15,6 +15,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from dsforge.errors import InputError, UsageError
 from dsforge.io import atomic_write
 
 W, H, PAD = 560, 260, 44
@@ -142,10 +143,41 @@ def svg_line(xs: list[float], ys: list[float], title: str, xlabel: str, ylabel: 
 
 
 def _jsonl(path) -> list[dict]:
+    """Rows of a JSONL file ([] when absent); a line that is not a JSON object is an InputError at FILE:LINE."""
     if not path or not os.path.exists(path):
         return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(x) for x in f if x.strip()]
+    rows = []
+    with open(path, encoding="utf-8", errors="strict") as f:
+        try:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as err:
+                    raise InputError(f"not JSON Lines ({getattr(err, 'msg', err)})",
+                                     "report reads a run directory or a candidates / judged / pairs .jsonl file",
+                                     path=str(path), line=n, column=getattr(err, "colno", None)) from None
+                if not isinstance(row, dict):
+                    raise InputError(f"a JSON {type(row).__name__}, not an object",
+                                     "report reads dsforge's candidates / judged / pairs files", path=str(path), line=n)
+                rows.append(row)
+        except UnicodeDecodeError as err:
+            raise InputError(f"not UTF-8 text (byte 0x{err.object[err.start]:02x})",
+                             "report reads dsforge's .jsonl outputs", path=str(path)) from None
+    return rows
+
+
+def _json(path: Path) -> dict:
+    """A JSON object file dsforge wrote (manifest, summary, marker); damage is an InputError naming it."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InputError(f"damaged JSON ({str(err).splitlines()[0]})",
+                         "rerun the stage that wrote it, or remove the file", path=str(path)) from None
+    if not isinstance(value, dict):
+        raise InputError("not a JSON object", "rerun the stage that wrote it", path=str(path))
+    return value
 
 
 def _token_lengths(pairs: list[dict], model: str | None) -> tuple[list[int], str]:
@@ -183,29 +215,32 @@ def collect(target: str) -> dict:
                   "train_log": [], "cutoff_len": 2048, "model": None, "drops": {}, "judge_summary": None}
     p = Path(target)
     if p.is_dir():
-        man = json.loads((p / "manifest.json").read_text()) if (p / "manifest.json").exists() else {}
+        if not (p / "manifest.json").exists() and not any(x.is_dir() and x.name[:2].isdigit() for x in p.iterdir()):
+            raise UsageError(f"{target}: not a dsforge run directory (no manifest.json, no stage folders)",
+                             "pass the run_dir of `dsforge run`, or a candidates / judged / pairs .jsonl file")
+        man = _json(p / "manifest.json") if (p / "manifest.json").exists() else {}
         data["manifest"] = man
         data["title"] = f"dsforge run: {man.get('name', p.name)}"
         data["model"] = (man.get("models") or {}).get("sampler")
         for d in sorted(x for x in p.iterdir() if x.is_dir() and x.name[:2].isdigit()):
             kind = d.name.split("-", 1)[1]
             marker = d / ".dsforge-done.json"
-            data["stages"][kind] = json.loads(marker.read_text()) if marker.exists() else {"status": "not finished"}
+            data["stages"][kind] = _json(marker) if marker.exists() else {"status": "not finished"}
             if kind == "sample":
                 data["candidates"] = _jsonl(d / "candidates.jsonl")
             elif kind == "judge":
                 data["judged"] = _jsonl(d / "judged.jsonl")
                 if (d / "judged.jsonl.summary.json").exists():
-                    data["judge_summary"] = json.loads((d / "judged.jsonl.summary.json").read_text())
+                    data["judge_summary"] = _json(d / "judged.jsonl.summary.json")
             elif kind == "pairs":
                 data["pairs"] = _jsonl(d / "pairs.jsonl")
                 data["sidecar"] = _jsonl(d / "pairs.jsonl.sidecar.jsonl")
                 if (d / "pairs.jsonl.summary.json").exists():
-                    data["drops"]["pairs"] = json.loads((d / "pairs.jsonl.summary.json").read_text()).get("dropped", {})
+                    data["drops"]["pairs"] = _json(d / "pairs.jsonl.summary.json").get("dropped", {})
             elif kind == "train":
                 state = d / "trainer_state.json"
                 if state.exists():
-                    data["train_log"] = [h for h in json.loads(state.read_text()).get("log_history", []) if "loss" in h]
+                    data["train_log"] = [h for h in _json(state).get("log_history", []) if "loss" in h]
                 cfg = d / "dsforge_train.yaml"
                 if cfg.exists():
                     import yaml
@@ -224,6 +259,9 @@ def collect(target: str) -> dict:
                                       "truncated not judged": data["judge_summary"].get("not_judged_truncated", 0)}
     else:
         rows = _jsonl(str(p))
+        if not rows:
+            raise InputError("no rows to report on", "report reads a non-empty candidates / judged / pairs file",
+                             path=str(p))
         data["title"] = f"dsforge report: {p.name}"
         if rows and "judge" in rows[0]:
             data["judged"] = data["candidates"] = rows
@@ -248,9 +286,18 @@ def render(data: dict) -> str:
                      f"{over} of {len(lengths)} rows ({over / len(lengths):.1%}) exceed cutoff_len {cutoff} and would "
                      f"be truncated. Median {statistics.median(lengths):.0f}, max {max(lengths)} tokens."))
     elif data["candidates"]:
-        toks = [c["completion_tokens"] for c in data["candidates"] if c.get("completion_tokens")]
-        figs.append(("Candidate answer lengths", svg_hist({"answers": toks}, "Answer length (tokens)", "tokens"),
-                     f"{len(toks)} candidates; {sum(bool(c.get('truncated')) for c in data['candidates'])} hit max_tokens."))
+        cands = data["candidates"]
+        toks = [c["completion_tokens"] for c in cands if c.get("completion_tokens") is not None]
+        truncated = sum(bool(c.get("truncated")) for c in cands)
+        if len(toks) == len(cands):
+            figs.append(("Candidate answer lengths", svg_hist({"answers": toks}, "Answer length (tokens)", "tokens"),
+                         f"{len(cands)} candidates; {truncated} hit max_tokens."))
+        else:   # the engine did not report token counts for some: show characters for all, and say so
+            chars = [len(c.get("text") or "") for c in cands]
+            figs.append(("Candidate answer lengths", svg_hist({"answers": chars}, "Answer length (characters)",
+                                                               "characters"),
+                         f"{len(cands)} candidates; {truncated} hit max_tokens; completion token counts unknown for "
+                         f"{len(cands) - len(toks)} (the engine did not report them), so lengths are in characters."))
     if data["judged"]:
         by_t = defaultdict(list)
         for r in data["judged"]:
@@ -325,8 +372,6 @@ code{{font-size:12px}}</style></head><body>
 
 def write_report(target: str, out: str) -> str:
     if not os.path.exists(target):
-        from dsforge.errors import UsageError
-
         raise UsageError(f"{target}: no such run directory or file")
     page = render(collect(target))
     with atomic_write(out) as f:

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dsforge.errors import UsageError
+from dsforge.errors import InputError, UsageError
 
 ADDITIVE = """You are a strict evaluator of answers written by an AI assistant.
 Score the ANSWER to the user's last message with this additive 5-point rubric. Start at 0 and add one point for each criterion the answer meets:
@@ -64,6 +64,8 @@ class Rubric:
     keys: tuple[str, ...] = ("score",)   # numeric JSON fields averaged into the score
     user_template: str | None = None     # custom Jinja for the user message
     schema: dict = field(default_factory=dict)
+    source: str | None = None            # custom rubric file, for messages
+    template_line: int = 1               # line of the file where user_template starts
 
     @property
     def hash(self) -> str:
@@ -72,16 +74,34 @@ class Rubric:
 
     def pointwise_messages(self, prompt: list[dict], answer: str) -> list[dict]:
         if self.user_template:
-            from jinja2 import Environment, StrictUndefined
-
-            env = Environment(undefined=StrictUndefined, autoescape=False)
-            user = env.from_string(self.user_template).render(
-                conversation=defuse(render_conversation(prompt)), answer=defuse(answer),
-                question=defuse(prompt[-1]["content"]))
+            user = self.render_user(conversation=defuse(render_conversation(prompt)), answer=defuse(answer),
+                                    question=defuse(prompt[-1]["content"]))
         else:
             user = (f"BEGIN CONVERSATION\n{defuse(render_conversation(prompt))}\nEND CONVERSATION\n\n"
                     f"BEGIN ANSWER\n{defuse(answer)}\nEND ANSWER\n\nEvaluate the ANSWER now. Reply with the JSON object only.")
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
+
+    def render_user(self, **values: str) -> str:
+        """The custom item template filled with `values`; a Jinja error becomes a UsageError at FILE:LINE."""
+        import jinja2
+
+        env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+        try:
+            return env.from_string(self.user_template).render(**values)
+        except jinja2.TemplateError as err:
+            raise self._template_error(err) from None
+
+    def _template_error(self, err) -> UsageError:
+        import traceback
+
+        line = getattr(err, "lineno", None)
+        if line is None:   # a render error: the template's own frame holds the line
+            frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == "<template>"]
+            line = frames[-1].lineno if frames else None
+        where = f"{self.source or self.name}:{self.template_line + line - 1}" if line else (self.source or self.name)
+        kind = "Jinja syntax error" if err.__class__.__name__ == "TemplateSyntaxError" else "template error"
+        return UsageError(f"{where}: {kind} in the rubric's item template: {err.message or err}",
+                          "the item template may use {{ conversation }}, {{ question }} and {{ answer }}")
 
     def pairwise_messages(self, prompt: list[dict], a: str, b: str) -> list[dict]:
         user = (f"BEGIN CONVERSATION\n{defuse(render_conversation(prompt))}\nEND CONVERSATION\n\n"
@@ -132,7 +152,11 @@ def load_rubric(spec: str, mode: str = "pointwise") -> Rubric:
     if not path.exists():
         raise UsageError(f"--rubric {spec!r} is neither a built-in rubric nor a file",
                          "built-ins: additive (0-5), aspects (1-5); or a Jinja file, see dsforge judge --help")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"not UTF-8 (byte 0x{err.object[err.start]:02x})", "save the rubric as UTF-8",
+                         path=str(path)) from None
     m = _HEADER.match(text)
     if not m:
         raise UsageError(f"{path}:1: a custom rubric must start with its score range",
@@ -151,9 +175,12 @@ def load_rubric(spec: str, mode: str = "pointwise") -> Rubric:
         raise UsageError(f"{path}: put the static instructions first, then a line '---', then the item template "
                          f"using {{{{ answer }}}} (and {{{{ conversation }}}} or {{{{ question }}}})")
     integer = lo.is_integer() and hi.is_integer()
-    return Rubric(path.stem, "pointwise", system.strip(), lo, hi, ("score",), user_template=user.strip(),
-                  schema=_pointwise_schema(("score",), int(lo) if integer else lo, int(hi) if integer else hi,
-                                           integer))
+    user = user.strip()
+    rubric = Rubric(path.stem, "pointwise", system.strip(), lo, hi, ("score",), user_template=user,
+                    schema=_pointwise_schema(("score",), int(lo) if integer else lo, int(hi) if integer else hi,
+                                             integer), source=str(path), template_line=text[:text.index(user)].count("\n") + 1)
+    rubric.render_user(conversation="[user] q", question="q", answer="a")   # syntax and names, before any call
+    return rubric
 
 
 # ---------------------------------------------------------------- parsing judge replies

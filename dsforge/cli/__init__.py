@@ -1,7 +1,11 @@
 """dsforge's command line. Each command parses options and makes one library call.
 
-Errors: DsforgeError subclasses become one message + hint and their exit code; Ctrl-C exits 130;
-anything else is a bug and shows its traceback only with DSFORGE_DEBUG=1.
+Errors: DsforgeError subclasses become one message + hint and their exit code; OSError (missing
+path, directory for a file, full disk, read-only, permission) becomes one message naming the path
+(errors.os_error: exit 2 for a wrong path, 1 for the machine); a closed output pipe (`| head`)
+ends quietly with 141; Ctrl-C exits 130 and SIGTERM 143, after every child process is stopped
+(dsforge.procs); anything else is a bug and shows its traceback only with DSFORGE_DEBUG=1.
+Messages pass through redact_text, so no URL credential reaches the console.
 """
 
 from __future__ import annotations
@@ -12,19 +16,39 @@ import sys
 import click
 
 from dsforge import __version__
-from dsforge.errors import DsforgeError
+from dsforge.errors import DsforgeError, os_error, redact_text
+
+# Output piped into a reader that stopped early (`dsforge ... | head`): end quietly with the
+# shell's SIGPIPE status 141 (128 + 13), like coreutils, so `set -o pipefail` still tells a cut
+# output from a complete one.
+EXIT_BROKEN_PIPE = 141
+
+
+def quiet_broken_pipe() -> None:
+    """Point stdout at /dev/null (so the interpreter's final flush cannot fail again, as the Python
+    docs on SIGPIPE recommend) and exit 141."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(EXIT_BROKEN_PIPE)
 
 
 class DsforgeGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except DsforgeError as err:
+        except BrokenPipeError:
+            quiet_broken_pipe()
+        except (DsforgeError, OSError) as err:
             if os.environ.get("DSFORGE_DEBUG"):
                 raise
-            click.echo(f"Error: {err.message}", err=True)
+            if isinstance(err, OSError):   # the user's path or the machine (disk full, read-only, ...)
+                err = os_error(err)
+            click.echo(f"Error: {redact_text(err.message)}", err=True)
             if err.hint:
-                click.echo(f"  hint: {err.hint}", err=True)
+                click.echo(f"  hint: {redact_text(err.hint)}", err=True)
             ctx.exit(err.exit_code)
         except KeyboardInterrupt:
             if os.environ.get("DSFORGE_DEBUG"):
@@ -36,7 +60,7 @@ class DsforgeGroup(click.Group):
         except Exception as err:  # noqa: BLE001 - last line of defence for bugs
             if os.environ.get("DSFORGE_DEBUG"):
                 raise
-            click.echo(f"Error: internal error: {type(err).__name__}: {err}", err=True)
+            click.echo(f"Error: internal error: {type(err).__name__}: {redact_text(str(err))}", err=True)
             click.echo("  hint: this is a dsforge bug; rerun with DSFORGE_DEBUG=1 for the traceback and report it",
                        err=True)
             ctx.exit(1)
@@ -62,7 +86,17 @@ _pipeline.add_commands(cli)
 
 
 def main() -> None:
-    cli(prog_name="dsforge")
+    from dsforge import procs
+
+    procs.handle_sigterm()   # SIGTERM takes Ctrl-C's clean-up path; every child process is stopped
+    try:
+        with procs.stopping_children():
+            cli(prog_name="dsforge")
+    finally:
+        try:   # output buffered until exit can still meet a closed pipe
+            sys.stdout.flush()
+        except BrokenPipeError:
+            quiet_broken_pipe()
 
 
 if __name__ == "__main__":
