@@ -112,7 +112,12 @@ def parse_sets(pairs: tuple[str, ...] | list[str], flag: str = "--set") -> dict:
         key, sep, val = p.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"{flag} {p!r} is not KEY=VALUE", f"e.g. {flag} learning_rate=5e-5")
-        out[key.strip()] = yaml.safe_load(val) if val.strip() else ""
+        try:
+            out[key.strip()] = yaml.safe_load(val) if val.strip() else ""
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise UsageError(f"{flag} {p!r}: the value is not valid YAML ({problem})",
+                             "quote text that holds YAML syntax, e.g. --set 'key=\"[text\"'") from None
     return out
 
 
