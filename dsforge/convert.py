@@ -26,6 +26,10 @@ from dsforge.formats.pt import chunk_chars, chunk_tokens, token_offsets
 from dsforge.records import prompt_id
 
 TARGETS = ("pt", "sft", "ranking", "kto")
+# What a mapping (--map DEST=SOURCE) can name: the columns `formats.to_conversation` and the
+# pretraining reader look up. Anything else would be silently ignored, so it is refused.
+MAP_DESTS = ("instruction", "input", "output", "system", "history", "messages", "conversations", "chosen",
+             "rejected", "kto_tag", "label", "tools", "text", "images", "videos", "audios")
 SHUFFLE_BUCKETS = 64
 
 
@@ -54,6 +58,7 @@ class ConvertOptions:
             raise UsageError(f"unknown target '{self.to}'", f"use one of {', '.join(TARGETS)}")
         if self.fmt not in FORMATS:
             raise UsageError(f"unknown format '{self.fmt}'", f"use one of {', '.join(FORMATS)}")
+        self._check_values()
         if self.chunk_chars and self.chunk_tokens:
             raise UsageError("--chunk-chars and --chunk-tokens exclude each other")
         if self.chunk_tokens and not self.tokenizer:
@@ -67,6 +72,35 @@ class ConvertOptions:
             raise UsageError("--eval-ratio needs --eval-out FILE")
         if self.to != "pt" and (self.chunk_chars or self.chunk_tokens):
             raise UsageError("chunking applies to --to pt only")
+
+    def _check_values(self) -> None:
+        """Values that would be silently ignored or mean nothing are refused (0 is never 'off')."""
+        unknown = sorted(set(self.mapping) - set(MAP_DESTS))
+        if unknown:
+            raise UsageError(f"--map {unknown[0]}=...: unknown destination '{unknown[0]}'",
+                             f"destinations: {', '.join(MAP_DESTS)}")
+        if self.to == "pt" and set(self.mapping) - {"text"}:
+            raise UsageError(f"--to pt reads only the text column; --map {sorted(set(self.mapping) - {'text'})[0]}"
+                             f"=... would be ignored", "use --map text=COLUMN")
+        if self.to != "pt" and "text" in self.mapping:
+            raise UsageError("--map text=... applies to --to pt only", "map instruction/output or messages instead")
+        for flag, value, low in (("--chunk-chars", self.chunk_chars, 1), ("--chunk-tokens", self.chunk_tokens, 1),
+                                 ("--max-chars", self.max_chars, 1), ("--min-chars", self.min_chars, 0),
+                                 ("--overlap", self.overlap, 0)):
+            if value is not None and value < low:
+                raise UsageError(f"{flag} {value} must be >= {low}", f"leave {flag} out to turn it off"
+                                 if low else None)
+        if self.max_chars is not None and self.max_chars < self.min_chars:
+            raise UsageError(f"--max-chars {self.max_chars} is below --min-chars {self.min_chars}: every chunk "
+                             f"would be dropped")
+        if self.to != "pt" and (self.max_chars is not None or self.min_chars != 1):
+            raise UsageError("--min-chars/--max-chars apply to --to pt only")
+        if self.tokenizer and not self.chunk_tokens:
+            raise UsageError("--tokenizer is used only with --chunk-tokens", "add --chunk-tokens N or drop --tokenizer")
+        if self.eval_out and not self.eval_ratio:
+            raise UsageError("--eval-out needs --eval-ratio R (0 < R < 1)")
+        if self.system is not None and self.to == "pt":
+            raise UsageError("--system applies to sft/ranking/kto rows, not to --to pt")
 
 
 @dataclass
@@ -95,6 +129,13 @@ def _digest(text: str) -> bytes:
 def _fraction(key: str, seed: int) -> float:
     h = hashlib.blake2b(f"{seed}:{key}".encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(h, "big") / 2**64
+
+
+def _empty_cells(rec: dict, mapping: dict[str, str]) -> list[str]:
+    """Columns the conversion reads (mapped sources, or dsforge names left unmapped) that hold an
+    empty value: a blank CSV/parquet cell arrives as None or ''."""
+    read = set(mapping.values()) | (set(MAP_DESTS) - set(mapping))
+    return [k for k, v in rec.items() if k in read and (v is None or (isinstance(v, str) and not v.strip()))]
 
 
 def _pt_rows(path: str, line: int, rec: dict, opts: ConvertOptions, offsets) -> Iterator[tuple[str, str]]:
@@ -159,6 +200,10 @@ def convert(inputs: list[str], out: str, opts: ConvertOptions,
                     yield prompt_id(conv.prompt_messages()), row
                 except ConversionError as err:
                     where = f"{path}:{line}"
+                    empty = _empty_cells(rec, opts.mapping) if isinstance(rec, dict) else []
+                    if empty:   # a blank cell, not a missing column: say so
+                        err = ConversionError(f"empty cell in column '{empty[0]}' ({err})", err.field,
+                                              "fill the cell, or drop the row")
                     if not opts.skip_bad:
                         raise InputError(str(err), (err.hint or "fix the row") + "; or pass --skip-bad to skip "
                                          "such rows and count them", path=path, line=line) from None

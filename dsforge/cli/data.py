@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from dsforge.cli.types import JSON_OUT, FiniteFloat, MapPair
 from dsforge.errors import UsageError
 
 
@@ -16,6 +17,8 @@ def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
         dst, sep, src = p.partition("=")
         if not sep or not dst or not src:
             raise UsageError(f"--map {p!r} is not DEST=SOURCE", "e.g. --map instruction=question --map output=answer")
+        if dst.strip() in out:
+            raise UsageError(f"--map {dst.strip()}= is given twice", "map each destination once")
         out[dst.strip()] = src.strip()
     return out
 
@@ -33,24 +36,24 @@ def _progress(desc: str, unit: str = "rows"):
               help="What to build: pretraining text, SFT, ranking (DPO/RM) pairs or KTO rows.")
 @click.option("--format", "fmt", type=click.Choice(["alpaca", "sharegpt", "openai"]), default="sharegpt",
               show_default=True, help="Row shape for sft/ranking/kto.")
-@click.option("-o", "--out", required=True, help="Output file (.jsonl or .json).")
-@click.option("--map", "maps", multiple=True, metavar="DEST=SOURCE",
+@click.option("-o", "--out", type=JSON_OUT, required=True, help="Output file (.jsonl or .json).")
+@click.option("--map", "maps", type=MapPair(), multiple=True, metavar="DEST=SOURCE",
               help="Rename a source column: instruction, input, output, system, history, messages, chosen, "
                    "rejected, kto_tag, text.")
 @click.option("--system", help="System prompt for rows that have none.")
 @click.option("--text-split", type=click.Choice(["file", "paragraph"]), default="file", show_default=True,
               help="txt/md inputs: one document per file, or split on blank lines.")
-@click.option("--chunk-chars", type=int, help="pt: cut documents into chunks of N characters.")
-@click.option("--chunk-tokens", type=int, help="pt: cut documents into chunks of N tokens (needs --tokenizer).")
+@click.option("--chunk-chars", type=click.IntRange(1), help="pt: cut documents into chunks of N characters.")
+@click.option("--chunk-tokens", type=click.IntRange(1), help="pt: cut documents into chunks of N tokens (needs --tokenizer).")
 @click.option("--tokenizer", help="Local tokenizer directory for --chunk-tokens.")
-@click.option("--overlap", type=int, default=0, show_default=True, help="Characters/tokens shared by neighbouring chunks.")
-@click.option("--min-chars", type=int, default=1, show_default=True, help="pt: drop chunks shorter than this.")
-@click.option("--max-chars", type=int, help="pt: drop chunks longer than this.")
+@click.option("--overlap", type=click.IntRange(0), default=0, show_default=True, help="Characters/tokens shared by neighbouring chunks.")
+@click.option("--min-chars", type=click.IntRange(0), default=1, show_default=True, help="pt: drop chunks shorter than this.")
+@click.option("--max-chars", type=click.IntRange(1), help="pt: drop chunks longer than this.")
 @click.option("--dedup/--no-dedup", default=True, show_default=True, help="Drop exact duplicate rows.")
 @click.option("--shuffle", is_flag=True, help="Shuffle rows (seeded, on-disk: memory stays flat).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--eval-ratio", type=float, default=0.0, help="Share of prompts held out (grouped by prompt).")
-@click.option("--eval-out", help="Eval split file (with --eval-ratio).")
+@click.option("--eval-ratio", type=FiniteFloat(0, 1, max_open=True), default=0.0, help="Share of prompts held out (grouped by prompt).")
+@click.option("--eval-out", type=JSON_OUT, help="Eval split file (with --eval-ratio).")
 @click.option("--skip-bad", is_flag=True, help="Skip rows that cannot be converted (counted) instead of failing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def convert(inputs, to, fmt, out, maps, system, text_split, chunk_chars, chunk_tokens, tokenizer, overlap,
@@ -89,8 +92,8 @@ def convert(inputs, to, fmt, out, maps, system, text_split, chunk_chars, chunk_t
 @click.option("--tokenizer", help="Local tokenizer directory for the length audit.")
 @click.option("--template", default="auto", show_default=True,
               help="Chat template for the length audit: 'auto' (the tokenizer's own), or 'none'.")
-@click.option("--cutoff-len", type=int, default=2048, show_default=True, help="LLaMA-Factory cutoff_len.")
-@click.option("--examples", type=int, default=5, show_default=True, help="Offending rows shown per reason.")
+@click.option("--cutoff-len", type=click.IntRange(1), default=2048, show_default=True, help="LLaMA-Factory cutoff_len.")
+@click.option("--examples", type=click.IntRange(0), default=5, show_default=True, help="Offending rows shown per reason.")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 @click.option("--json", "as_json", is_flag=True, help="Print reports as JSON.")
 @click.option("--reasons", is_flag=True, help="List every check with its severity and fix, then exit.")

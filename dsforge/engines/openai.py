@@ -22,7 +22,7 @@ import time
 from typing import Iterator
 
 from dsforge.engines import Completion, Engine, EngineOptions, Request, Result, mean
-from dsforge.errors import UsageError
+from dsforge.errors import DsforgeError, UsageError, redact, redact_text, redact_url
 
 _DONE = object()
 
@@ -57,7 +57,7 @@ class OpenAIEngine(Engine):
         d = super().describe()
         d["options"].pop("api_key", None)
         d["base_url"] = self.base_url
-        return d
+        return redact(d)   # no credential from a URL or an option reaches a summary or manifest
 
     def _client(self):
         import openai
@@ -88,15 +88,35 @@ class OpenAIEngine(Engine):
             b = await ask(1234)
             c = await ask(98765)
         except Exception as err:  # noqa: BLE001
-            raise UsageError(f"cannot reach the OpenAI-compatible server at {self.base_url}: {_describe(err)}",
-                             "start one (dsforge serve, vllm serve, llamafactory-cli api) or set --base-url / "
-                             "OPENAI_BASE_URL") from None
+            raise await self._probe_error(client, err) from None
         finally:
             await client.close()
         ta, tb, tc = (x.choices[0].message.content for x in (a, b, c))
         seed = None if ta == tb == tc else (ta == tb)
         logprobs = a.choices[0].logprobs is not None and bool(getattr(a.choices[0].logprobs, "content", None))
         return {"seed": seed, "logprobs": logprobs}
+
+    async def _probe_error(self, client, err: BaseException) -> DsforgeError:
+        """Why the first requests failed: no server, a model name it does not serve, or its own error."""
+        import openai
+
+        url = redact_url(self.base_url)
+        if not isinstance(err, openai.APIStatusError):
+            return DsforgeError(f"cannot reach the OpenAI-compatible server at {url}: {_describe(err)}",
+                                "start one (dsforge serve, vllm serve, llamafactory-cli api) or set --base-url / "
+                                "OPENAI_BASE_URL")
+        try:   # the server answered: does it serve this model?
+            served = [m.id async for m in client.models.list()]
+        except Exception:  # noqa: BLE001 - servers without /models: report the original error
+            served = None
+        if served is not None and self.model not in served:
+            return UsageError(f"the server at {url} does not serve a model named '{self.model}' (-m)",
+                              f"it serves: {', '.join(served) or '(nothing)'}; pass one of these with -m")
+        if err.status_code in (401, 403):
+            return DsforgeError(f"the server at {url} refused the API key ({_describe(err)})",
+                                "pass --api-key or set OPENAI_API_KEY")
+        return DsforgeError(f"the server at {url} answered the first request with an error: {_describe(err)}",
+                            "check the server's log; --engine-opt probe=false skips this check")
 
     # ------------------------------------------------------------------ requests
 
@@ -234,7 +254,7 @@ def _cause(err: BaseException) -> str:
 
 def _describe(err: BaseException) -> str:
     msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return f"{_cause(err)}: {msg}"[:500]
+    return redact_text(f"{_cause(err)}: {msg}")[:500]
 
 
 def _retry_after(err) -> float | None:
@@ -255,7 +275,7 @@ def wait_for_server(base_url: str, timeout: float = 300.0, proc=None) -> None:
     url = base_url.rstrip("/") + "/models"
     while time.time() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise UsageError(f"the server process exited with code {proc.returncode} before it was ready")
+            raise DsforgeError(f"the server process exited with code {proc.returncode} before it was ready")
         try:
             with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - local URL
                 if r.status == 200:
@@ -263,4 +283,4 @@ def wait_for_server(base_url: str, timeout: float = 300.0, proc=None) -> None:
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             pass
         time.sleep(1.0)
-    raise UsageError(f"no OpenAI-compatible server answered at {url} within {timeout:.0f} s")
+    raise DsforgeError(f"no OpenAI-compatible server answered at {redact_url(url)} within {timeout:.0f} s")

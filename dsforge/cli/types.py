@@ -1,0 +1,118 @@
+"""Click parameter types that check a value against what it can mean, at parse time (exit 2).
+
+Each `convert` returns the value in the shape the command already uses, so commands stay thin.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+
+import click
+
+class MapPair(click.ParamType):
+    """DEST=SOURCE with DEST one of `dests` (default: dsforge.convert.MAP_DESTS); returns the text
+    unchanged (parsed by `cli.data._mapping`)."""
+
+    name = "DEST=SOURCE"
+
+    def __init__(self, dests: tuple[str, ...] | None = None):
+        self._dests = dests
+
+    @property
+    def dests(self) -> tuple[str, ...]:
+        if self._dests is None:   # imported on use: `dsforge --help` stays light
+            from dsforge.convert import MAP_DESTS
+
+            self._dests = MAP_DESTS
+        return self._dests
+
+    def convert(self, value, param, ctx):
+        dst, sep, src = str(value).partition("=")
+        if not sep or not dst.strip() or not src.strip():
+            self.fail(f"{value!r} is not DEST=SOURCE (e.g. --map instruction=question)", param, ctx)
+        if dst.strip() not in self.dests:
+            near = difflib.get_close_matches(dst.strip(), self.dests, n=1)
+            self.fail(f"unknown destination '{dst.strip()}'" + (f" (did you mean '{near[0]}'?)" if near else "")
+                      + f"; destinations: {', '.join(self.dests)}", param, ctx)
+        return value
+
+
+class OutPath(click.ParamType):
+    """An output file path whose extension is one of `exts` and that is not an existing directory."""
+
+    name = "FILE"
+
+    def __init__(self, exts: tuple[str, ...]):
+        self.exts = exts
+
+    def convert(self, value, param, ctx):
+        value = os.fspath(value)
+        if os.path.isdir(value):
+            self.fail(f"{value} is a directory; give a file path such as {os.path.join(value, 'out' + self.exts[0])}",
+                      param, ctx)
+        if not value.lower().endswith(self.exts):
+            self.fail(f"{value}: the output must end in {' or '.join(self.exts)} (other formats are not written)",
+                      param, ctx)
+        return value
+
+
+def finite(text: str) -> float | None:
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None
+
+
+class FloatList(click.ParamType):
+    """Comma-separated distinct finite numbers in [lo, hi]; returns the text (parsed again by the command)."""
+
+    name = "X,Y,..."
+
+    def __init__(self, lo: float = 0.0, hi: float = math.inf, example: str = "0.7,1.0", count: int | None = None,
+                 distinct: bool = True):
+        self.lo, self.hi, self.example, self.count, self.distinct = lo, hi, example, count, distinct
+
+    def convert(self, value, param, ctx):
+        parts = [p.strip() for p in str(value).split(",") if p.strip()]
+        nums = [finite(p) for p in parts]
+        if not parts or any(v is None for v in nums):
+            self.fail(f"{value!r} is not a comma-separated list of finite numbers (e.g. {self.example})", param, ctx)
+        if self.count is not None and len(nums) != self.count:
+            self.fail(f"{value!r}: give exactly {self.count} numbers (e.g. {self.example})", param, ctx)
+        bad = [v for v in nums if not self.lo <= v <= self.hi]
+        if bad:
+            rng = f">= {self.lo:g}" if self.hi == math.inf else f"in [{self.lo:g}, {self.hi:g}]"
+            self.fail(f"{bad[0]:g} is out of range: every value must be {rng}", param, ctx)
+        if self.distinct and len(set(nums)) != len(nums):
+            self.fail(f"{value!r}: give distinct values (e.g. {self.example})", param, ctx)
+        return value
+
+
+class FiniteFloat(click.FloatRange):
+    """click.FloatRange that also refuses nan and inf (FloatRange lets nan through)."""
+
+    def convert(self, value, param, ctx):
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return v
+
+
+class Shard(click.ParamType):
+    """I/N with 0 <= I < N; returns the text (the library parses it)."""
+
+    name = "I/N"
+
+    def convert(self, value, param, ctx):
+        i, sep, n = str(value).partition("/")
+        if not sep or not i.strip().isdigit() or not n.strip().isdigit() or not 0 <= int(i) < int(n):
+            self.fail(f"{value!r} is not I/N with 0 <= I < N (e.g. 3/8)", param, ctx)
+        return value
+
+
+JSON_OUT = OutPath((".jsonl", ".json"))
+JSONL_OUT = OutPath((".jsonl",))
+HTML_OUT = OutPath((".html", ".htm"))
