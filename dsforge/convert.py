@@ -12,8 +12,6 @@ import hashlib
 import json
 import os
 import random
-import shutil
-import tempfile
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -165,9 +163,7 @@ def convert(inputs: list[str], out: str, opts: ConvertOptions,
     files = dio.expand_inputs(inputs, dio.JSON_EXTS | dio.TABLE_EXTS | dio.TEXT_EXTS)
     if not files:
         raise UsageError("no input files found", "pass files, globs or directories of .txt/.md/.json/.jsonl/.csv/.parquet")
-    for target in (out, opts.eval_out):
-        if target and any(os.path.abspath(target) == os.path.abspath(f) for f in files):
-            raise UsageError(f"output {target} is also an input", "write to another file")
+    dio.guard_outputs([("INPUT", f) for f in files], {"-o": out, "--eval-out": opts.eval_out})
     stats = ConvertStats(inputs=len(files), out=out, eval_out=opts.eval_out)
     offsets = token_offsets(opts.tokenizer) if opts.chunk_tokens else None
     seen: set[bytes] = set()
@@ -214,8 +210,7 @@ def convert(inputs: list[str], out: str, opts: ConvertOptions,
     with ExitStack() as stack:
         tmpdir = None
         if opts.shuffle:
-            tmpdir = tempfile.mkdtemp(prefix=".dsforge-shuffle-", dir=os.path.dirname(os.path.abspath(out)))
-            stack.callback(shutil.rmtree, tmpdir, True)
+            tmpdir = stack.enter_context(dio.temp_dir_for(out))
             buckets = {s: [open(os.path.join(tmpdir, f"{s}{i}"), "w", encoding="utf-8")
                            for i in range(SHUFFLE_BUCKETS)] for s in ("train", "eval")}
             rng = random.Random(opts.seed)

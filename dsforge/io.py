@@ -8,6 +8,7 @@ started on so errors can say `file:line`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import os
@@ -476,31 +477,244 @@ def iter_records(path: str, *, text_split: str = "file") -> Iterator[tuple[int, 
 # ---------------------------------------------------------------- writing
 
 
+_HOST = None
+
+
+def _host_tag() -> str:
+    """A short, stable id of this machine, so a shared file system never sees another host's PIDs as ours."""
+    global _HOST
+    if _HOST is None:
+        import hashlib
+        import socket
+
+        _HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+    return _HOST
+
+
+def _owner_tag() -> str:
+    return f"{os.getpid()}@{_host_tag()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True   # someone else's live process (or a PID we cannot judge): leave its files alone
+    return True
+
+
+def clean_stale(path: str | os.PathLike) -> list[str]:
+    """Remove what killed writers of `path` left beside it; return the removed paths.
+
+    Only this module's own leftovers for this very output are touched: hidden temp files
+    `.NAME.PID@HOST.XXXXXXXX.tmp` and temp folders `.NAME.PID@HOST.XXXXXXXX.d` whose writer
+    PID, on this host, is no longer running (kill -9, power loss). Anything else is left alone.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    pat = re.compile(r"\." + re.escape(os.path.basename(path)) + r"\.(\d+)@" + _host_tag() + r"\.[a-z0-9_]+\.(tmp|d)")
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        m = pat.fullmatch(name)
+        if not m or _pid_alive(int(m.group(1))):
+            continue
+        full = os.path.join(directory, name)
+        with contextlib.suppress(OSError):
+            if m.group(2) == "d":
+                import shutil
+
+                shutil.rmtree(full)
+            else:
+                os.unlink(full)
+            removed.append(full)
+    return removed
+
+
+def _make_temp(path: str) -> tuple[int, str]:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    clean_stale(path)
+    return tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{_owner_tag()}.", suffix=".tmp", dir=directory)
+
+
+def _commit(tmp: str, path: str) -> None:
+    if os.path.exists(path):
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, os.stat(path).st_mode & 0o777)
+    else:
+        os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"):
     """Write to a temp file beside `path` and rename it over `path` only on success.
 
     A crash, exception or Ctrl-C leaves the old file (or none) untouched, never a half-written one.
+    The temp file is `.NAME.PID@HOST.XXXXXXXX.tmp`; after a kill -9 the next write of the same
+    path removes it (see `clean_stale`).
     """
+    with atomic_files() as group:
+        yield group.open(path, mode, encoding)
+
+
+class AtomicFiles:
+    """Several outputs written to temp files and renamed together: all of them, or none (see `atomic_files`)."""
+
+    def __init__(self):
+        self._open: list[tuple[IO, str, str]] = []   # (file, temp path, target path)
+
+    def open(self, path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> IO:
+        """A new temp file that will replace `path` when the group ends without error."""
+        path = os.fspath(path)
+        if any(os.path.abspath(t) == os.path.abspath(path) for _, _, t in self._open):
+            raise ValueError(f"{path} is opened twice in one atomic group")
+        if os.path.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+        fd, tmp = _make_temp(path)
+        try:
+            f = os.fdopen(fd, mode, encoding=None if "b" in mode else encoding)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        self._open.append((f, tmp, path))
+        return f
+
+    def _commit(self) -> None:
+        for f, _, _ in self._open:
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+        for _, tmp, path in self._open:
+            _commit(tmp, path)
+
+    def name_target(self, err: OSError) -> None:
+        """Make `err` name the output the user asked for, not a temp file (a full disk during write())."""
+        temps = {tmp: path for _, tmp, path in self._open}
+        if err.filename in temps:
+            err.filename, err.filename2 = temps[err.filename], None
+        elif err.filename is None and self._open and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG,
+                                                                    errno.EIO, errno.EROFS):
+            err.filename = ", ".join(path for _, _, path in self._open)
+
+    def _abort(self) -> None:
+        for f, tmp, _ in self._open:
+            with contextlib.suppress(OSError):
+                f.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_files():
+    """Write several related outputs (a file, its sidecar, its summary) so that they land together.
+
+    `with atomic_files() as g: f = g.open(out); s = g.open(out + ".summary.json")`: every file is
+    a temp file until the block ends; then all are fsynced and renamed over their targets. An error
+    (a full disk, Ctrl-C) before that leaves every previous output exactly as it was.
+    """
+    group = AtomicFiles()
+    try:
+        yield group
+        group._commit()
+    except BaseException as err:
+        group._abort()
+        if isinstance(err, OSError):
+            group.name_target(err)
+        raise
+
+
+@contextlib.contextmanager
+def temp_dir_for(path: str | os.PathLike):
+    """A private scratch folder beside `path` (`.NAME.PID@HOST.XXXXXXXX.d`), removed on exit;
+    after a kill -9 the next write of `path` removes it (see `clean_stale`)."""
+    import shutil
+
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    clean_stale(path)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.{_owner_tag()}.", suffix=".d", dir=directory)
     try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        if os.path.exists(path):
-            with contextlib.suppress(OSError):
-                os.chmod(tmp, os.stat(path).st_mode & 0o777)
-        else:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def backup(path: str | os.PathLike, suffix: str = ".bak") -> str | None:
+    """Copy `path` to `path + suffix` atomically (a full disk never leaves a truncated backup).
+
+    Returns the backup path, or None when `path` does not exist.
+    """
+    import shutil
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        return None
+    with open(path, "rb") as src, atomic_write(path + suffix, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    return path + suffix
+
+
+# ---------------------------------------------------------------- output guard
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when two paths name one file: equal after resolving symlinks, or the same inode (hard links)."""
+    a, b = os.fspath(a), os.fspath(b)
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:   # one of them does not exist (yet): then only the resolved paths could match
+        return False
+
+
+def _within(path: str, directory: str) -> bool:
+    p, d = os.path.realpath(path), os.path.realpath(directory)
+    return p == d or p.startswith(d.rstrip(os.sep) + os.sep) or same_file(path, directory)
+
+
+def _clean(paths, label: str) -> list[tuple[str, str]]:
+    items = paths.items() if isinstance(paths, dict) else (p if isinstance(p, tuple) else (label, p) for p in paths)
+    return [(str(label), os.fspath(p)) for label, p in items if p is not None and os.fspath(p) != ""]
+
+
+def guard_outputs(inputs, outputs, *, output_dirs=None, hint: str | None = None) -> None:
+    """Refuse, before anything is written, an output that would replace an input or another output.
+
+    inputs, outputs: {label: path}, or lists of paths or (label, path) pairs; None paths are skipped. Labels name
+    the option in the message, e.g. guard_outputs({"CANDIDATES": c}, {"-o": out, "summary":
+    out + ".summary.json", "--cache": cache}). Paths are compared after resolving symlinks, and
+    by inode (os.path.samefile) so a hard link counts too. output_dirs: {label: folder} whose
+    content the command replaces or clears; an input inside one of them is refused as well.
+    Raises UsageError (exit 2) naming both paths and what to do instead.
+    """
+    ins, outs = _clean(inputs, "input"), _clean(outputs, "output")
+    fix = hint or "write the output to another path; dsforge never writes over its own input"
+    for olabel, out in outs:
+        for ilabel, inp in ins:
+            if same_file(out, inp):
+                raise UsageError(f"{olabel} {out} is the input {ilabel} {inp}: writing it would destroy the input", fix)
+    for i, (la, a) in enumerate(outs):
+        for lb, b in outs[i + 1:]:
+            if same_file(a, b):
+                raise UsageError(f"{la} {a} and {lb} {b} are the same file: one output would overwrite the other",
+                                 "choose different output paths")
+    for dlabel, d in _clean(output_dirs or {}, "folder"):
+        for ilabel, inp in ins:
+            if _within(inp, d):
+                raise UsageError(f"the input {ilabel} {inp} lies in {dlabel} {d}, which this command replaces",
+                                 "move the input elsewhere, or choose another output folder")
 
 
 def file_digest(path: str) -> dict:

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 from dsforge import __version__
 from dsforge.engines import Request, SamplingParams
-from dsforge.errors import InputError, UsageError
-from dsforge.io import atomic_write
+from dsforge.errors import DsforgeError, InputError, UsageError
+from dsforge.io import atomic_files, guard_outputs
 from dsforge.rubrics import Rubric, expected_score, parse_reply
 from dsforge.sample import read_candidates
 
@@ -50,29 +50,35 @@ class JudgeConfig:
 
 
 class Cache:
+    """The SQLite call cache. The file is created at the first stored call, never before: a judge
+    that fails before answering anything leaves no empty cache behind."""
+
     def __init__(self, path: str | None):
         self.path = path
         self.db = None
         self.hits = self.misses = 0
-        if path:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+
+    def _connect(self, create: bool):
+        if self.db is None and self.path and (create or os.path.exists(self.path)):
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, value TEXT NOT NULL, t REAL)")
+        return self.db
 
     @staticmethod
     def key(*parts) -> str:
         return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
     def get(self, key: str):
-        if self.db is None:
+        if self._connect(create=False) is None:
             return None
         row = self.db.execute("SELECT value FROM calls WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
     def put(self, key: str, value: dict) -> None:
-        if self.db is not None:
+        if self._connect(create=True) is not None:
             self.db.execute("INSERT OR REPLACE INTO calls VALUES (?, ?, ?)", (key, json.dumps(value), time.time()))
 
     def close(self):
@@ -169,6 +175,7 @@ class Judge:
         if res.error:
             call.result = {"error": res.error, "cause": res.meta.get("error_cause", "api_error")}
             self.stats.counts["api_failures"] += 1
+            self.stats.usage["failed_calls"] += 1   # attempted, counted in "calls" too
             return
         value = {"texts": [c.text for c in res.completions],
                  "logprobs": [c.token_logprobs for c in res.completions],
@@ -388,20 +395,87 @@ def load_candidates(path: str) -> list[dict]:
     return items
 
 
+def _candidate_key(row: dict) -> str:
+    return Cache.key(row.get("prompt_id"), row.get("temperature"), row.get("sample_index"), row.get("text"))
+
+
+def _judge_config_id(j: dict) -> tuple:
+    return j.get("model"), j.get("rubric_hash"), j.get("mode")
+
+
+def previous_scores(out: str) -> dict[str, dict]:
+    """Good earlier results in an existing judged file: {candidate key: row} for rows with a score.
+
+    Raises UsageError when `out` exists but is not a dsforge judged file (it is never replaced).
+    """
+    if not os.path.exists(out):
+        return {}
+    keep = {}
+    try:
+        for line, row in read_candidates(out):
+            if not isinstance(row.get("judge"), dict):
+                raise UsageError(f"-o {out} exists and is not a judged file (line {line} has no 'judge' field); "
+                                 "not replacing it", "choose another -o")
+            if row["judge"].get("score") is not None:
+                keep[_candidate_key(row)] = row
+    except InputError as err:
+        raise UsageError(f"-o {out} exists but cannot be read as a judged file ({err.message}); not replacing it",
+                         "choose another -o, or move the file away") from None
+    return keep
+
+
+def keep_good_scores(judged: list[dict], previous: dict[str, dict], out: str) -> int:
+    """Replace, in place, each new failure by the earlier valid result for the same candidate.
+
+    A judge run never turns a good score in `out` into a failure: when the earlier score came from
+    the same judge model, rubric and mode it is kept (returns how many); when it came from another
+    judge the mix would be meaningless, so nothing is written (DsforgeError).
+    """
+    kept, clash = 0, 0
+    for i, row in enumerate(judged):
+        j = row["judge"]
+        if j.get("score") is not None or j.get("error") == "truncated_not_judged":
+            continue
+        old = previous.get(_candidate_key(row))
+        if old is None:
+            continue
+        if _judge_config_id(old["judge"]) == _judge_config_id(j):
+            judged[i] = {**row, "judge": old["judge"]}
+            kept += 1
+        else:
+            clash += 1
+    if clash:
+        raise DsforgeError(f"the judge failed on {clash} candidate(s) that {out} already holds scores for (from "
+                           f"another judge model, rubric or mode); not replacing those scores with failures",
+                           "fix the judge (see the failures above) and rerun, or write to another -o")
+    return kept
+
+
 def judge_file(candidates: str, out: str, cfg: JudgeConfig, *, engine=None, engine_options: dict | None = None,
                cache_path: str | None = "auto", audit: bool = False, progress: bool = True, log=None) -> dict:
+    """Judge the candidates file into `out` (+ OUT.summary.json, OUT.comparisons.jsonl in pairwise mode).
+
+    Rerunning onto an existing `out` keeps its valid scores where this run failed (see
+    `keep_good_scores`); the outputs are written together and atomically, so a failure leaves the
+    previous ones as they were. No output may be an input (the candidates, a custom rubric file).
+    """
     log = log or (lambda m: print(m, file=sys.stderr))
     t0 = time.time()
-    items = load_candidates(candidates)
     if cache_path == "auto":
         cache_path = out + ".cache.sqlite"
-    cache = Cache(cache_path)
+    pairwise = cfg.rubric.mode == "pairwise"
+    guard_outputs({"CANDIDATES": candidates, "--rubric": getattr(cfg.rubric, "source", None)},
+                  {"-o": out, "summary": out + ".summary.json", "--cache": cache_path,
+                   "comparisons": out + ".comparisons.jsonl" if pairwise else None})
+    items = load_candidates(candidates)
+    previous = previous_scores(out)
     owned = engine is None
     if owned:
         from dsforge.engines import get_engine
 
         engine = get_engine(cfg.engine, cfg.judge_model, engine_options)
         engine.open()
+    cache = Cache(cache_path)   # opened after the engine: a judge that fails its probe leaves no cache file
     judge = Judge(cfg, engine, cache, log=log, progress=progress)
     audit_res = None
     try:
@@ -409,7 +483,7 @@ def judge_file(candidates: str, out: str, cfg: JudgeConfig, *, engine=None, engi
             from dsforge.audit import run_audit
 
             audit_res = run_audit(judge, items)
-        if cfg.rubric.mode == "pairwise":
+        if pairwise:
             judged, comparisons = judge_pairwise(judge, items)
         else:
             judged, comparisons = judge_pointwise(judge, items), None
@@ -417,20 +491,23 @@ def judge_file(candidates: str, out: str, cfg: JudgeConfig, *, engine=None, engi
         if owned:
             engine.close()
         cache.close()
-    with atomic_write(out) as f:
-        for row in judged:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    if comparisons is not None:
-        with atomic_write(out + ".comparisons.jsonl") as f:
-            for rec in comparisons:
-                f.write(json.dumps(rec) + "\n")
+    kept = keep_good_scores(judged, previous, out)
+    if kept:
+        log(f"kept {kept} earlier score(s) from {out} for candidates the judge failed on this time")
     summary = summarize(judged, judge, cfg, time.time() - t0)
-    summary.update(candidates=candidates, out=out, cache=cache_path, dsforge=__version__,
+    summary.update(candidates=candidates, out=out, cache=cache_path, dsforge=__version__, kept_previous=kept,
                    engine_info=engine.describe() if engine is not None else None)
     if audit_res is not None:
         summary["audit"] = audit_res
-    with atomic_write(out + ".summary.json") as f:
-        json.dump(summary, f, indent=2)
+    with atomic_files() as group:
+        f = group.open(out)
+        for row in judged:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        if comparisons is not None:
+            f = group.open(out + ".comparisons.jsonl")
+            for rec in comparisons:
+                f.write(json.dumps(rec) + "\n")
+        json.dump(summary, group.open(out + ".summary.json"), indent=2)
     return summary
 
 
@@ -456,7 +533,8 @@ def summarize(judged: list[dict], judge: Judge, cfg: JudgeConfig, seconds: float
         "mean_score_by_temperature": {t: round(sum(v) / len(v), 4) for t, v in sorted(by_t.items())},
         "score_histogram": dict(sorted(hist.items(), key=lambda kv: float(kv[0]))),
         "spearman_score_length": spearman([r["judge"]["score"] for r in scored], [len(r["text"]) for r in scored]),
-        "calls": st.usage["calls"] + st.usage["cached_calls"], "cached_calls": st.usage["cached_calls"],
+        "calls": st.usage["calls"] + st.usage["cached_calls"] + st.usage["failed_calls"],
+        "cached_calls": st.usage["cached_calls"], "failed_calls": st.usage["failed_calls"],
         "prompt_tokens": st.usage["prompt_tokens"], "completion_tokens": st.usage["completion_tokens"],
         "cache_hits": judge.cache.hits, "cache_misses": judge.cache.misses, "seconds": round(seconds, 2),
     }
@@ -478,7 +556,8 @@ def format_summary(s: dict) -> str:
         lines.append(f"pairwise: {s['comparisons']} comparisons, swap-consistency {s['swap_consistency']:.1%}")
     lines.append(f"mean score by temperature: {s['mean_score_by_temperature']}; "
                  f"Spearman(score, length) = {s['spearman_score_length']}")
-    lines.append(f"calls {s['calls']} ({s['cached_calls']} from the cache, free), new tokens {s['prompt_tokens']} in / "
+    lines.append(f"calls {s['calls']} ({s['cached_calls']} from the cache, free; {s.get('failed_calls', 0)} failed), "
+                 f"new tokens {s['prompt_tokens']} in / "
                  f"{s['completion_tokens']} out, {s['seconds']} s" +
                  (f", est. cost ${s['cost_usd']}" if "cost_usd" in s else ""))
     if "audit" in s:

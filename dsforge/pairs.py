@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from dsforge.errors import InputError, UsageError
 from dsforge.formats.convert import entry_for, from_conversation
-from dsforge.io import atomic_write
+from dsforge.io import atomic_files, guard_outputs
 from dsforge.records import Conversation
 from dsforge.sample import read_candidates
 
@@ -134,6 +134,10 @@ def build_pairs(judged_path: str, out: str, cfg: PairConfig, *, kto_out: str | N
         raise UsageError("--format must be sharegpt or alpaca")
     if kto_out and cfg.kto_threshold is None:
         raise UsageError("--kto needs --kto-threshold (candidates scoring at or above it are desirable)")
+    if sidecar == "auto":
+        sidecar = out + ".sidecar.jsonl"
+    guard_outputs({"JUDGED": judged_path}, {"-o": out, "sidecar": sidecar, "--kto": kto_out,
+                                            "summary": out + ".summary.json"})
     rows = load_judged(judged_path)
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
@@ -183,18 +187,6 @@ def build_pairs(judged_path: str, out: str, cfg: PairConfig, *, kto_out: str | N
                                 "truncated": bool(x.get("truncated"))} for x in cands],
                 "strategy": cfg.strategy, "judge": {k: c["judge"].get(k) for k in ("model", "rubric", "rubric_hash")},
             })
-    with atomic_write(out) as f:
-        if out.endswith(".json"):
-            json.dump(pairs, f, ensure_ascii=False, indent=1)
-        else:
-            for p in pairs:
-                f.write(json.dumps(p, ensure_ascii=False) + "\n")
-    if sidecar == "auto":
-        sidecar = out + ".sidecar.jsonl"
-    if sidecar:
-        with atomic_write(sidecar) as f:
-            for s in side:
-                f.write(json.dumps(s, ensure_ascii=False) + "\n")
     ratios = [s["chosen"]["len"] / max(1, s["rejected"]["len"]) for s in side]
     margins = sorted(s["margin"] for s in side)
     summary = {
@@ -207,16 +199,19 @@ def build_pairs(judged_path: str, out: str, cfg: PairConfig, *, kto_out: str | N
         "dataset_info_entry": entry_for("ranking", cfg.fmt, system=any("system" in p for p in pairs)),
         "out": out, "sidecar": sidecar,
     }
+    if not pairs and not kto_rows:
+        # decided before anything is written: a run that yields nothing leaves the previous outputs as they were
+        raise InputError("no pair survived the policy" + (f" (dropped: {dict(drops)}; excluded candidates: "
+                         f"{dict(excluded)})" if drops or excluded else ""),
+                         "lower --min-margin, sample more answers per prompt, or use a stronger judge; "
+                         "the previous output (if any) was left as it was", path=judged_path)
+    kto = []
     if kto_out:
-        kto = []
         for c, tag in kto_rows:
             conv = _conversation(c["messages"])
             conv.messages.append({"role": "assistant", "content": c["text"]})
             conv.kto_tag = tag
             kto.append(from_conversation(conv, "kto", cfg.fmt))
-        with atomic_write(kto_out) as f:
-            for k in kto:
-                f.write(json.dumps(k, ensure_ascii=False) + "\n")
         n_d = sum(1 for _, t in kto_rows if t)
         n_u = len(kto_rows) - n_d
         weights = None
@@ -227,8 +222,25 @@ def build_pairs(judged_path: str, out: str, cfg: PairConfig, *, kto_out: str | N
         summary["kto"] = {"out": kto_out, "rows": len(kto), "desirable": n_d, "undesirable": n_u,
                           "threshold": cfg.kto_threshold, "suggested_weights": weights,
                           "dataset_info_entry": entry_for("kto", cfg.fmt, system=any("system" in k for k in kto))}
-    with atomic_write(out + ".summary.json") as f:
-        json.dump(summary, f, indent=2)
+    if not pairs:   # KTO rows only: the pairs file (and its sidecar) of an earlier run stay as they were
+        summary["out"] = summary["sidecar"] = None
+    with atomic_files() as group:   # all outputs land together, or none
+        if pairs:
+            f = group.open(out)
+            if out.endswith(".json"):
+                json.dump(pairs, f, ensure_ascii=False, indent=1)
+            else:
+                for p in pairs:
+                    f.write(json.dumps(p, ensure_ascii=False) + "\n")
+            if sidecar:
+                f = group.open(sidecar)
+                for s in side:
+                    f.write(json.dumps(s, ensure_ascii=False) + "\n")
+            json.dump(summary, group.open(out + ".summary.json"), indent=2)
+        if kto_out:
+            f = group.open(kto_out)
+            for k in kto:
+                f.write(json.dumps(k, ensure_ascii=False) + "\n")
     return summary
 
 

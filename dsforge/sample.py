@@ -23,7 +23,7 @@ from dsforge import __version__
 from dsforge.engines import Request, Result, SamplingParams, derive_seed
 from dsforge.errors import InputError, UsageError
 from dsforge.formats.convert import ConversionError, to_conversation
-from dsforge.io import atomic_write, expand_inputs, iter_records
+from dsforge.io import atomic_write, expand_inputs, guard_outputs, iter_records
 from dsforge.records import prompt_id
 
 PROMPT_FALLBACKS = ("instruction", "prompt", "question", "query", "text")
@@ -221,6 +221,7 @@ def sample(inputs: list[str], out: str, cfg: SampleConfig, *, engine=None, engin
             raise UsageError(f"temperature {t} is negative")
     if not out.endswith(".jsonl"):
         raise UsageError(f"{out}: the candidates file must be .jsonl (it is appended to while sampling)")
+    guard_outputs([("PROMPTS", f) for f in expand_inputs(inputs)], {"-o": out, "summary": out + ".summary.json"})
     t_start = time.time()
     stats: Counter = Counter()
     prompts = read_prompts(inputs, mapping=mapping, system=cfg.system, shard=shard, limit=limit,
@@ -339,9 +340,11 @@ def format_summary(s: dict) -> str:
 
 
 def merge(shards: list[str], out: str, *, n: int | None = None, temps: list[float] | None = None,
-          prompts: list[Prompt] | None = None) -> dict:
+          prompts: list[Prompt] | None = None, prompt_files: list[str] = ()) -> dict:
     """Join shard outputs, check that they share settings, hold no (prompt, temperature) twice,
-    and that every group is complete (and, given the prompts, that every prompt is covered)."""
+    and that every group is complete (and, given the prompts, that every prompt is covered).
+    prompt_files: where `prompts` came from (only so that `out` can never replace one of them)."""
+    guard_outputs([("SHARD", p) for p in shards] + [("--prompts", p) for p in prompt_files], {"-o": out})
     runs: set = set()
     groups: dict[tuple, list] = defaultdict(list)
     where: dict[tuple, str] = {}

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from dsforge.engines import Completion, Engine, EngineOptions, Result
-from dsforge.errors import UsageError
+from dsforge.errors import InputError, UsageError
 from dsforge.judge import JudgeConfig, judge_file, spearman
 from dsforge.pairs import PairConfig, build_pairs
 from dsforge.rubrics import BUILTIN, defuse, load_rubric, parse_reply
@@ -226,7 +226,9 @@ def test_rank_by_expected_score_breaks_ties(tmp_path):
                      "judge": {"score": s, **({"expected_score": e} if e is not None else {})}})
     f = tmp_path / "j.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert build_pairs(str(f), str(tmp_path / "o.jsonl"), PairConfig())["pairs"] == 0
+    with pytest.raises(InputError, match="no pair survived"):   # decided before anything is written
+        build_pairs(str(f), str(tmp_path / "o.jsonl"), PairConfig())
+    assert not (tmp_path / "o.jsonl").exists()
     s = build_pairs(str(f), str(tmp_path / "o.jsonl"), PairConfig(score="expected_score", min_margin=0.25))
     r = json.loads(open(tmp_path / "o.jsonl").readline())
     assert s["pairs"] == 1 and (r["chosen"]["value"], r["rejected"]["value"]) == ("a", "b")

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from dsforge.cli.types import JSON_OUT, JSONL_OUT, FloatList, MapPair, Shard
 from dsforge.errors import UsageError
 
 
@@ -77,24 +78,25 @@ def engine_flags(fn):
 @click.option("--engine", type=click.Choice(["vllm", "openai", "hf"]), default="vllm", show_default=True,
               help="vllm (offline, batched), openai (any compatible server), hf (transformers, CPU fallback).")
 @engine_flags
-@click.option("--temps", default="0.7,1.0", show_default=True, help="Temperature grid, comma-separated.")
+@click.option("--temps", type=FloatList(0, 2), default="0.7,1.0", show_default=True,
+              help="Temperature grid, comma-separated, each in [0, 2].")
 @click.option("-n", "n", type=click.IntRange(1), default=4, show_default=True, help="Answers per prompt and temperature.")
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
               help="Nucleus sampling mass.")
 @click.option("--max-tokens", type=click.IntRange(1), default=512, show_default=True,
               help="Answer length cap; answers cut here are kept, flagged truncated.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="Run seed; each request's seed derives from it, the prompt id and the temperature.")
 @click.option("--stop", multiple=True, help="Stop string (repeatable).")
 @click.option("--system", help="System prompt for prompts that have none.")
-@click.option("--map", "maps", multiple=True, metavar="DEST=SOURCE",
+@click.option("--map", "maps", type=MapPair(), multiple=True, metavar="DEST=SOURCE",
               help="Where the prompt is: --map instruction=COLUMN (or messages=COLUMN).")
-@click.option("--shard", help="I/N: sample only this deterministic slice of the prompts (by prompt id hash).")
+@click.option("--shard", type=Shard(), help="I/N: sample only this deterministic slice of the prompts (by prompt id hash).")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N distinct prompts.")
 @click.option("--skip-bad", is_flag=True, help="Skip rows that are not usable prompts (counted) instead of stopping.")
 @click.option("--no-logprobs", is_flag=True, help="Do not ask for token logprobs (mean_logprob stays empty).")
 @click.option("--overwrite", is_flag=True, help="Start the output again instead of resuming it.")
-@click.option("-o", "--out", required=True, help="Candidates file (.jsonl); rerunning resumes it.")
+@click.option("-o", "--out", type=JSONL_OUT, required=True, help="Candidates file (.jsonl); rerunning resumes it.")
 def sample(prompts, model, engine, engine_opts, base_url, api_key, temps, n, top_p, max_tokens, seed, stop, system,
            maps, shard, limit, skip_bad, no_logprobs, overwrite, out):
     """Sample n answers per prompt at each temperature, with full provenance, resumably.
@@ -122,12 +124,12 @@ def sample(prompts, model, engine, engine_opts, base_url, api_key, temps, n, top
 
 @click.command()
 @click.argument("shards", nargs=-1, required=True)
-@click.option("-o", "--out", required=True, help="Merged candidates file.")
+@click.option("-o", "--out", type=JSON_OUT, required=True, help="Merged candidates file.")
 @click.option("-n", "n", type=click.IntRange(1), help="Answers per group to expect (default: what the shards hold).")
 @click.option("--prompts", "prompt_files", multiple=True,
               help="The prompt file(s) sampled: also check every prompt is covered at every temperature.")
-@click.option("--temps", help="Temperatures to expect with --prompts (default: those in the shards).")
-@click.option("--map", "maps", multiple=True, metavar="DEST=SOURCE", help="As for sample, with --prompts.")
+@click.option("--temps", type=FloatList(0, 2), help="Temperatures to expect with --prompts (default: those in the shards).")
+@click.option("--map", "maps", type=MapPair(), multiple=True, metavar="DEST=SOURCE", help="As for sample, with --prompts.")
 @click.option("--system", help="As for sample, with --prompts.")
 def merge(shards, out, n, prompt_files, temps, maps, system):
     """Join `sample --shard` outputs; check settings match, nothing overlaps and nothing is missing."""
@@ -135,7 +137,8 @@ def merge(shards, out, n, prompt_files, temps, maps, system):
     from dsforge.cli.data import _mapping
 
     prompts = s.read_prompts(list(prompt_files), mapping=_mapping(maps), system=system) if prompt_files else None
-    res = s.merge(list(shards), out, n=n, temps=list(parse_temps(temps)) if temps else None, prompts=prompts)
+    res = s.merge(list(shards), out, n=n, temps=list(parse_temps(temps)) if temps else None, prompts=prompts,
+                  prompt_files=list(prompt_files))
     click.echo(f"merged {res['shards']} shards: {res['prompts']} prompts, {res['groups']} (prompt, temperature) "
                f"groups, {res['candidates']} candidates -> {out}")
 

@@ -56,6 +56,9 @@ def judge(candidates, judge_model, engine, engine_opts, base_url, api_key, rubri
           price, audit, seed, out):
     """Score sampled candidates with a judge LLM; failures are recorded, never given a default score.
 
+    Exit 1 when no candidate was scored or when judge calls failed (server errors: rerun to retry
+    them, like `sample`); replies that stay unparseable after --parse-retries are counted, not fatal.
+
     \b
     dsforge judge candidates.jsonl -m judge --base-url http://127.0.0.1:8000/v1 -o judged.jsonl
     dsforge judge candidates.jsonl -m judge --mode pairwise --audit -o judged.jsonl
@@ -74,6 +77,12 @@ def judge(candidates, judge_model, engine, engine_opts, base_url, api_key, rubri
                            cache_path=None if cache_path == "none" else cache_path, audit=audit)
     click.echo(j.format_summary(summary))
     click.echo(f"judged: {out}  (summary: {out}.summary.json)")
+    if summary["failed_calls"] or not summary["scored"]:   # the rule `sample` follows: failed requests exit 1
+        click.echo(f"Error: {summary['scored']} of {summary['items']} candidates scored"
+                   + (f"; {summary['failed_calls']} judge calls failed (server errors, see 'failures_final'): "
+                      f"rerun the same command to retry them, finished calls come from the cache"
+                      if summary["failed_calls"] else "; no reply could be parsed as a score"), err=True)
+        sys.exit(1)
 
 
 @click.command()
@@ -109,10 +118,10 @@ def pairs(judged, out, fmt, strategy, min_margin, max_pairs_per_prompt, max_leng
                        score=score_field)
     s = p.build_pairs(judged, out, cfg, kto_out=kto_out)
     click.echo(p.format_summary(s))
-    click.echo(f"pairs: {out} (sidecar: {s['sidecar']}); dataset_info entry: {json.dumps(s['dataset_info_entry'])}")
-    if not s["pairs"]:
-        click.echo("Error: no pair survived the policy; see 'dropped' above", err=True)
+    if not s["pairs"]:   # KTO rows were written; the pairs file was left as it was
+        click.echo(f"Error: no pair survived the policy; see 'dropped' above ({out} was not written)", err=True)
         sys.exit(1)
+    click.echo(f"pairs: {out} (sidecar: {s['sidecar']}); dataset_info entry: {json.dumps(s['dataset_info_entry'])}")
 
 
 def add_commands(cli: click.Group) -> None:
