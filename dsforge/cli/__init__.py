@@ -75,12 +75,14 @@ def cli():
 from dsforge.cli import data as _data  # noqa: E402  (registers commands)
 from dsforge.cli import gen as _gen  # noqa: E402
 from dsforge.cli import pref as _pref  # noqa: E402
+from dsforge.cli import review as _review  # noqa: E402
 from dsforge.cli import trainer as _trainer  # noqa: E402
 from dsforge.cli import pipeline as _pipeline  # noqa: E402
 
 _data.add_commands(cli)
 _gen.add_commands(cli)
 _pref.add_commands(cli)
+_review.add_commands(cli)
 _trainer.add_commands(cli)
 _pipeline.add_commands(cli)
 
