@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 from dsforge import __version__
-from dsforge.errors import UsageError
-from dsforge.io import atomic_write, expand_inputs, file_digest
-from dsforge.procs import free_port, stop_group
+from dsforge.errors import DsforgeError, UsageError
+from dsforge.io import atomic_write, expand_inputs, file_digest, guard_outputs
+from dsforge.procs import free_port, start, stop_group
 from dsforge.pipeline import ORDER, PipelineRecipe
 
 MARKER = ".dsforge-done.json"
@@ -67,6 +67,7 @@ class Runner:
         inputs = expand_inputs(self.r.inputs)
         if not inputs:
             raise UsageError(f"no input files match {self.r.inputs}")
+        self._guard(inputs)
         in_info = [{"file": f, **file_digest(f)} for f in inputs]
         t_start = time.time()
         self.manifest = self._load_manifest()
@@ -126,6 +127,21 @@ class Runner:
 
             result["report"] = write_report(str(self.run_dir), str(self.run_dir / "report.html"))
         return result
+
+    def _data_dir(self, o) -> Path:
+        return Path(o.dataset_dir or self.run_dir / "data")
+
+    def _guard(self, inputs: list[str]) -> None:
+        """The same clash rules as the standalone commands, for the whole run, before any stage starts:
+        no input (or the recipe) inside a stage folder (a rerun clears it), equal to the manifest, the
+        report, or the file the register stage copies into the dataset dir."""
+        outs = [("manifest", self.run_dir / "manifest.json"), ("report", self.run_dir / "report.html")]
+        for st in self.r.stages:
+            if st.kind == "register":
+                outs.append((f"register {st.options.name}", self._data_dir(st.options) / f"{st.options.name}.jsonl"))
+        guard_outputs([("inputs", f) for f in inputs] + [("RECIPE", self.recipe_path)], outs,
+                      output_dirs=[("stage folder", self.stage_dir(i, st.kind)) for i, st in enumerate(self.r.stages)],
+                      hint="keep the recipe's inputs outside its run_dir stage folders and outputs")
 
     def _clear(self, d: Path) -> None:
         """A changed stage starts clean, except the judge's content-hash cache (still valid)."""
@@ -205,11 +221,10 @@ class Runner:
                 port = free_port()
                 cmd, env, served_name = serve_command(judge_model, engine="vllm", port=port, name="judge")
                 env.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-                import subprocess
-
-                log = open(d / "judge_server.log", "wb")
                 self.log(f"starting a local judge server ({judge_model}) on 127.0.0.1:{port} ...")
-                proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                with open(d / "judge_server.log", "wb") as log:   # the child keeps its own copy of the fd
+                    # stopped in `finally` on any exit, Ctrl-C and SIGTERM included (dsforge.procs)
+                    proc = start(cmd, env=env, stdout=log, stderr=log)
                 url = f"http://127.0.0.1:{port}/v1"
                 wait_for_server(url, timeout=900, proc=proc)
                 options["base_url"] = url
@@ -254,21 +269,26 @@ class Runner:
                else self.outputs.get(what, {}).get("path"))
         if not src:
             raise UsageError(f"register: nothing to register from '{what}'")
-        data_dir = Path(o.dataset_dir or self.run_dir / "data")
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir = self._data_dir(o)
+        # like `dsforge register`: a different NAME.jsonl or entry in the dataset dir is replaced only with
+        # register.force, unless it is exactly what this run's register stage wrote last time
+        prev = (self.manifest.get("stages", {}).get("register") or {}).get("summary") or {}
         dst = data_dir / f"{o.name}.jsonl"
-        shutil.copyfile(src, dst)
-        reg = register(str(dst), o.name, str(data_dir), force=True)
+        ours = (prev.get("path") == str(dst) and dst.exists() and prev.get("sha256") == file_digest(dst)["sha256"]
+                and prev.get("entry") == _registered_entry(data_dir, o.name))
+        reg = register(src, o.name, str(data_dir), force=o.force or ours, copy_into=True)
         self.echo(f"register: {o.name} -> {reg.info_path} ({reg.action}; LLaMA-Factory would train "
                   f"{reg.report.would_train} of {reg.report.rows} rows, stage {reg.stage})")
-        return {"name": o.name, "dataset_dir": str(data_dir), "stage": reg.stage, "path": str(dst)}, {
-            "entry": reg.entry, "rows": reg.report.rows, "would_train": reg.report.would_train}
+        path = str(dst)
+        return {"name": o.name, "dataset_dir": str(data_dir), "stage": reg.stage, "path": path}, {
+            "entry": reg.entry, "rows": reg.report.rows, "would_train": reg.report.would_train, "path": path,
+            "sha256": file_digest(path)["sha256"], "action": reg.action}
 
     def stage_train(self, o, d: Path):
         from dsforge.train import format_result, train
 
         reg = self.outputs["register"]
-        keep = ("{'loss'", "'train_loss'", "[dsforge]", "Error", "Traceback", "rror:")
+        keep = ("{'loss'", "'train_loss'", "[dsforge]", "Error", "rror:")
 
         def quiet(line: str) -> None:
             # LLaMA-Factory's full log goes to dsforge_train.log; the console gets losses and errors
@@ -277,11 +297,21 @@ class Runner:
 
         self.log(f"  llamafactory-cli train; full log: {d}/dsforge_train.log")
         res = train(o.stage, o.model or self.r.models.sampler, [reg["name"]], reg["dataset_dir"], recipe=o.recipe,
-                    sets=dict(o.set), output_dir=str(d), lf_python=o.lf_python, log=self.log, echo=quiet)
-        self.echo(format_result(res))
+                    sets=dict(o.set), output_dir=str(d), lf_python=o.lf_python, sets_origin="train.set",
+                    log=self.log, echo=quiet)
         if res["exit_code"]:
-            raise UsageError(f"train: llamafactory-cli exited with {res['exit_code']}", f"log: {d}/dsforge_train.log")
+            error = f": {res['last_error']}" if res.get("last_error") else ""
+            raise DsforgeError(f"train: llamafactory-cli exited with code {res['exit_code']}{error}",
+                               f"full log: {d}/dsforge_train.log")
+        self.echo(format_result(res))
         return {"output_dir": str(d), "weights": res.get("weights"), "plots": res.get("plots")}, res
+
+
+def _registered_entry(data_dir: Path, name: str) -> dict | None:
+    try:
+        return json.loads((data_dir / "dataset_info.json").read_text(encoding="utf-8-sig")).get(name)
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 __all__ = ["Runner", "ORDER"]

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -24,9 +25,9 @@ from pathlib import Path
 
 import yaml
 
-from dsforge import __version__
-from dsforge.errors import ConfigError, UsageError
-from dsforge.io import atomic_write, file_digest
+from dsforge import __version__, procs
+from dsforge.errors import ConfigError, DsforgeError, UsageError
+from dsforge.io import atomic_write, file_digest, guard_outputs
 
 STAGES = ("pt", "sft", "dpo", "kto", "rm", "ppo")
 METHODS = ("lora", "full", "freeze")
@@ -176,8 +177,14 @@ def precheck(stage: str, names: list[str], dataset_dir: str, cfg: dict, log) -> 
     return reports
 
 
+FILLED = ("stage", "model_name_or_path", "dataset", "dataset_dir", "output_dir")   # dsforge sets these
+
+
 def resolve(stage: str, model: str, datasets: list[str], dataset_dir: str, *, recipe: str = "lora",
-            sets: dict | None = None, output_dir: str | None = None) -> dict:
+            sets: dict | None = None, output_dir: str | None = None, unset: tuple[str, ...] = ()) -> dict:
+    """The LLaMA-Factory train config: method recipe < stage defaults < dsforge's keys < `sets`.
+    A key set to None (`--set KEY=null`) or named in `unset` is dropped, so LLaMA-Factory's default
+    applies; the keys dsforge fills (FILLED) cannot be dropped (UsageError)."""
     if stage not in STAGES:
         raise UsageError(f"unknown stage '{stage}'", f"choose one of: {', '.join(STAGES)}")
     cfg = load_recipe(recipe)
@@ -188,6 +195,12 @@ def resolve(stage: str, model: str, datasets: list[str], dataset_dir: str, *, re
     if not _has_gpu():
         cfg.update({"bf16": False, "fp16": False})   # CPU: no mixed precision
     cfg.update(sets or {})
+    dropped = set(unset) | {k for k, v in cfg.items() if v is None}
+    for key in dropped:
+        if key in FILLED:
+            raise UsageError(f"{key} cannot be unset: dsforge fills it", "use the matching option instead "
+                             "(stage argument, --model, --dataset, --dataset-dir, --output-dir)")
+        cfg.pop(key, None)
     if cfg.get("finetuning_type") != "lora":
         for k in [k for k in cfg if k.startswith("lora_")]:
             del cfg[k]
@@ -201,60 +214,111 @@ def _env() -> dict:
     return env
 
 
-def run_lf(python: str, args: list[str], log_path: str | None = None, echo=print) -> int:
-    """Run launch.py with args; stream its output (and tee it); Ctrl-C reaches LLaMA-Factory, and its code is returned."""
+class ChildOutput:
+    """A child's output on its way to the console: every line goes to the log file; a Python
+    traceback stays out of the console and only its last line, the error, is kept (`last_error`)
+    for the summary, which names the log. torchrun's `[rankN]:` prefixes are understood."""
+
+    _PREFIX = re.compile(r"^\[(?:rank|default)\d+\]:\s?")
+    _CHAIN = ("During handling of the above exception", "The above exception was the direct cause")
+
+    def __init__(self, echo, log_path: str | None = None):
+        self.echo = echo
+        self.log = open(log_path, "a", encoding="utf-8") if log_path else None
+        self.in_traceback = False
+        self.last_error: str | None = None
+
+    def line(self, line: str) -> None:
+        """Take one line of the child's output (with or without its newline)."""
+        if self.log:
+            self.log.write(line if line.endswith("\n") else line + "\n")
+        text = self._PREFIX.sub("", line.rstrip("\n"))
+        if text.startswith("Traceback (most recent call last)"):
+            self.in_traceback = True
+            return
+        if self.in_traceback:
+            if not text.strip() or text[0].isspace() or text.startswith(self._CHAIN):
+                return
+            self.in_traceback = False      # the exception line ends the traceback
+            self.last_error = text.strip()[:500]
+            return
+        self.echo(line.rstrip("\n"))
+
+    def close(self) -> None:
+        if self.log:
+            self.log.close()
+
+
+def run_lf(python: str, args: list[str], log_path: str | None = None, echo=print) -> tuple[int, str | None]:
+    """Run launch.py with args in its own process group; its output goes to `log_path` and to `echo`
+    (tracebacks only to the log). Ctrl-C or SIGTERM stop LLaMA-Factory and every process it started.
+    Returns (exit code, its last error line or None)."""
     cmd = [python, str(LAUNCH), *args]
-    logf = open(log_path, "a", encoding="utf-8") if log_path else None
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env(), text=True,
-                            errors="replace", bufsize=1)
+    out = ChildOutput(echo, log_path)
+    proc = procs.start(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env(), text=True,
+                       errors="replace", bufsize=1)
     try:
         for line in proc.stdout:
-            echo(line.rstrip("\n"))
-            if logf:
-                logf.write(line)
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        raise
+            out.line(line)
+        return proc.wait(), out.last_error
     finally:
-        if logf:
-            logf.close()
+        procs.stop_group(proc, timeout=30)
+        out.close()
 
 
 def train(stage: str, model: str, datasets: list[str], dataset_dir: str, *, recipe: str = "lora",
-          sets: dict | None = None, output_dir: str | None = None, dry_run: bool = False,
-          lf_python: str | None = None, log=None, echo=print) -> dict:
-    from dsforge import models
+          sets: dict | None = None, unset: tuple[str, ...] = (), output_dir: str | None = None,
+          dry_run: bool = False, lf_python: str | None = None, sets_origin: str = "--set", log=None,
+          echo=print) -> dict:
+    """Check everything LLaMA-Factory would trip on (keys and value types against its 0.9.5 argument
+    table, the model folder, each dataset against the stage), then write the YAML + manifest into the
+    output dir and run `llamafactory-cli train`. With dry_run, print the YAML and the command and
+    run nothing (no LLaMA-Factory needed). Returns a result dict (exit_code, output_dir, seconds,
+    train_loss, steps, weights, plots, last_error). UsageError / DsforgeError before any launch."""
+    from dsforge import lf_args, models
 
     log = log or (lambda m: print(m, file=sys.stderr))
     model = models.resolve(model)
     if not datasets:
         raise UsageError("no --dataset given")
-    cfg = resolve(stage, model, datasets, dataset_dir, recipe=recipe, sets=sets, output_dir=output_dir)
-    note = template_note(model, cfg.get("template"))
-    if note:
-        log("note: " + note)
+    sets = dict(sets or {})
+    lf_args.check_keys(unset, "--unset")
+    cfg = resolve(stage, model, datasets, dataset_dir, recipe=recipe, sets=sets, output_dir=output_dir, unset=unset)
+    origins = {k: f"recipe {recipe}" for k in load_recipe(recipe)}
+    origins.update({k: f"stage {stage} defaults" for k in stage_defaults(stage)})
+    origins.update({k: sets_origin for k in sets})
+    cfg = lf_args.check_config(cfg, origins)
+    guard_outputs({"--model": model if os.path.isdir(model) else None, "--dataset-dir": dataset_dir},
+                  {"output_dir": cfg.get("output_dir")}, hint="choose another --output-dir (or --set output_dir=...)")
+    for note in [lf_args.check_model(model), template_note(model, cfg.get("template")), *lf_args.deprecated(cfg)]:
+        if note:
+            log("note: " + note)
     reports = precheck(stage, datasets, dataset_dir, cfg, log)
-    py = find_lf_python(lf_python)
+    try:
+        py = find_lf_python(lf_python)
+    except UsageError as err:
+        if not dry_run:
+            raise
+        py, missing = None, err
     out = Path(cfg["output_dir"])
     cfg_yaml = yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)
-    command = [py, str(LAUNCH), "train", str(out / "dsforge_train.yaml")]
+    equivalent = ["llamafactory-cli", "train", str(out / "dsforge_train.yaml")]
+    command = [py, str(LAUNCH), *equivalent[1:]] if py else equivalent
     manifest = {
-        "dsforge": __version__, "llamafactory": lf_version(py), "stage": stage, "recipe": recipe,
+        "dsforge": __version__, "llamafactory": lf_version(py) if py else None, "stage": stage, "recipe": recipe,
         "model": model, "datasets": datasets, "dataset_files": dataset_files(dataset_dir, datasets),
         "rows_that_would_train": {r.name: r.would_train for r in reports},
-        "command": command, "equivalent": f"llamafactory-cli train {out / 'dsforge_train.yaml'}",
+        "command": command, "equivalent": shlex.join(equivalent),
         "env": {k: os.environ[k] for k in ("FORCE_TORCHRUN", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT",
                                            "CUDA_VISIBLE_DEVICES") if k in os.environ},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if dry_run:
         echo(cfg_yaml.rstrip())
-        echo("# command: " + " ".join(command))
+        if py is None:
+            echo(f"# LLaMA-Factory: not found on this machine ({missing.message}); the real run needs it "
+                 f"where it trains: {missing.hint}")
+        echo("# command: " + shlex.join(command))
         return {"dry_run": True, "config": cfg, "manifest": manifest}
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "dsforge_train.yaml") as f:
@@ -262,8 +326,10 @@ def train(stage: str, model: str, datasets: list[str], dataset_dir: str, *, reci
     with atomic_write(out / "dsforge_manifest.json") as f:
         json.dump(manifest, f, indent=2)
     t0 = time.time()
-    code = run_lf(py, ["train", str(out / "dsforge_train.yaml")], str(out / "dsforge_train.log"), echo=echo)
-    result = {"exit_code": code, "output_dir": str(out), "seconds": round(time.time() - t0, 1), **read_results(out)}
+    code, last_error = run_lf(py, ["train", str(out / "dsforge_train.yaml")], str(out / "dsforge_train.log"),
+                              echo=echo)
+    result = {"exit_code": code, "output_dir": str(out), "seconds": round(time.time() - t0, 1),
+              "last_error": last_error, **read_results(out)}
     manifest.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), exit_code=code,
                     train_loss=result.get("train_loss"), steps=result.get("steps"))
     with atomic_write(out / "dsforge_manifest.json") as f:
@@ -297,7 +363,9 @@ def read_results(out: Path) -> dict:
 
 def format_result(r: dict) -> str:
     if r.get("exit_code"):
-        return f"llamafactory-cli exited with code {r['exit_code']}; log: {r['output_dir']}/dsforge_train.log"
+        error = f": {r['last_error']}" if r.get("last_error") else ""
+        return (f"llamafactory-cli exited with code {r['exit_code']}{error}\n"
+                f"  full log: {r['output_dir']}/dsforge_train.log")
     return (f"trained in {r['seconds']} s: {r.get('steps')} steps, final train loss {r.get('train_loss')}; "
             f"weights {r.get('weights', '(none found)')}; plots {', '.join(r.get('plots', [])) or 'none'}; "
             f"manifest {r['output_dir']}/dsforge_manifest.json")
@@ -320,11 +388,18 @@ def export(model: str, adapter: str, out: str, *, template: str | None = None, l
     if template:
         cfg["template"] = template
     cfg.update(sets or {})
+    guard_outputs({"--model": model if os.path.isdir(model) else None, "--adapter": adapter},
+                  {"export_dir": cfg.get("export_dir")}, hint="export into a new folder (-o)")
     Path(out).mkdir(parents=True, exist_ok=True)
     path = Path(out) / "dsforge_export.yaml"
     with atomic_write(path) as f:
         yaml.safe_dump(cfg, f, sort_keys=False)
-    return run_lf(py, ["export", str(path)], echo=echo)
+    log = Path(out) / "dsforge_export.log"
+    code, last_error = run_lf(py, ["export", str(path)], str(log), echo=echo)
+    if code:
+        raise DsforgeError(f"llamafactory-cli export exited with code {code}" + (f": {last_error}" if last_error else ""),
+                           f"full log: {log}")
+    return code
 
 
 def serve_command(model: str, *, adapter: str | None = None, engine: str = "vllm", host: str = "127.0.0.1",
@@ -335,6 +410,10 @@ def serve_command(model: str, *, adapter: str | None = None, engine: str = "vllm
     from dsforge import models
 
     model = models.resolve(model)
+    if name is not None:
+        from dsforge.names import check_name
+
+        check_name(name, "--name")   # served name: also the LoRA module name NAME-adapter
     name = name or Path(model).name
     env = _env()
     if engine == "vllm":

@@ -27,6 +27,11 @@ def run(*args):
     return r
 
 
+def dry_yaml(output: str) -> dict:
+    """The YAML part of `train --dry-run` output (notes and the command line left out)."""
+    return yaml.safe_load("\n".join(x for x in output.split("# command:")[0].splitlines() if not x.startswith("note:")))
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("data")
@@ -51,30 +56,29 @@ def test_dry_run_prints_resolved_yaml_with_recipe_stage_defaults_and_sets(data_d
     r = run("train", "dpo", "-m", "some/model", "--dataset", "demo_dpo", "--dataset-dir", data_dir, "--dry-run",
             "--set", "label_smoothing_factor=0.1", "--set", "pref_beta=0.2", "-o", data_dir / "never")
     assert r.exit_code == 0, r.output
-    cfg = yaml.safe_load(r.output.split("# command:")[0].split("\n", 1)[1] if r.output.startswith("note") else
-                         r.output.split("# command:")[0])
+    cfg = dry_yaml(r.output)
     assert cfg["stage"] == "dpo" and cfg["finetuning_type"] == "lora" and cfg["lora_rank"] == 8
     assert cfg["lora_alpha"] == 16 and cfg["lora_target"] == "all" and cfg["pref_loss"] == "sigmoid"
     assert cfg["pref_beta"] == 0.2 and cfg["label_smoothing_factor"] == 0.1 and cfg["dataset"] == "demo_dpo"
     assert not (data_dir / "never").exists()
-    r = run("train", "sft", "-m", "m", "--dataset", "demo_sft", "--dataset-dir", data_dir, "--dry-run",
+    r = run("train", "sft", "-m", "org/m", "--dataset", "demo_sft", "--dataset-dir", data_dir, "--dry-run",
             "--recipe", "freeze", "--set", "freeze_trainable_layers=1")
-    cfg = yaml.safe_load(r.output.split("# command:")[0])
+    cfg = dry_yaml(r.output)
     assert cfg["finetuning_type"] == "freeze" and cfg["freeze_trainable_layers"] == 1
     assert not any(k.startswith("lora_") for k in cfg)
 
 
 def test_dataset_must_fit_the_stage(data_dir):
-    r = run("train", "dpo", "-m", "m", "--dataset", "demo_sft", "--dataset-dir", data_dir, "--dry-run")
+    r = run("train", "dpo", "-m", "org/m", "--dataset", "demo_sft", "--dataset-dir", data_dir, "--dry-run")
     assert r.exit_code != 0 and "cannot train stage dpo" in r.output and "ranking" in r.output
-    r = run("train", "sft", "-m", "m", "--dataset", "demo_sfx", "--dataset-dir", data_dir, "--dry-run")
+    r = run("train", "sft", "-m", "org/m", "--dataset", "demo_sfx", "--dataset-dir", data_dir, "--dry-run")
     assert r.exit_code != 0 and "did you mean 'demo_sft'" in r.output
-    r = run("train", "ppo", "-m", "m", "--dataset", "demo_sft", "--dataset-dir", data_dir, "--dry-run")
+    r = run("train", "ppo", "-m", "org/m", "--dataset", "demo_sft", "--dataset-dir", data_dir, "--dry-run")
     assert r.exit_code != 0 and "reward model" in r.output
 
 
 def test_missing_llamafactory_says_how_to_install(data_dir, tmp_path):
-    r = run("train", "sft", "-m", "m", "--dataset", "demo_sft", "--dataset-dir", data_dir,
+    r = run("train", "sft", "-m", "org/m", "--dataset", "demo_sft", "--dataset-dir", data_dir,
             "--lf-python", sys.executable, "-o", tmp_path / "o")
     assert r.exit_code != 0 and "no LLaMA-Factory" in r.output and "scripts/setup.sh --lf" in r.output
     assert "Traceback" not in r.output

@@ -17,11 +17,14 @@ LF_PY_HELP = "Python of the environment that has LLaMA-Factory (default: DSFORGE
 @click.option("--dataset-dir", required=True, help="Folder holding dataset_info.json.")
 @click.option("--recipe", default="lora", show_default=True, help="lora, full, freeze (shipped in dsforge/data/recipes/train/) or a YAML file.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Override any LLaMA-Factory / TrainingArguments key, e.g. --set label_smoothing_factor=0.1.")
+              help="Override any LLaMA-Factory / TrainingArguments key, e.g. --set label_smoothing_factor=0.1; "
+                   "KEY=null drops it (LLaMA-Factory's default applies).")
+@click.option("--unset", "unset", multiple=True, metavar="KEY", help="Drop a recipe key (same as --set KEY=null).")
 @click.option("--output-dir", "-o", help="Where weights, YAML, manifest and log go.")
-@click.option("--dry-run", is_flag=True, help="Print the resolved YAML and the command; run nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Check everything, print the resolved YAML and the command; run nothing (no LLaMA-Factory needed).")
 @click.option("--lf-python", help=LF_PY_HELP)
-def train(stage, model, datasets, dataset_dir, recipe, sets, output_dir, dry_run, lf_python):
+def train(stage, model, datasets, dataset_dir, recipe, sets, unset, output_dir, dry_run, lf_python):
     """Check the datasets, write the resolved LLaMA-Factory YAML + manifest, run llamafactory-cli train.
 
     \b
@@ -32,11 +35,11 @@ def train(stage, model, datasets, dataset_dir, recipe, sets, output_dir, dry_run
     from dsforge import train as t
 
     res = t.train(stage, model, [d.strip() for d in datasets.split(",") if d.strip()], dataset_dir, recipe=recipe,
-                  sets=t.parse_sets(sets), output_dir=output_dir, dry_run=dry_run, lf_python=lf_python,
-                  echo=click.echo)
+                  sets=t.parse_sets(sets), unset=tuple(unset), output_dir=output_dir, dry_run=dry_run,
+                  lf_python=lf_python, echo=click.echo)
     if dry_run:
         return
-    click.echo(t.format_result(res))
+    click.echo(t.format_result(res), err=bool(res["exit_code"]))
     sys.exit(res["exit_code"])
 
 
@@ -64,7 +67,7 @@ def export(model, adapter, out, template, sets, lf_python):
 @click.option("--engine", type=click.Choice(["vllm", "llamafactory"]), default="vllm", show_default=True,
               help="vllm serve, or llamafactory-cli api (ignores logprobs/seed/stop; dsforge detects that).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (127.0.0.1 = this machine only).")
-@click.option("--port", type=int, default=8000, show_default=True, help="Port.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port.")
 @click.option("--name", help="Served model name (default: the model folder's name).")
 @click.option("--template", help="LLaMA-Factory template (llamafactory engine).")
 @click.option("--lf-python", help=LF_PY_HELP)
@@ -75,20 +78,18 @@ def serve(model, adapter, engine, host, port, name, template, lf_python, extra):
     Arguments after `--` go to the server as they are, e.g. `-- --max-model-len 8192`.
     (The vllm engine serves the adapter as NAME-adapter; the base model stays NAME.)
     """
-    import subprocess
-
+    from dsforge import procs
     from dsforge import train as t
 
     cmd, env, served = t.serve_command(model, adapter=adapter, engine=engine, host=host, port=port, name=name,
                                        template=template, lf_python=lf_python, extra=tuple(extra))
-    click.echo(f"serving {served} at http://{host}:{port}/v1 ({engine}); Ctrl-C stops it", err=True)
-    proc = subprocess.Popen(cmd, env=env)
+    click.echo(f"serving {served} at http://{host}:{port}/v1 ({engine}); Ctrl-C or SIGTERM stops it", err=True)
+    proc = procs.start(cmd, env=env)
     try:
-        sys.exit(proc.wait())
-    except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait(timeout=30)
-        raise
+        code = proc.wait()
+    finally:
+        procs.stop_group(proc, timeout=30)   # Ctrl-C, SIGTERM: the server and its engine processes stop too
+    sys.exit(code)
 
 
 @click.command("inspect-model")

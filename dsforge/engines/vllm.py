@@ -18,6 +18,7 @@ import gc
 import os
 from typing import Iterable, Iterator
 
+from dsforge import procs
 from dsforge.engines import Completion, Engine, EngineOptions, Request, Result, mean
 from dsforge.errors import UsageError
 
@@ -63,6 +64,7 @@ class VLLMEngine(Engine):
         super().__init__(model, options)
         self.llm = llm          # an already-built vllm.LLM may be handed in (benchmarks, tests)
         self._owns_llm = llm is None
+        self._engine_procs: list = []
         self._lora = None
         self._chat_template = None
         self.capabilities = {"seed": True, "logprobs": True, "n": True}
@@ -109,12 +111,18 @@ class VLLMEngine(Engine):
                              "pass a local model folder (dsforge models prepare builds the default one)")
         from vllm import LLM
 
+        watch = procs.ChildWatch()
         try:
-            self.llm = LLM(**kw)
-        except (RuntimeError, ValueError) as err:
-            raise UsageError(f"vLLM could not start {self.model}: {str(err).splitlines()[0][:300]}",
-                             "the root cause is in vLLM's log above; on CPU, memory is the usual one "
-                             "(--engine-opt kv_cache_gib=1, or stop other vLLM processes)") from None
+            try:
+                self.llm = LLM(**kw)
+            except (RuntimeError, ValueError) as err:
+                raise UsageError(f"vLLM could not start {self.model}: {str(err).splitlines()[0][:300]}",
+                                 "the root cause is in vLLM's log above; on CPU, memory is the usual one "
+                                 "(--engine-opt kv_cache_gib=1, or stop other vLLM processes)") from None
+        except BaseException:
+            watch.stop()   # the engine core a cut-short start left behind (failure, Ctrl-C, SIGTERM)
+            raise
+        self._engine_procs = watch.new()   # vLLM's engine core (and its workers): stopped in close()
         if o.lora_path:
             from vllm.lora.request import LoRARequest
 
@@ -129,9 +137,12 @@ class VLLMEngine(Engine):
             llm, self.llm = self.llm, None
             try:
                 llm.llm_engine.engine_core.shutdown()
-            except Exception:  # noqa: BLE001 - best effort; deleting the engine frees it anyway
+            except Exception:  # noqa: BLE001 - best effort; the processes are stopped below anyway
                 pass
             del llm
+            # whatever of the engine's processes outlived its shutdown (or a shutdown cut by a signal)
+            procs.stop_processes(procs.with_descendants(self._engine_procs), timeout=30)
+            self._engine_procs = []
             gc.collect()
             try:
                 import torch
