@@ -339,15 +339,13 @@ def load_rubric_text(rubric: str | None, mode: str) -> tuple[str, str]:
 
 def check_output(inputs: list[str], out: str) -> None:
     """Refuse an output that is one of the inputs, or a file this tool did not write."""
+    from dsforge.io import guard_outputs
     from dsforge.review.store import events_path
 
     if not out.endswith(".jsonl"):
         raise UsageError(f"-o {out}: the reviewed output must end in .jsonl")
-    for src in inputs:
-        if os.path.abspath(src) == os.path.abspath(out) or (
-                os.path.exists(out) and os.path.exists(src) and os.path.samefile(src, out)):
-            raise UsageError(f"-o {out} is the input file", "write the reviewed records to a new file, "
-                             "e.g. -o reviewed.jsonl; the input is never changed")
+    guard_outputs([("FILE", p) for p in inputs], {"-o": out, "events": events_path(out)},
+                  hint="write the reviewed records to a new file, e.g. -o reviewed.jsonl; the input is never changed")
     if os.path.exists(out) and not os.path.exists(events_path(out)):
         raise UsageError(f"{out} exists and was not written by dsforge review (no {events_path(out)} beside it)",
                          "choose another -o, or move that file away")
