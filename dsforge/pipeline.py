@@ -23,12 +23,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dsforge.errors import ConfigError
+from dsforge.names import name_problem
+
+
+def _valid_name(value: str) -> str:
+    problem = name_problem(value)
+    if problem:
+        raise ValueError(f"{value!r} is not a valid name: {problem}; use letters, digits, '_', '-' and '.'")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_valid_name)]   # becomes a file or folder name: never a path
 
 
 class _Strict(BaseModel):
@@ -89,9 +100,11 @@ class PairsStage(_Strict):
 
 
 class RegisterStage(_Strict):
-    name: str
+    name: Name
     dataset_dir: str | None = Field(None, description="default: RUN_DIR/data")
     what: Literal["auto", "pairs", "kto", "convert"] = "auto"
+    force: bool = Field(False, description="replace a different NAME.jsonl / entry already in dataset_dir "
+                        "(as `dsforge register --force`)")
 
 
 class TrainStage(_Strict):
@@ -142,7 +155,7 @@ class Stage(_Strict):
 
 
 class PipelineRecipe(_Strict):
-    name: str
+    name: Name
     run_dir: str | None = Field(None, description="default: runs/NAME")
     models: Models = Field(default_factory=Models)
     inputs: list[str] = Field(min_length=1)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from dsforge import io as dio
 from dsforge.errors import ConfigError, InputError, UsageError
 from dsforge.infer import KIND_FOR_STAGE, STAGE_FOR_KIND
+from dsforge.names import check_name
 from dsforge.validate import Report, infer_path, lf_file_order, validate_files
 
 
@@ -54,15 +55,26 @@ def build_entry(path: str, *, kind: str | None = None, formatting: str | None = 
 
 def register(path: str, name: str, dataset_dir: str, *, kind: str | None = None, formatting: str | None = None,
              stage: str | None = None, force: bool = False, allow_invalid: bool = False,
-             timeout: float = 60.0) -> Registration:
+             timeout: float = 60.0, copy_into: bool = False) -> Registration:
+    """Validate `path` and add it to DATASET_DIR/dataset_info.json as `name`.
+
+    Under a file lock: re-read the file, refuse to replace a different entry of the same name
+    unless `force`, back the old file up (atomically) and write the new one atomically.
+    copy_into: first copy the file into the dataset dir as NAME.jsonl (or NAME.json); a different
+    file already there is replaced only with `force`, like the entry. The name must be a valid
+    name (dsforge.names); raises UsageError / ConfigError / InputError.
+    """
+    check_name(name, "dataset name")
     if not os.path.exists(path):
         raise UsageError(f"{path}: no such file or directory")
-    if not name or any(c in name for c in ",\n"):
-        raise UsageError(f"invalid dataset name {name!r}", "names may not contain commas (LLaMA-Factory splits "
-                         "the dataset list on them)")
+    info_path = os.path.join(dataset_dir, "dataset_info.json")
+    dst = os.path.join(dataset_dir, name + (os.path.splitext(path)[1] or ".jsonl")) if copy_into else None
+    copy = dst is not None and not (os.path.exists(dst) and dio.same_file(path, dst))
+    dio.guard_outputs({"FILE": path}, {"dataset_info": info_path, "backup": info_path + ".bak",
+                                       "copy": dst if copy else None})
     os.makedirs(dataset_dir, exist_ok=True)
     entry, got_kind = build_entry(path, kind=kind, formatting=formatting)
-    entry = {"file_name": _file_name(path, dataset_dir), **entry}
+    entry = {"file_name": _file_name(dst or path, dataset_dir), **entry}
     stage = stage or STAGE_FOR_KIND[got_kind]
     if KIND_FOR_STAGE[stage] != got_kind and not (stage == "ppo" and got_kind == "sft"):
         raise UsageError(f"{path} holds {got_kind} data, which stage {stage} cannot train on")
@@ -70,7 +82,6 @@ def register(path: str, name: str, dataset_dir: str, *, kind: str | None = None,
     if report.would_train == 0 and not allow_invalid:
         raise InputError(f"LLaMA-Factory would train on 0 of {report.rows} rows; not registering",
                          f"run: dsforge validate {path}  (or pass --allow-invalid)", path=path)
-    info_path = os.path.join(dataset_dir, "dataset_info.json")
     with dio.file_lock(info_path, timeout=timeout):
         info = {}
         if os.path.exists(info_path):
@@ -84,17 +95,24 @@ def register(path: str, name: str, dataset_dir: str, *, kind: str | None = None,
             if not isinstance(info, dict):
                 raise ConfigError(f"{info_path} is not a JSON object; not touching it")
         old = info.get(name)
+        file_differs = copy and os.path.exists(dst) and dio.file_digest(dst)["sha256"] != dio.file_digest(path)["sha256"]
+        if file_differs and not force:
+            raise ConfigError(f"{dst} already exists with other content; not replacing it",
+                              "choose another name, or force it (register --force; in a recipe: "
+                              "register: {force: true})")
+        if old is not None and old != entry and not force:
+            raise ConfigError(f"'{name}' is already registered in {info_path} with a different entry",
+                              f"choose another --name, or pass --force to replace it (old entry: "
+                              f"{json.dumps(old)[:200]})")
+        if copy and (file_differs or not os.path.exists(dst)):
+            with open(path, "rb") as src, dio.atomic_write(dst, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
         if old == entry:
-            action = "unchanged"
+            action = "replaced" if file_differs else "unchanged"
         else:
-            if old is not None and not force:
-                raise ConfigError(f"'{name}' is already registered in {info_path} with a different entry",
-                                  f"choose another --name, or pass --force to replace it (old entry: "
-                                  f"{json.dumps(old)[:200]})")
-            action = "replaced" if old is not None else "added"
+            action = "replaced" if old is not None or file_differs else "added"
             info[name] = entry  # dict keeps insertion order: other entries stay where they are
-            if os.path.exists(info_path):
-                shutil.copy2(info_path, info_path + ".bak")
+            dio.backup(info_path)
             with dio.atomic_write(info_path) as f:
                 json.dump(info, f, ensure_ascii=False, indent=2)
                 f.write("\n")

@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from dsforge.errors import InputError, UsageError
-from dsforge.io import atomic_write
+from dsforge.io import atomic_write, guard_outputs
 
 W, H, PAD = 560, 260, 44
 COLORS = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2"]
@@ -370,9 +370,32 @@ code{{font-size:12px}}</style></head><body>
 """
 
 
+def report_inputs(target: str) -> list[str]:
+    """The files a report of `target` reads: the file itself, or a run's manifest and stage files."""
+    p = Path(target)
+    if not p.is_dir():
+        return [target]
+    files = [str(p / "manifest.json")]
+    for d in (x for x in p.iterdir() if x.is_dir() and x.name[:2].isdigit()):
+        files += [os.path.join(root, n) for root, _, names in os.walk(d) for n in names]
+    return files
+
+
 def write_report(target: str, out: str) -> str:
+    """Render the report of `target` (a run directory or a data file) into `out`, atomically.
+
+    `out` may not be one of the files the report reads, and an existing `out` is replaced only when
+    it is an earlier HTML report (UsageError otherwise). Returns `out`.
+    """
     if not os.path.exists(target):
         raise UsageError(f"{target}: no such run directory or file")
+    guard_outputs([("TARGET", f) for f in report_inputs(target)], {"-o": out})
+    if os.path.isfile(out):
+        with open(out, "rb") as f:
+            head = f.read(64).lstrip().lower()
+        if not head.startswith(b"<!doctype html"):
+            raise UsageError(f"-o {out} exists and is not an HTML report; not replacing it",
+                             "choose another -o (e.g. report.html), or remove the file first")
     page = render(collect(target))
     with atomic_write(out) as f:
         f.write(page)
