@@ -107,12 +107,54 @@ def prepare(alias: str = DEFAULT_MODEL, *, force: bool = False, log=None) -> Pat
     return out
 
 
-def resolve(model: str, *, prepare_missing: bool = True) -> str:
-    """A model argument as engines take it: aliases become their prepared local folder."""
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "tiktoken.model", "qwen.tiktoken")
+
+
+def check_model_dir(path: str | os.PathLike, *, tokenizer: bool = True) -> None:
+    """Raise InputError naming what a local model folder lacks: config.json, or every tokenizer
+    file (tokenizer.json, tokenizer.model, vocab.json + merges.txt, ...). A .gguf file passes."""
+    from dsforge.errors import InputError
+
+    p = Path(path)
+    if p.is_file():
+        if p.suffix == ".gguf":
+            return
+        raise UsageError(f"{p}: is a file; a model folder (config.json, weights, tokenizer files) is needed here",
+                         "pass the folder that holds config.json")
+    missing = [] if (p / "config.json").exists() else ["config.json"]
+    if tokenizer:
+        if not any((p / f).exists() for f in TOKENIZER_FILES):
+            missing.append("tokenizer files (one of " + ", ".join(TOKENIZER_FILES) + ")")
+        elif (p / "vocab.json").exists() and not (p / "tokenizer.json").exists() and not (p / "merges.txt").exists():
+            missing.append("merges.txt (vocab.json alone is not a BPE tokenizer)")
+    if missing:
+        raise InputError(f"not a complete model folder: missing {' and '.join(missing)}",
+                         "copy the files from the model's release (save_pretrained writes them all), "
+                         "or point at the folder that has them", path=str(p))
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith(("/", "./", "../", "~")) or os.sep + os.sep in model or model.endswith(os.sep) \
+        or model.count("/") > 1
+
+
+def resolve(model: str, *, prepare_missing: bool = True, check: bool = True) -> str:
+    """A model argument as engines take it: aliases become their prepared local folder.
+
+    With `check`, a local folder must hold config.json and tokenizer files (InputError says which are
+    missing) and a path that does not exist is a UsageError; hub ids (org/name) pass through as they are.
+    """
     if model in ALIASES:
         if not is_prepared(model):
             if not prepare_missing:
                 raise UsageError(f"model '{model}' is not prepared yet", f"run: dsforge models prepare {model}")
             prepare(model)
         return str(model_dir(model))
+    if check:
+        expanded = os.path.expanduser(model)
+        if os.path.exists(expanded):
+            check_model_dir(expanded)
+        elif _looks_like_path(model):
+            raise UsageError(f"{model}: no such model folder",
+                             f"pass a local model folder, a hub id (org/name), or an alias: {', '.join(ALIASES)}")
     return model

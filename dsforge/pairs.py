@@ -135,6 +135,9 @@ def build_pairs(judged_path: str, out: str, cfg: PairConfig, *, kto_out: str | N
     if kto_out and cfg.kto_threshold is None:
         raise UsageError("--kto needs --kto-threshold (candidates scoring at or above it are desirable)")
     if sidecar == "auto":
+    if cfg.kto_threshold is not None and not kto_out:
+        raise UsageError("--kto-threshold is used only with --kto FILE (where the KTO rows go)",
+                         "add --kto kto.jsonl, or drop --kto-threshold")
         sidecar = out + ".sidecar.jsonl"
     guard_outputs({"JUDGED": judged_path}, {"-o": out, "sidecar": sidecar, "--kto": kto_out,
                                             "summary": out + ".summary.json"})

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from dsforge.cli.types import JSON_OUT, JSONL_OUT, FloatList, MapPair, Shard
+from dsforge.cli.types import JSONL_OUT, FloatList, MapPair, Url
 from dsforge.errors import UsageError
 
 
@@ -67,7 +67,7 @@ def engine_flags(fn):
                            "gpu_memory_utilization, dtype, lora_path, enable_prefix_caching, max_num_seqs, ...; "
                            "openai: concurrency, timeout, max_retries, probe; hf: batch_size, dtype).")(fn)
     fn = click.option("--api-key", help="API key (default: OPENAI_API_KEY). Never written to any file.")(fn)
-    fn = click.option("--base-url", help="OpenAI-compatible server URL (default: OPENAI_BASE_URL).")(fn)
+    fn = click.option("--base-url", type=Url(), help="OpenAI-compatible server URL (default: OPENAI_BASE_URL).")(fn)
     return fn
 
 
@@ -78,8 +78,8 @@ def engine_flags(fn):
 @click.option("--engine", type=click.Choice(["vllm", "openai", "hf"]), default="vllm", show_default=True,
               help="vllm (offline, batched), openai (any compatible server), hf (transformers, CPU fallback).")
 @engine_flags
-@click.option("--temps", type=FloatList(0, 2), default="0.7,1.0", show_default=True,
-              help="Temperature grid, comma-separated, each in [0, 2].")
+@click.option("--temps", type=FloatList(0), default="0.7,1.0", show_default=True,
+              help="Temperature grid, comma-separated, each >= 0.")
 @click.option("-n", "n", type=click.IntRange(1), default=4, show_default=True, help="Answers per prompt and temperature.")
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
               help="Nucleus sampling mass.")
@@ -91,7 +91,7 @@ def engine_flags(fn):
 @click.option("--system", help="System prompt for prompts that have none.")
 @click.option("--map", "maps", type=MapPair(), multiple=True, metavar="DEST=SOURCE",
               help="Where the prompt is: --map instruction=COLUMN (or messages=COLUMN).")
-@click.option("--shard", type=Shard(), help="I/N: sample only this deterministic slice of the prompts (by prompt id hash).")
+@click.option("--shard", help="I/N: sample only this deterministic slice of the prompts (by prompt id hash).")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N distinct prompts.")
 @click.option("--skip-bad", is_flag=True, help="Skip rows that are not usable prompts (counted) instead of stopping.")
 @click.option("--no-logprobs", is_flag=True, help="Do not ask for token logprobs (mean_logprob stays empty).")
@@ -124,11 +124,11 @@ def sample(prompts, model, engine, engine_opts, base_url, api_key, temps, n, top
 
 @click.command()
 @click.argument("shards", nargs=-1, required=True)
-@click.option("-o", "--out", type=JSON_OUT, required=True, help="Merged candidates file.")
+@click.option("-o", "--out", type=JSONL_OUT, required=True, help="Merged candidates file (.jsonl).")
 @click.option("-n", "n", type=click.IntRange(1), help="Answers per group to expect (default: what the shards hold).")
 @click.option("--prompts", "prompt_files", multiple=True,
               help="The prompt file(s) sampled: also check every prompt is covered at every temperature.")
-@click.option("--temps", type=FloatList(0, 2), help="Temperatures to expect with --prompts (default: those in the shards).")
+@click.option("--temps", type=FloatList(0), help="Temperatures to expect with --prompts (default: those in the shards).")
 @click.option("--map", "maps", type=MapPair(), multiple=True, metavar="DEST=SOURCE", help="As for sample, with --prompts.")
 @click.option("--system", help="As for sample, with --prompts.")
 def merge(shards, out, n, prompt_files, temps, maps, system):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from dsforge.cli.types import HTML_OUT
+
 
 @click.command()
 @click.argument("recipe")
@@ -37,7 +39,7 @@ def run(recipe, sets, from_stage, until, force, no_report):
 
 @click.command()
 @click.argument("target")
-@click.option("--out", "-o", help="HTML file (default: TARGET/report.html for a run, TARGET.report.html for a file).")
+@click.option("--out", "-o", type=HTML_OUT, help="HTML file (default: TARGET/report.html for a run, TARGET.report.html for a file).")
 def report(target, out):
     """Write a self-contained HTML report (inline SVG plots) for a run directory or a data file."""
     import os

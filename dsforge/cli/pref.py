@@ -7,6 +7,7 @@ import sys
 import click
 
 from dsforge.cli.gen import engine_flags, engine_options
+from dsforge.cli.types import JSON_OUT, JSONL_OUT, FiniteFloat, FloatList
 from dsforge.errors import UsageError
 
 
@@ -36,7 +37,7 @@ def _prices(text: str | None):
               help="pointwise: score each candidate; pairwise: compare pairs in both orders (disagreement = tie).")
 @click.option("--votes", "-k", type=click.IntRange(1), default=1, show_default=True,
               help="Judge samples per item, averaged (k > 1 samples at temperature 0.7 unless --temperature).")
-@click.option("--temperature", type=click.FloatRange(0), default=0.0, show_default=True, help="Judge temperature.")
+@click.option("--temperature", type=FiniteFloat(0), default=0.0, show_default=True, help="Judge temperature.")
 @click.option("--max-tokens", type=click.IntRange(16), default=256, show_default=True, help="Judge reply cap.")
 @click.option("--parse-retries", type=click.IntRange(0), default=2, show_default=True,
               help="Re-ask this many times when a reply has no valid score; then record the failure.")
@@ -47,10 +48,10 @@ def _prices(text: str | None):
 @click.option("--include-truncated", is_flag=True, help="Also judge answers cut off at max_tokens.")
 @click.option("--cache", "cache_path", default="auto", show_default=True,
               help="SQLite call cache ('auto': OUT.cache.sqlite; 'none' to disable). Reruns cost nothing.")
-@click.option("--price", help="IN,OUT USD per 1M prompt/completion tokens, for a cost estimate.")
+@click.option("--price", type=FloatList(0, example="0.15,0.60", count=2, distinct=False), help="IN,OUT USD per 1M prompt/completion tokens, for a cost estimate.")
 @click.option("--audit", is_flag=True, help="First probe the judge: identical answers, swapped pairs, padded copies.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Judge sampling seed (where honoured).")
-@click.option("-o", "--out", required=True, help="Judged candidates (.jsonl).")
+@click.option("-o", "--out", type=JSONL_OUT, required=True, help="Judged candidates (.jsonl).")
 def judge(candidates, judge_model, engine, engine_opts, base_url, api_key, rubric, mode, votes, temperature,
           max_tokens, parse_retries, no_structured, no_logprobs, max_pairs_per_prompt, include_truncated, cache_path,
           price, audit, seed, out):

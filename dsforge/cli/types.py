@@ -101,18 +101,28 @@ class FiniteFloat(click.FloatRange):
         return v
 
 
-class Shard(click.ParamType):
-    """I/N with 0 <= I < N; returns the text (the library parses it)."""
-
-    name = "I/N"
-
-    def convert(self, value, param, ctx):
-        i, sep, n = str(value).partition("/")
-        if not sep or not i.strip().isdigit() or not n.strip().isdigit() or not 0 <= int(i) < int(n):
-            self.fail(f"{value!r} is not I/N with 0 <= I < N (e.g. 3/8)", param, ctx)
-        return value
-
-
 JSON_OUT = OutPath((".jsonl", ".json"))
 JSONL_OUT = OutPath((".jsonl",))
 HTML_OUT = OutPath((".html", ".htm"))
+
+
+class Url(click.ParamType):
+    """An http(s) URL with a host; returns it unchanged."""
+
+    name = "URL"
+
+    def convert(self, value, param, ctx):
+        from urllib.parse import urlsplit
+
+        from dsforge.errors import redact_url
+
+        try:
+            parts = urlsplit(str(value))
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+            parts.port   # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            ok = False
+        if not ok:
+            self.fail(f"{redact_url(str(value))!r} is not an http(s) URL with a host "
+                      f"(e.g. http://127.0.0.1:8000/v1)", param, ctx)
+        return value
