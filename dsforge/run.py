@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from dsforge import __version__
-from dsforge.errors import DsforgeError, UsageError
+from dsforge.errors import DsforgeError, UsageError, redact
 from dsforge.io import atomic_write, expand_inputs, file_digest, guard_outputs
 from dsforge.procs import free_port, start, stop_group
 from dsforge.pipeline import ORDER, PipelineRecipe
@@ -162,7 +162,7 @@ class Runner:
 
     def _write_manifest(self) -> None:
         with atomic_write(self.run_dir / "manifest.json") as f:
-            json.dump(self.manifest, f, indent=2, ensure_ascii=False)
+            json.dump(redact(self.manifest), f, indent=2, ensure_ascii=False)   # no URL credentials, no keys
 
     def _source(self) -> list[str]:
         if "convert" in self.outputs:
