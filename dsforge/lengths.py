@@ -69,10 +69,13 @@ class LengthAudit:
     def __init__(self, tokenizer_path: str, cutoff_len: int, template: str, stage: str):
         self.tok = load_tokenizer(tokenizer_path)
         self.path, self.cutoff, self.stage = tokenizer_path, cutoff_len, "rm" if stage == "dpo" else stage
+        if template not in ("auto", "chat", "none"):  # a LLaMA-Factory template name: render with the tokenizer's
+            from dsforge.validate import resolve_template
+
+            resolve_template(template)  # unknown names are a usage error
+            template = "auto"
         if template == "auto":
             template = "chat" if getattr(self.tok, "chat_template", None) else "none"
-        if template not in ("chat", "none"):
-            raise UsageError(f"unknown --template {template!r}", "use 'auto' (the tokenizer's chat template) or 'none'")
         self.template = template
         self.buf: list = []
         self.prompt_lens: list[int] = []

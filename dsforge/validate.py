@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -103,11 +104,86 @@ REASONS: dict[str, tuple[str, str, str]] = {
                         "of the prompt, usually the question, is lost)", "shorten the prompt or raise cutoff_len"),
     "no_pt_blocks": ("fatal", "packing would yield no cutoff_len block ('Cannot find sufficient samples')",
                      "add text or lower cutoff_len"),
+    # LLaMA-Factory raises while loading or encoding (audit of 0.9.5's loader, converter, formatter, mm_plugin)
+    "tools_json": ("fatal", "a tools value is not JSON; LLaMA-Factory raises 'Invalid JSON format in tool "
+                   "description' and trains nothing", "make tools a JSON array string, or \"\" / \"[]\" when the "
+                   "row has no tools"),
+    "tools_shape": ("fatal", "a tools list the template's tool formatter cannot read (it raises while encoding)",
+                    "make tools a JSON array of {\"name\", \"description\", \"parameters\": {\"type\": "
+                    "\"object\", \"properties\": {...}}}"),
+    "unknown_split": ("fatal", "split names a split the data does not have (a local file has only 'train'); "
+                      "datasets raises 'Unknown split'", "remove split (or use train, or a slice such as "
+                      "train[:100]); register held-out data as its own dataset and pass it as eval_dataset"),
+    "bad_num_samples": ("fatal", "num_samples is not a positive integer (LLaMA-Factory fails while sampling)",
+                        "write a positive integer, or remove num_samples"),
+    "media_missing": ("fatal", "a media file exists neither under media_dir (default: dataset_dir) nor relative "
+                      "to the working directory; LLaMA-Factory raises FileNotFoundError",
+                      "write media paths relative to dataset_dir (or set media_dir), or use absolute paths"),
+    "media_unsupported": ("fatal", "the row has images/videos/audios but the template has no token for them "
+                          "('This model does not support image input')",
+                          "train with the model's multimodal template (--template NAME), or drop the media column"),
+    "media_count_crash": ("fatal", "the number of <image>/<video>/<audio> placeholders differs from the media list "
+                          "under a multimodal template (ValueError 'The number of images does not match')",
+                          "one placeholder per media file"),
+    "no_valid_rows": ("fatal", "no row would train: LLaMA-Factory stops with 'Cannot find valid samples'",
+                      "fix the reasons listed for the dropped rows"),
+    "kto_tag_unmapped": ("drop", "stage kto, but the entry maps no kto_tag column: each row is read as a plain "
+                         "SFT example and dropped", "map the boolean field: \"columns\": {\"kto_tag\": FIELD}"),
+    "pretrain_data": ("drop", "text-only (pretraining) row in a supervised stage: there is no response to train on",
+                      "this is pretraining data: use stage pt (or build prompt/response pairs)"),
+    # silent changes: LLaMA-Factory keeps the row but trains something else than the file says
+    "tool_calls_text_lost": ("warn", "an assistant message has text and tool_calls: LLaMA-Factory replaces the "
+                             "text by the tool calls, so the text is never trained",
+                             "move the text into its own assistant turn, or drop it"),
+    "tool_args_double_encoded": ("warn", "tool_calls arguments is a JSON string: LLaMA-Factory JSON-encodes it "
+                                 "again, so the model learns a quoted string instead of an object",
+                                 "store arguments as a JSON object"),
+    "tool_response_dropped": ("warn", "tool messages after the last assistant turn are dropped by LLaMA-Factory's "
+                              "openai converter", "end the conversation on an assistant turn"),
+    "system_column_ignored": ("warn", "a leading system message wins: the system column of this row is ignored",
+                              "keep the system prompt in one place"),
+    "num_samples_resample": ("warn", "num_samples makes LLaMA-Factory train a random draw of rows instead of the "
+                             "file (repeats when num_samples exceeds the rows)",
+                             "remove num_samples to train every row once"),
+    "split_slice": ("warn", "split selects only part of the file", "remove split to train every row"),
+    "ignored_entry_key": ("warn", "this entry key has no effect for a local file (LLaMA-Factory ignores it)",
+                          "remove it, or point file_name at the folder/file you mean"),
+    "media_cwd": ("warn", "a media path is not under media_dir; it only resolves relative to the directory "
+                  "LLaMA-Factory is started from", "write media paths relative to dataset_dir, or absolute"),
 }
 
 KTO_BATCH = 1000  # LLaMA-Factory's preprocessing_batch_size default: KL partners are taken within a batch
 _KIND = {str: "string", bool: "bool", int: "number", float: "number", dict: "object", list: "array",
          type(None): None}
+NO_TEMPLATE = ("auto", "chat", "none")
+_TEMPLATES: dict | None = None
+
+
+def lf_templates() -> dict:
+    """LLaMA-Factory 0.9.5's templates as {name: {mm_plugin, image_token, video_token, audio_token, tool_format,
+    thought_words, tool_call_words, reasoning, efficient_eos}} (made by scripts/gen_lf_templates.py)."""
+    global _TEMPLATES
+    if _TEMPLATES is None:
+        _TEMPLATES = json.loads((Path(__file__).parent / "data" / "lf_templates.json").read_text())
+    return _TEMPLATES
+
+
+def resolve_template(name: str | None) -> tuple[str, dict]:
+    """(label, properties) of the template that template-dependent rules are evaluated under.
+
+    None, 'auto', 'chat' and 'none' name no LLaMA-Factory template: LLaMA-Factory then parses the
+    tokenizer's chat template into a text-only template whose data rules are those of 'default'.
+    Raises UsageError for a name LLaMA-Factory 0.9.5 does not know.
+    """
+    table = lf_templates()
+    if name is None or name in NO_TEMPLATE:
+        return ("default (no --template given: LLaMA-Factory's text-only rules, as for a tokenizer's own chat "
+                "template)", table["default"])
+    if name not in table:
+        s = suggest(name, table)
+        raise UsageError(f"unknown template '{name}'" + (f"; did you mean '{s}'?" if s else ""),
+                         "pass the `template:` of your LLaMA-Factory run (e.g. qwen2_vl, llava, llama3, default)")
+    return name, table[name]
 
 
 @dataclass
@@ -147,6 +223,8 @@ class Report:
     examples: dict[str, list[Finding]] = field(default_factory=dict)
     lengths: dict | None = None
     max_examples: int = 5
+    template: str | None = None  # the LLaMA-Factory template the template-dependent rules assumed
+    notes: list[str] = field(default_factory=list)  # what entry keys such as num_samples/split do to the rows
 
     def add(self, f: Finding) -> None:
         self.counts[f.code] += 1
@@ -172,7 +250,7 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not self.fatal and self.kept == self.rows and self.rows > 0
+        return not self.fatal and self.dropped == 0 and self.kept > 0
 
     def to_dict(self) -> dict:
         return {
@@ -182,7 +260,7 @@ class Report:
             "counts": {c: {"n": n, "severity": REASONS[c][0], "reason": REASONS[c][1], "hint": REASONS[c][2]}
                        for c, n in sorted(self.counts.items())},
             "examples": {c: [f.to_dict() for f in fs] for c, fs in self.examples.items()},
-            "lengths": self.lengths,
+            "lengths": self.lengths, "template": self.template, "notes": self.notes,
         }
 
 
@@ -220,6 +298,13 @@ def check_entry(entry: object, stage: str | None, where: str) -> list[Finding]:
     if not any(k in entry for k in ("file_name", "hf_hub_url", "ms_hub_url", "om_hub_url", "script_url",
                                     "cloud_file_name")):
         out.append(Finding("no_source", where, field="file_name"))
+    if "file_name" in entry and not any(k in entry for k in ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url",
+                                                               "cloud_file_name")):
+        for key in ("subset", "folder"):
+            if key in entry:
+                out.append(Finding("ignored_entry_key", where, field=key, detail=f"'{key}' selects a hub/script "
+                                   f"dataset's {'configuration' if key == 'subset' else 'sub-folder'}; for the local "
+                                   f"file_name {entry['file_name']!r} LLaMA-Factory ignores it"))
     fmt = entry.get("formatting", "alpaca")
     if fmt not in FORMATTINGS:
         s = suggest(str(fmt), FORMATTINGS)
@@ -256,8 +341,12 @@ class _Missing(Exception):
 class RowChecker:
     """Mirror of LLaMA-Factory's converter + processor + encoder for one dataset."""
 
-    def __init__(self, attrs: LFAttrs, stage: str, report: Report):
+    def __init__(self, attrs: LFAttrs, stage: str, report: Report, *, template: dict | None = None,
+                 media_dir: str | None = None):
         self.a = attrs
+        self.tmpl = template or lf_templates()["default"]
+        self.media_dir = media_dir  # LLaMA-Factory's media_dir (default dataset_dir); None: not a local file
+        self.repeat = False  # the row is a num_samples repeat (not a duplicate in the file)
         self.stage = "rm" if stage == "dpo" else stage
         self.report = report
         self.absent: dict[str, tuple[str, int]] = {}  # columns read but missing in a row -> first place
@@ -364,6 +453,9 @@ class RowChecker:
                     why = ("ranking_shape", a.chosen, "chosen/rejected must both be strings in alpaca ranking rows")
                 elif a.kto_tag and kto is not None:
                     why = ("kto_tag_type", a.kto_tag, f"kto_tag is {json.dumps(kto)} ({type(kto).__name__}), not a boolean")
+                elif not a.response and self.stage != "ppo":
+                    why = ("pretrain_data", a.prompt, f"this is pretraining data (only '{a.prompt}', no response "
+                           f"column): use stage pt, not {self.stage}")
                 elif out is None:
                     why = ("missing_response", a.response, None)
                 else:
@@ -393,6 +485,7 @@ class RowChecker:
         rt, ct = a.role_tag, a.content_tag
         if a.system_tag and msgs and msgs[0].get(rt) == a.system_tag:
             msgs = msgs[1:]
+            self._system_both(row, path, line)
         elif a.system:
             self.get(row, a.system, path, line)
         aligned = []
@@ -414,11 +507,15 @@ class RowChecker:
         rt, ct = a.role_tag, a.content_tag
         if a.system_tag and msgs and msgs[0].get(rt) == a.system_tag:
             msgs = msgs[1:]
+            self._system_both(row, path, line)
         aligned, tool_responses = [], []
         for m in msgs:
             role, content = m.get(rt), m.get(ct)
             if role in (a.assistant_tag, a.function_tag) and m.get("tool_calls"):
-                content = json.dumps([t.get("function") for t in m["tool_calls"]], ensure_ascii=False)
+                calls = m["tool_calls"] if isinstance(m["tool_calls"], list) else [m["tool_calls"]]
+                self._tool_calls_mangled(calls, content, path, line)
+                content = json.dumps([t.get("function") if isinstance(t, dict) else None for t in calls],
+                                     ensure_ascii=False)
                 role = a.function_tag
             if role == a.observation_tag:
                 tool_responses.append(content)
@@ -431,6 +528,9 @@ class RowChecker:
                           f"declared tags {[t for t in self.tag_mapping if t]}")
                 return None
             aligned.append((self.tag_mapping[role], content))
+        if tool_responses:
+            self.flag("tool_response_dropped", path, line, a.messages, f"{len(tool_responses)} tool message(s) "
+                      "after the last assistant turn are dropped")
         why = None
         accept = (("user", "observation"), ("assistant", "function"))
         for i, (role, _) in enumerate(aligned):
@@ -478,12 +578,138 @@ class RowChecker:
             why = ("kto_tag_type", a.kto_tag, f"kto_tag is {json.dumps(kto)} ({type(kto).__name__}), not a boolean")
         return aligned[:-1], aligned[-1:], why
 
+    def _system_both(self, row: dict, path: str, line: int) -> None:
+        if self.a.system and row.get(self.a.system):
+            self.flag("system_column_ignored", path, line, self.a.system, f"the first message is a system turn, so "
+                      f"'{self.a.system}' ({str(row[self.a.system])[:30]!r}) is ignored")
+
+    def _tool_calls_mangled(self, calls: list, content, path: str, line: int) -> None:
+        """Name what the openai converter silently changes in an assistant message with tool_calls."""
+        fld = self.a.messages
+        if isinstance(content, str) and content.strip():
+            self.flag("tool_calls_text_lost", path, line, fld, f"the assistant text {content[:40]!r} is replaced by "
+                      "the JSON of its tool_calls and never trained")
+        for t in calls:
+            fn = t.get("function") if isinstance(t, dict) else None
+            if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                self.flag("tool_args_double_encoded", path, line, fld, f"arguments of '{fn.get('name')}' is the "
+                          f"string {fn['arguments'][:40]!r}; LLaMA-Factory trains it JSON-encoded a second time")
+                break
+
+    def _kto_unmapped(self) -> str:
+        bools = [k for k, v in self.kinds.items() if v[0] == "bool" and "." not in k and "[" not in k]
+        if bools:
+            return (f"the entry maps no kto_tag column, but the rows hold the boolean '{bools[0]}': map it: "
+                    f"columns.kto_tag = {bools[0]}")
+        return "the entry maps no kto_tag column: add \"kto_tag\": FIELD to columns (FIELD holds true/false)"
+
+    def _tools_problem(self, row: dict) -> tuple[str, str] | None:
+        """Mirror of ToolFormatter.apply under the template's tool format: (code, detail) when it raises."""
+        a = self.a
+        if not a.tools:
+            return None
+        tools = row.get(a.tools)
+        if a.formatting == "openai" and isinstance(tools, (dict, list)):
+            tools = json.dumps(tools, ensure_ascii=False)
+        if not tools:
+            return None
+        if not isinstance(tools, str):
+            return "tools_json", f"'{a.tools}' is {type(tools).__name__}, not a JSON string"
+        try:
+            parsed = json.loads(tools)
+        except ValueError:
+            return "tools_json", (f"'{a.tools}' is {tools[:40]!r}, not JSON: LLaMA-Factory raises 'Invalid JSON format "
+                                  "in tool description' and the whole dataset fails")
+        if not isinstance(parsed, (list, dict, str)):
+            return "tools_shape", f"'{a.tools}' is the JSON {type(parsed).__name__} {tools[:30]!r}, not a list"
+        fmt = self.tmpl["tool_format"]
+        if not parsed or fmt == "seed_oss":
+            return None
+        for tool in (parsed if isinstance(parsed, list) else list(parsed)):
+            if not isinstance(tool, dict):
+                return "tools_shape", f"tool {json.dumps(tool)[:40]} is not an object"
+            fn = tool.get("function", "") if tool.get("type") == "function" else tool
+            need = ("name", "parameters.properties") if fmt == "default" else ("name",) if fmt == "glm4" else ()
+            props = fn.get("parameters", {}).get("properties") if isinstance(fn, dict) and isinstance(
+                fn.get("parameters"), dict) else None
+            if need and not (isinstance(fn, dict) and "name" in fn):
+                return "tools_shape", f"tool {json.dumps(tool)[:50]} has no 'name' (tool format {fmt})"
+            if "parameters.properties" in need and not (isinstance(props, dict) and all(
+                    isinstance(v, dict) for v in props.values())):
+                return "tools_shape", (f"tool '{fn.get('name')}' has no parameters.properties object (tool format "
+                                       f"{fmt} reads it)")
+        return None
+
+    def _function_problem(self, content: str) -> str | None:
+        """Mirror of FunctionFormatter.apply: why a function/tool-call message makes LLaMA-Factory raise."""
+        t = self.tmpl
+        tcw, thw = t["tool_call_words"], t["thought_words"]
+        m = re.search(re.escape(tcw[0]) + "(.*?)" + re.escape(tcw[1]), content, re.S) if len(tcw) == 2 else None
+        if m is not None:
+            part = m.group(1)
+        else:
+            th = re.search(re.escape(thw[0]) + "(.*?)" + re.escape(thw[1]), content, re.S) if len(thw) == 2 else None
+            part = content.replace(th.group(0), "") if th else content
+        try:
+            calls = json.loads(part)
+        except ValueError:
+            return f"function_call content {content[:40]!r} is not JSON (after the template's thought/tool-call markers)"
+        for tc in calls if isinstance(calls, list) else [calls]:
+            if not (isinstance(tc, dict) and "name" in tc and "arguments" in tc):
+                return f"tool call {json.dumps(tc)[:50]} needs \"name\" and \"arguments\" (LLaMA-Factory raises)"
+        return None
+
+    def _media_problem(self, row: dict, msgs: list, path: str, line: int) -> bool:
+        """Mirror of the template's mm_plugin on one kept row; True when LLaMA-Factory would raise."""
+        a, t = self.a, self.tmpl
+        for col, kind, ph in ((a.images, "image", "<image>"), (a.videos, "video", "<video>"),
+                              (a.audios, "audio", "<audio>")):
+            if not col:
+                continue
+            media = row.get(col)
+            items = [] if media is None else media if isinstance(media, list) else [media]
+            if items and t[f"{kind}_token"] is None:
+                self.flag("media_unsupported", path, line, col, f"{len(items)} {kind}(s), but template "
+                          f"{self.report.template} has no {kind} token: LLaMA-Factory raises 'This model does not "
+                          f"support {kind} input'")
+                return True
+            if t["mm_plugin"] != "BasePlugin":
+                n_ph = sum(c.count(ph) for _, c in msgs if isinstance(c, str))
+                if n_ph != len(items):
+                    self.flag("media_count_crash", path, line, col, f"{n_ph} {ph} placeholder(s) but {len(items)} "
+                              f"file(s); template {self.report.template} raises ValueError")
+                    return True
+            for item in items:
+                for m in item if isinstance(item, list) else [item]:
+                    if self._media_missing(m, col, path, line):
+                        return True
+        return False
+
+    def _media_missing(self, m, col: str, path: str, line: int) -> bool:
+        if not isinstance(m, str) or self.media_dir is None:
+            return False
+        if os.path.isfile(os.path.join(self.media_dir, m)):
+            return False
+        if os.path.isfile(m):
+            self.flag("media_cwd", path, line, col, f"{m!r} is not under media_dir {self.media_dir}; it resolves "
+                      f"only from the current directory {os.getcwd()}")
+            return False
+        near = os.path.join(os.path.dirname(path), m)
+        hint = ""
+        if os.path.isfile(near):
+            rel = os.path.relpath(near, self.media_dir)
+            hint = f"; it exists at {near}: write it as {rel!r} (relative to media_dir)"
+        self.flag("media_missing", path, line, col, f"{m!r} is not a file under media_dir {self.media_dir}" + hint)
+        return True
+
     # -- one row
-    def check(self, row, line: int, path: str, key: int | None = None) -> None:
-        """Mirror LLaMA-Factory on one row; `key` identifies the raw row for duplicate detection."""
+    def check(self, row, line: int, path: str, key: int | None = None, *, repeat: bool = False) -> None:
+        """Mirror LLaMA-Factory on one row; `key` identifies the raw row for duplicate detection; `repeat` marks a
+        row that num_samples draws again (not a duplicate in the file)."""
         rep = self.report
         rep.rows += 1
         self.key = key
+        self.repeat = repeat
         if type(row) is not dict:
             self.flag("row_not_object", path, line, detail=f"row is {type(row).__name__}, not an object")
             return
@@ -525,6 +751,8 @@ class RowChecker:
         if stage == "kto":
             self._kto_push(keep, _kl_ok(response), path, line)
         if not keep:
+            if why is None and stage == "kto" and not self.a.kto_tag:
+                why = ("kto_tag_unmapped", None, self._kto_unmapped())
             if why is None:
                 if stage == "sft" and len(response) >= 2:
                     why = ("message_count", None, "a ranking/KTO row in an SFT dataset")
@@ -549,12 +777,14 @@ class RowChecker:
                           f"the {role} message is {json.dumps(content)[:40]}, not a string; LLaMA-Factory raises "
                           "'Expected a string'")
                 return
-            if role == "function":
-                try:
-                    json.loads(content)
-                except ValueError:
-                    self.flag("function_json", path, line, detail=f"function_call content {content[:40]!r} is not JSON")
-                    return
+            if role == "function" and (problem := self._function_problem(content)):
+                self.flag("function_json", path, line, detail=problem + f" (template {rep.template})")
+                return
+        if (tools_problem := self._tools_problem(row)) is not None:
+            self.flag(tools_problem[0], path, line, self.a.tools, tools_problem[1])
+            return
+        if self._media_problem(row, prompt + response, path, line):
+            return
         rep.kept += 1
         if self.on_kept:
             self.on_kept(row, prompt, response, path, line)
@@ -562,7 +792,9 @@ class RowChecker:
 
     def _warn_row(self, row, prompt, response, path, line) -> None:
         key = self.key if self.key is not None else hash(repr(row))
-        if key in self.seen:
+        if self.repeat:
+            pass
+        elif key in self.seen:
             self.flag("duplicate_row", path, line)
         else:
             self.seen.add(key)
@@ -574,7 +806,7 @@ class RowChecker:
                 self.flag("chosen_equals_rejected", path, line)
         a = self.a
         for col, ph in ((a.images, "<image>"), (a.videos, "<video>"), (a.audios, "<audio>")):
-            if col and col in row:
+            if col and col in row and self.tmpl["mm_plugin"] == "BasePlugin":
                 media = row[col] or []
                 n_media = len(media) if isinstance(media, list) else 1
                 n_ph = sum(str(c).count(ph) for _, c in prompt + response)
@@ -688,31 +920,97 @@ def _iter_table_lf(path: str):
 
 def validate_files(files: list[str], entry: dict, stage: str, *, name: str = "(file)",
                    inferred: str | None = None, max_examples: int = 5, display_files: list[str] | None = None,
-                   progress=None) -> Report:
-    """Validate the files of one dataset (in LLaMA-Factory's read order) against an entry and a stage."""
+                   progress=None, template: str | None = None, media_dir: str | None = None,
+                   seed: int = 42) -> Report:
+    """Validate the files of one dataset (in LLaMA-Factory's read order) against an entry and a stage.
+
+    `template` is the LLaMA-Factory template of the run (None: its text-only default rules); `media_dir` is
+    where LLaMA-Factory resolves media paths (its default is dataset_dir); `seed` is the run's seed, which
+    decides the rows a `num_samples` entry draws. Raises UsageError for an unknown stage or template.
+    """
     if stage not in STAGES:
         raise UsageError(f"unknown stage '{stage}'", f"use one of {', '.join(STAGES)}")
-    report = Report(name, stage, entry, display_files or files, inferred=inferred, max_examples=max_examples)
+    label, tmpl = resolve_template(template)
+    report = Report(name, stage, entry, display_files or files, inferred=inferred, max_examples=max_examples,
+                    template=label)
     for f in check_entry(entry, stage, name):
         report.add(f)
-    checker = RowChecker(LFAttrs.from_entry(entry), stage, report)
+    checker = RowChecker(LFAttrs.from_entry(entry), stage, report, template=tmpl, media_dir=media_dir)
     exts = {Path(p).suffix.lower().lstrip(".") for p in files}
     if len(exts) > 1:
         report.add(Finding("mixed_file_types", files[0], detail=f"file types {sorted(exts)} in one dataset"))
+    items = ((item, path) for path in files for item in _iter_file(path, report))
+    selecting = isinstance(entry, dict) and (entry.get("split", "train") != "train" or "num_samples" in entry)
+    order = None
+    if selecting:
+        items = list(items)
+        order = select_rows(entry, len(items), report, name, seed)
+        if order is None:  # the selection itself fails in LLaMA-Factory
+            report.rows = len(items)
+            return report
     pending = 0
-    for path in files:
-        for item in _iter_file(path, report):
-            checker.check(item[1], item[0], path, item[2] if len(item) > 2 else None)
-            pending += 1
-            if pending == 4096 and progress is not None:
-                progress(pending)
-                pending = 0
+    seen: set[int] = set()
+    for i in order or ():
+        item, path = items[i]
+        checker.check(item[1], item[0], path, item[2] if len(item) > 2 else None, repeat=i in seen)
+        seen.add(i)
+    for item, path in (() if selecting else items):
+        checker.check(item[1], item[0], path, item[2] if len(item) > 2 else None)
+        pending += 1
+        if pending == 4096 and progress is not None:
+            progress(pending)
+            pending = 0
     if progress is not None and pending:
         progress(pending)
     checker.finish(files)
+    if selecting:
+        report.rows = len(items)
     if report.rows == 0 and not report.fatal:
         report.add(Finding("empty_file", files[0] if files else name))
+    elif report.kept == 0 and not report.fatal:
+        report.add(Finding("no_valid_rows", name, detail=f"none of the {report.rows} rows would train under stage "
+                           f"{stage}; LLaMA-Factory stops with 'Cannot find valid samples'"))
     return report
+
+
+def select_rows(entry: dict, n: int, report: Report, name: str, seed: int = 42) -> list[int] | None:
+    """The row indices LLaMA-Factory 0.9.5 loads from a local file of n rows, in order: `split` (datasets'
+    split syntax, e.g. train[:100]) then `num_samples` (loader.py: a seeded permutation, topped up by drawing
+    with replacement). Adds findings and notes to `report`; None when the selection itself fails."""
+    from datasets import ReadInstruction
+
+    split = entry.get("split", "train")
+    try:
+        spans = ReadInstruction.from_spec(str(split)).to_absolute({"train": n})
+    except (ValueError, AssertionError) as err:
+        report.add(Finding("unknown_split", name, field="split", detail=f"split {json.dumps(split)}: {err} (a local "
+                           "file has only the split 'train')"))
+        return None
+    idx = [i for sp in spans for i in range(sp.from_, sp.to)]
+    if split != "train":
+        report.add(Finding("split_slice", name, field="split", detail=f"split {json.dumps(split)} loads {len(idx)} "
+                           f"of the {n} rows"))
+        report.notes.append(f"split {split}: {len(idx)} of {n} rows")
+    k = entry.get("num_samples")
+    if k is None:
+        return idx
+    if type(k) is not int or k <= 0:
+        report.add(Finding("bad_num_samples", name, field="num_samples", detail=f"num_samples is {json.dumps(k)}, "
+                           "not a positive integer"))
+        return None
+    import numpy as np
+
+    rng = np.random.RandomState(seed)  # LLaMA-Factory seeds numpy's global generator with the run's seed
+    pick = list(rng.permutation(len(idx))[:k])
+    if k > len(pick):
+        pick += list(rng.choice(len(idx), k - len(pick)))
+    repeats = k - len(set(pick))
+    what = (f"oversamples: all {len(idx)} rows once plus {repeats} repeats drawn at random" if k > len(idx) else
+            f"trains a random {k} of the {len(idx)} rows (seed {seed}; another seed draws other rows, so which bad "
+            "rows survive changes from run to run)")
+    report.add(Finding("num_samples_resample", name, field="num_samples", detail=f"num_samples {k} {what}"))
+    report.notes.append(f"num_samples {k}: {what}")
+    return [idx[int(i)] for i in pick]
 
 
 def _find_files(path: str) -> list[str]:
@@ -819,6 +1117,7 @@ def validate_registered(info_path: str, name: str, stage: str | None = None, **k
         report.add(Finding("file_missing", local, detail=f"file_name '{file_name}' resolves to {local}, which does "
                            "not exist"))
         return report
+    kw.setdefault("media_dir", dataset_dir)
     return validate_files(lf_file_order(local), entry, stage, name=name,
                           display_files=[local] if os.path.isdir(local) else None, **kw)
 
@@ -831,9 +1130,13 @@ def format_report(r: Report, *, examples: int = 5) -> str:
     lines = [f"{r.name}  (stage {r.stage})"]
     if r.inferred:
         lines.append(f"  inferred format: {r.inferred}; entry: {json.dumps(r.entry, ensure_ascii=False)}")
-    pct = f" ({100 * r.would_train / r.rows:.1f}%)" if r.rows else ""
-    verdict = "OK" if r.ok else ("FAILS" if r.fatal else "PARTLY USABLE")
+    pct = f" ({100 * r.would_train / r.rows:.1f}%)" if r.rows and r.would_train <= r.rows else ""
+    verdict = "OK" if r.ok else ("FAILS" if r.fatal or not r.would_train else "PARTLY USABLE")
     lines.append(f"  {verdict}: LLaMA-Factory would train {r.would_train} of {r.rows} rows{pct}")
+    for note in r.notes:
+        lines.append(f"  entry: {note}")
+    if r.template:
+        lines.append(f"  template-dependent rules (media, tools, thought/tool-call markers) assume template {r.template}")
     if r.fatal:
         lines.append("  the whole dataset fails to load in LLaMA-Factory (fatal problems below)")
     for sev, title in (("fatal", "fatal"), ("drop", "dropped rows"), ("warn", "warnings (rows kept)")):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import struct
+import zlib
 
 A = lambda i, inp, o: {"instruction": i, "input": inp, "output": o}  # noqa: E731
 SG = {"formatting": "sharegpt"}
@@ -77,19 +79,53 @@ def _kto_rows(n: int, bad: set[int]) -> list:
     return out
 
 
-def build(root: str) -> list[tuple[str, str]]:
-    """Write every case into root (with dataset_info.json); return [(name, stage)]."""
+def png(path: str) -> None:
+    """Write a valid 2x2 red PNG (stdlib only)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    raw = b"".join(b"\x00" + b"\xff\x00\x00" * 2 for _ in range(2))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+TOOL = {"name": "get_weather", "description": "Current weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+SG_TOOLS = {"formatting": "sharegpt", "columns": {"messages": "conversations", "tools": "tools"}}
+OA = {"formatting": "openai", "columns": {"messages": "messages", "tools": "tools"}, "tags": OA_TAGS}
+RC_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
+IMG = {"formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"}, "tags": RC_TAGS}
+
+
+def M(*m, **extra):
+    return {"messages": [{"role": r, "content": c} for r, c in m], **extra}
+
+
+def FC(name="get_weather", args=None):
+    return json.dumps({"name": name, "arguments": args if args is not None else {"city": "Oslo"}})
+
+
+def OAC(text, args='{"city": "Oslo"}', **fn):
+    """An openai assistant message with text and one tool call (arguments as the API writes them: a string)."""
+    return {"role": "assistant", "content": text,
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": args, **fn}}]}
+
+
+def build(root: str) -> list[tuple[str, str, str | None]]:
+    """Write every case into root (with dataset_info.json); return [(name, stage, template or None)]."""
     os.makedirs(root, exist_ok=True)
     info: dict = {}
-    specs: list[tuple[str, str]] = []
+    specs: list[tuple[str, str, str | None]] = []
 
-    def w(name, text, entry=None, stage="sft", ext="jsonl"):
-        fn = f"{name}.{ext}"
+    def w(name, text, entry=None, stage="sft", ext="jsonl", template=None, fn=None):
+        fn = fn or f"{name}.{ext}"
+        os.makedirs(os.path.dirname(os.path.join(root, fn)), exist_ok=True)
         with open(os.path.join(root, fn), "wb" if isinstance(text, bytes) else "w",
                   **({} if isinstance(text, bytes) else {"encoding": "utf-8"})) as f:
             f.write(text)
         info[name] = {"file_name": fn, **(entry or {})}
-        specs.append((name, stage))
+        specs.append((name, stage, template))
 
     big = "hello world the quick brown fox " * 40
     # alpaca
@@ -194,6 +230,96 @@ def build(root: str) -> list[tuple[str, str]]:
     w("pt_many", jl([{"text": f"document {i} " + "lorem ipsum dolor " * (i % 17)} for i in range(2500)]),
       {"columns": {"prompt": "text"}}, stage="pt")
 
+    _issue10(w, root)
+
     with open(os.path.join(root, "dataset_info.json"), "w") as f:
         json.dump(info, f, indent=1)
     return specs
+
+
+def _issue10(w, root: str) -> None:
+    """Real LLaMA-Factory bug reports (/work/shared/cases/lf-bug-reports, inlined) and more of each kind."""
+    ok2 = [S(("human", "a"), ("gpt", "b")), S(("human", "c"), ("gpt", "d"))]
+    tools = json.dumps([TOOL])
+    weather = S(("human", "Weather in Oslo?"), ("function_call", FC()), ("observation", '{"temp_c": 4}'),
+                ("gpt", "It is 4 degrees in Oslo."))
+    # 01: a tools value that is not JSON aborts the run (ToolFormatter); where it is never encoded it does not
+    w("case01_tools_blank", json.dumps([weather | {"tools": tools}, S(("human", "Say hello."), ("gpt", "Hello!")) |
+                                        {"tools": " "}, S(("human", "Name a prime."), ("gpt", "Seven.")) |
+                                        {"tools": "[]"}], indent=1), SG_TOOLS, ext="json")
+    w("tools_not_json", jl([r | {"tools": t} for r, t in zip(ok2, [tools, "get_weather"])]), SG_TOOLS)
+    w("tools_empty_ok", jl([r | {"tools": t} for r, t in zip(ok2, ["", "[]"])]), SG_TOOLS)
+    w("tools_dropped_row", jl([ok2[0] | {"tools": tools}, S(("human", "q")) | {"tools": "nope"}]), SG_TOOLS)
+    w("tools_object", jl([r | {"tools": json.dumps(TOOL)} for r in ok2]), SG_TOOLS)
+    w("tools_no_params", jl([r | {"tools": json.dumps([{"name": "f"}])} for r in ok2]), SG_TOOLS)
+    w("tools_no_params_qwen", jl([r | {"tools": json.dumps([{"name": "f"}])} for r in ok2]), SG_TOOLS,
+      template="qwen")
+    w("tools_alpaca_bad", jl([A("a", "", "b") | {"tools": "{oops"}]),
+      {"columns": {"prompt": "instruction", "query": "input", "response": "output", "tools": "tools"}})
+    w("tools_openai_list_ok", jl([M(("user", "a"), ("assistant", "b"), tools=[TOOL])]), OA)
+    # function-call messages: JSON with name and arguments; thought markers depend on the template
+    w("fc_no_arguments", jl([S(("human", "a"), ("function_call", '{"name": "f"}'), ("observation", "o"),
+                              ("gpt", "b"))]), SG)
+    w("fc_thought_default", jl([S(("human", "a"), ("function_call", "<think>\nplan\n</think>\n\n" + FC()),
+                                  ("observation", "o"), ("gpt", "b"))]), SG)
+    w("fc_thought_tight", jl([S(("human", "a"), ("function_call", "<think>plan</think>" + FC()),
+                                ("observation", "o"), ("gpt", "b"))]), SG)
+    w("fc_thought_tight_hy3", jl([S(("human", "a"), ("function_call", "<think>plan</think>" + FC()),
+                                    ("observation", "o"), ("gpt", "b"))]), SG, template="hy3")
+    # 05: openai assistant text + tool_calls: kept, text lost, string arguments encoded twice (warnings)
+    w("case05_oa_text_tool_calls", jl([{"messages": [{"role": "user", "content": f"Weather in {c}?"}, OAC(t),
+                                                      {"role": "tool", "content": '{"temp_c": 4}'},
+                                                      {"role": "assistant", "content": "It is 4 degrees."}],
+                                        "tools": tools} for c, t in (("Oslo", "I will look that up for you."),
+                                                                     ("Rome", "Checking Rome now."))]), OA)
+    w("oa_trailing_tool", jl([{"messages": [{"role": "user", "content": "a"}, OAC(""),
+                                            {"role": "tool", "content": "r"}]}]), OA)
+    w("oa_tool_call_no_function", jl([{"messages": [{"role": "user", "content": "a"},
+                                                    {"role": "assistant", "content": "", "tool_calls": [{"type": "function"}]},
+                                                    {"role": "tool", "content": "r"}, {"role": "assistant", "content": "b"}]}]), OA)
+    # 08: media paths resolve against media_dir (= dataset_dir), not the data file's folder
+    png(os.path.join(root, "set_a", "pics", "red.png"))
+    pic = "<image>What colour is this?"
+    w("case08_media_subfolder", jl([M(("user", pic), ("assistant", "Red."), images=["pics/red.png"])]), IMG,
+      template="llava", fn="set_a/pictures.jsonl")
+    w("media_ok_llava", jl([M(("user", pic), ("assistant", "Red."), images=["set_a/pics/red.png"])]), IMG,
+      template="llava")
+    w("media_count_llava", jl([M(("user", "<image><image>" + pic), ("assistant", "Red."), images=["set_a/pics/red.png"]),
+                               M(("user", "q"), ("assistant", "a"), images=[])]), IMG, template="llava")
+    w("media_missing_llava", jl([M(("user", pic), ("assistant", "Red."), images=["set_a/pics/red.png"]),
+                                 M(("user", pic), ("assistant", "Blue."), images=["nowhere/blue.png"])]), IMG,
+      template="llava")
+    w("media_text_template", jl([M(("user", pic), ("assistant", "Red."), images=["set_a/pics/red.png"])]), IMG)
+    w("media_placeholder_only", jl([M(("user", pic), ("assistant", "Red."), images=[]),
+                                    M(("user", "q"), ("assistant", "a"), images=[])]), IMG)
+    # 09: KTO without columns.kto_tag: every row is an SFT row, dropped ("Cannot find valid samples")
+    kto_rows = [M(("user", q), ("assistant", a), label=lb) for q, a, lb in
+                (("2+2?", "4", True), ("Capital of France?", "Berlin", False), ("Opposite of hot?", "Cold", True))]
+    w("case09_kto_unmapped", json.dumps(kto_rows, indent=1), {"formatting": "sharegpt", "columns": {"messages": "messages"},
+                                                             "tags": RC_TAGS}, stage="kto", ext="json")
+    w("kto_unmapped_alpaca", jl([A("q", "", "a") | {"good": True}, A("r", "", "b") | {"good": False}]), stage="kto")
+    # 11: pretraining data used with stage sft
+    pt = [{"text": t} for t in ("The river freezes every winter and thaws in April.",
+                                "Bread rises because yeast produces gas.",
+                                "A lighthouse warns ships of rocks near the coast.")]
+    w("case11_pt_as_sft", jl(pt), {"columns": {"prompt": "text"}})
+    w("pt_as_kto", jl(pt), {"columns": {"prompt": "text"}}, stage="kto")
+    w("all_dropped", jl([S(("human", "a")), S(("human", "b"))]), SG)
+    # 14: split on a local file
+    heldout = [A("Translate to French: cat", "", "chat"), A("Translate to French: dog", "", "chien")]
+    w("case14_split_test", json.dumps(heldout, indent=1), {"split": "test"}, ext="json")
+    w("split_validation", jl(heldout), {"split": "validation"})
+    w("split_slice", jl(heldout + [A("x", "", "y")]), {"split": "train[:2]"})
+    w("split_percent", jl(heldout * 2), {"split": "train[50%:]"})
+    # 15: num_samples over- and under-samples (seeded permutation, then draws with replacement)
+    ident = [A("Who are you?", "", "I am Quill, a writing assistant."), A("What is your name?", "", "My name is Quill."),
+             A("Who made you?", "", "The Quill team built me.")]
+    w("case15_num_samples_over", json.dumps(ident, indent=1), {"num_samples": 8}, ext="json")
+    w("num_samples_under", jl(ident * 2), {"num_samples": 4})
+    mixed = [A(f"q{i}", "", f"a{i}") if i % 3 else A(f"q{i}", "", None) for i in range(12)]
+    w("num_samples_mixed", jl(mixed), {"num_samples": 5})
+    w("num_samples_mixed_over", jl(mixed), {"num_samples": 30})
+    w("num_samples_zero", jl(ident), {"num_samples": 0})
+    w("num_samples_split", jl(mixed), {"split": "train[:6]", "num_samples": 9})
+    # keys LLaMA-Factory ignores for a local file
+    w("subset_folder_local", jl(ident), {"subset": "en", "folder": "x"})

@@ -1,7 +1,8 @@
 """Ground truth: dsforge validate's usable-row counts equal what LLaMA-Factory 0.9.5 keeps.
 
 Runs LLaMA-Factory's own data pipeline (dsforge/lf/probe.py: get_dataset with a tiny local
-tokenizer) on a corpus of valid and invalid datasets, and compares dataset by dataset.
+tokenizer, and a tiny local LLaVA processor for media cases) on a corpus of valid and invalid
+datasets, in one LLaMA-Factory process, and compares dataset by dataset.
 """
 
 import json
@@ -23,10 +24,13 @@ def lf_results(tmp_path_factory, lf_py):
     root = tmp_path_factory.mktemp("corpus")
     specs = lf_corpus.build(str(root))
     tok = tmp_path_factory.mktemp("lftok")
+    mm = tmp_path_factory.mktemp("lfmm")
     subprocess.run([lf_py, str(ROOT / "scripts" / "make_tiny_tokenizer.py"), str(tok)], check=True)
+    subprocess.run([lf_py, str(ROOT / "scripts" / "make_tiny_mm_processor.py"), str(mm)], check=True)
     proc = subprocess.run(
         [lf_py, str(ROOT / "dsforge" / "lf" / "probe.py"), "--dataset-dir", str(root), "--model", str(tok),
-         "--cutoff-len", str(CUTOFF), *[f"{n}:{s}" for n, s in specs]],
+         "--mm-model", str(mm), "--cutoff-len", str(CUTOFF),
+         *[f"{n}:{s}" + (f":{t}" if t else "") for n, s, t in specs]],
         capture_output=True, text=True, timeout=900)
     results = {}
     for line in proc.stdout.splitlines():
@@ -40,9 +44,9 @@ def lf_results(tmp_path_factory, lf_py):
 def test_every_dataset_agrees(lf_results):
     root, specs, results, tok = lf_results
     mismatches, rows_lf, rows_ours, total_rows = [], 0, 0, 0
-    for name, stage in specs:
+    for name, stage, template in specs:
         lf = results[name]
-        rep = validate_registered(str(root / "dataset_info.json"), name, stage)
+        rep = validate_registered(str(root / "dataset_info.json"), name, stage, template=template)
         if stage == "pt":
             if not rep.fatal:
                 audit(rep, tok, cutoff_len=CUTOFF, template="none")
@@ -62,9 +66,9 @@ def test_every_dataset_agrees(lf_results):
 def test_failing_datasets_are_named_fatal(lf_results):
     """Where LLaMA-Factory fails the whole dataset, dsforge says so (fatal), not merely 'rows dropped'."""
     root, specs, results, _ = lf_results
-    for name, stage in specs:
+    for name, stage, template in specs:
         lf = results[name]
-        if stage == "pt" or lf["ok"] or "Cannot find" in lf.get("error", ""):
+        if stage == "pt" or lf["ok"]:
             continue
-        rep = validate_registered(str(root / "dataset_info.json"), name, stage)
+        rep = validate_registered(str(root / "dataset_info.json"), name, stage, template=template)
         assert rep.fatal, (name, lf["error"], dict(rep.counts))

@@ -3,7 +3,7 @@ import json
 from click.testing import CliRunner
 
 from dsforge.cli import cli
-from dsforge.validate import REASONS, check_entry, validate_path
+from dsforge.validate import REASONS, check_entry, format_report, validate_path
 
 
 def write(tmp_path, name, rows):
@@ -62,10 +62,14 @@ def test_entry_typo_suggestions():
     assert any(f.code == "ranking_not_bool" for f in fs)
 
 
-def test_media_placeholder_mismatch_is_a_warning(tmp_path):
+def test_media_placeholder_mismatch_depends_on_the_template(tmp_path):
+    # measured with LLaMA-Factory 0.9.5 (tests/lf_corpus.py media_*): a text-only template keeps placeholders
+    # without media, but raises on any media file; a multimodal template raises on a count mismatch
     p = write(tmp_path, "m.jsonl", [S(("human", "<image><image>describe"), ("gpt", "a cat"), images=["a.png"])])
     r = validate_path(p)
-    assert r.would_train == 1 and r.counts["media_count"] == 1
+    assert r.fatal and r.counts["media_unsupported"] == 1
+    r = validate_path(p, template="llava")
+    assert r.fatal and r.counts["media_count_crash"] == 1 and "llava" in format_report(r)
 
 
 def test_every_reason_has_severity_and_fix():

@@ -91,13 +91,17 @@ def convert(inputs, to, fmt, out, maps, system, text_split, chunk_chars, chunk_t
               help="Training stage (default: inferred from the data).")
 @click.option("--tokenizer", help="Local tokenizer directory for the length audit.")
 @click.option("--template", default="auto", show_default=True,
-              help="Chat template for the length audit: 'auto' (the tokenizer's own), or 'none'.")
+              help="The run's LLaMA-Factory template (e.g. qwen2_vl, llava): media, tool and thought-marker rules "
+                   "are evaluated under it; 'auto' (LLaMA-Factory's text-only rules, the tokenizer's own chat "
+                   "template for lengths) or 'none' (no chat template for lengths).")
+@click.option("--media-dir", help="LLaMA-Factory's media_dir (default: the dataset_info.json directory).")
 @click.option("--cutoff-len", type=click.IntRange(1), default=2048, show_default=True, help="LLaMA-Factory cutoff_len.")
 @click.option("--examples", type=click.IntRange(0), default=5, show_default=True, help="Offending rows shown per reason.")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 @click.option("--json", "as_json", is_flag=True, help="Print reports as JSON.")
 @click.option("--reasons", is_flag=True, help="List every check with its severity and fix, then exit.")
-def validate(files, info, names, stage, tokenizer, template, cutoff_len, examples, strict, as_json, reasons):
+def validate(files, info, names, stage, tokenizer, template, media_dir, cutoff_len, examples, strict, as_json,
+             reasons):
     """Check datasets with LLaMA-Factory's own loading rules: what would train, and why rows would not.
 
     Exit 0 when every row is usable, 1 when some are not (or, with --strict, on warnings), 2 on usage errors.
@@ -114,11 +118,13 @@ def validate(files, info, names, stage, tokenizer, template, cutoff_len, example
     bar = _progress("validate")
     try:
         for f in files:
-            reports.append(v.validate_path(f, stage=stage, max_examples=examples, progress=bar.update))
+            reports.append(v.validate_path(f, stage=stage, max_examples=examples, progress=bar.update,
+                                           template=template, media_dir=media_dir))
         if info:
             entries = v.load_dataset_info(info)
             for n in names or list(entries):
-                reports.append(v.validate_registered(info, n, stage, max_examples=examples, progress=bar.update))
+                reports.append(v.validate_registered(info, n, stage, max_examples=examples, progress=bar.update,
+                                                     template=template, **({"media_dir": media_dir} if media_dir else {})))
         if tokenizer:
             from dsforge.lengths import audit
 
