@@ -256,7 +256,7 @@ def judge_pointwise(judge: Judge, items: list[dict]) -> list[dict]:
         results[c.item] = attempts[c.item][-1]
     out = []
     for it in items:
-        j = {"model": cfg.judge_model, "rubric": rubric.name, "rubric_hash": rubric.hash, "mode": "pointwise"}
+        j = {"kind": "llm", "model": cfg.judge_model, "rubric": rubric.name, "rubric_hash": rubric.hash, "mode": "pointwise"}
         if id(it) not in by_id:
             j.update(score=None, error="truncated_not_judged")
         else:
@@ -320,6 +320,7 @@ def judge_pairwise(judge: Judge, items: list[dict]) -> tuple[list[dict], list[di
     wins = defaultdict(float)
     games = Counter()
     consistent = decided = 0
+    slots = Counter()   # which slot each parsed call picked: a judge that always says "A" is position-biased
     for (a, b), r in by_pair.items():
         s, w = r["straight"], r["swapped"]
         rec = {"prompt_id": items[a]["prompt_id"], "a": a, "b": b}
@@ -328,7 +329,10 @@ def judge_pairwise(judge: Judge, items: list[dict]) -> tuple[list[dict], list[di
             judge.stats.final_failures[rec["error"]] += 1
         else:
             v1 = Counter(s["votes"]).most_common(1)[0][0]
-            v2 = {"A": "B", "B": "A", "tie": "tie"}[Counter(w["votes"]).most_common(1)[0][0]]
+            raw2 = Counter(w["votes"]).most_common(1)[0][0]
+            v2 = {"A": "B", "B": "A", "tie": "tie"}[raw2]
+            for raw in (v1, raw2):
+                slots[{"A": "first", "B": "second"}.get(raw, "tie")] += 1
             decided += 1
             consistent += v1 == v2
             verdict = v1 if v1 == v2 else "tie"
@@ -342,14 +346,17 @@ def judge_pairwise(judge: Judge, items: list[dict]) -> tuple[list[dict], list[di
     judge.stats.counts["comparisons"] = len(by_pair)
     judge.stats.counts["swap_consistent"] = consistent
     judge.stats.counts["swap_decided"] = decided
+    judge.stats.counts.update({f"slot_{k}": v for k, v in slots.items()})
+    in_pair = {x for p in pairs for x in p}
     out = []
     for i, it in enumerate(items):
-        j = {"model": cfg.judge_model, "rubric": rubric.name, "rubric_hash": rubric.hash, "mode": "pairwise"}
+        j = {"kind": "llm", "model": cfg.judge_model, "rubric": rubric.name, "rubric_hash": rubric.hash, "mode": "pairwise"}
         if games[i]:
             j.update(score=round(wins[i] / games[i], 4), games=games[i], wins=wins[i])
         else:
+            # left out of every comparison by --max-pairs-per-prompt: not compared, which is no failure
             j.update(score=None, error="truncated_not_judged" if it.get("truncated") and not cfg.include_truncated
-                     else "no_valid_comparison")
+                     else "no_valid_comparison" if i in in_pair else "not_compared")
         out.append({**it, "judge": j})
     return out, comparisons
 
@@ -526,7 +533,8 @@ def summarize(judged: list[dict], judge: Judge, cfg: JudgeConfig, seconds: float
         "not_judged_truncated": st.counts["skipped_truncated"] if cfg.rubric.mode == "pointwise"
         else sum(1 for r in judged if r["judge"].get("error") == "truncated_not_judged"),
         "failed": sum(1 for r in judged if r["judge"].get("score") is None
-                      and r["judge"].get("error") != "truncated_not_judged"),
+                      and r["judge"].get("error") not in ("truncated_not_judged", "not_compared")),
+        "not_compared": sum(1 for r in judged if r["judge"].get("error") == "not_compared"),
         "parse_failures_first_try": dict(st.first_try_failures),
         "failures_final": dict(st.final_failures),
         "structured_output": judge.structured,
@@ -542,6 +550,10 @@ def summarize(judged: list[dict], judge: Judge, cfg: JudgeConfig, seconds: float
         d = st.counts["swap_decided"]
         s["comparisons"] = st.counts["comparisons"]
         s["swap_consistency"] = round(st.counts["swap_consistent"] / d, 4) if d else None
+        picks = {k: st.counts[f"slot_{k}"] for k in ("first", "second", "tie")}
+        s["slot_picks"] = picks   # per call (each pair is asked in both orders)
+        s["first_slot_rate"] = (round(picks["first"] / (picks["first"] + picks["second"]), 4)
+                                if picks["first"] + picks["second"] else None)
     if cfg.prices:
         s["cost_usd"] = round(s["prompt_tokens"] / 1e6 * cfg.prices[0] + s["completion_tokens"] / 1e6 * cfg.prices[1], 6)
     return s
@@ -553,7 +565,13 @@ def format_summary(s: dict) -> str:
     if s["parse_failures_first_try"] or s["failures_final"]:
         lines.append(f"parse failures: first try {s['parse_failures_first_try'] or 0}, final {s['failures_final'] or 0}")
     if s.get("swap_consistency") is not None:
-        lines.append(f"pairwise: {s['comparisons']} comparisons, swap-consistency {s['swap_consistency']:.1%}")
+        fs = s.get("first_slot_rate")
+        sp = s.get("slot_picks") or {}
+        lines.append(f"pairwise: {s['comparisons']} comparisons, swap-consistency {s['swap_consistency']:.1%}, "
+                     f"first-slot pick rate " + (f"{fs:.1%} ({sp.get('first')} of {sp.get('first', 0) + sp.get('second', 0)} "
+                                                 f"decisive calls; 50% = no position bias)" if fs is not None else "n/a"))
+    if s.get("not_compared"):
+        lines.append(f"{s['not_compared']} candidates not compared (left out of every pair by --max-pairs-per-prompt)")
     lines.append(f"mean score by temperature: {s['mean_score_by_temperature']}; "
                  f"Spearman(score, length) = {s['spearman_score_length']}")
     lines.append(f"calls {s['calls']} ({s['cached_calls']} from the cache, free; {s.get('failed_calls', 0)} failed), "

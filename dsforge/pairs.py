@@ -36,6 +36,7 @@ class PairConfig:
     fmt: str = "sharegpt"
     seed: int = 0
     kto_threshold: float | None = None
+    combine: str | None = None       # several judged files: "human-overrides" or "agree-only" (see combine_sources)
     score: str = "score"             # or "expected_score": the judge's probability-weighted score (fewer ties)
 
 
@@ -126,7 +127,7 @@ def _conversation(prompt: list[dict]) -> Conversation:
     return Conversation(messages=[dict(role=m["role"], content=m["content"]) for m in msgs], system=system)
 
 
-def build_pairs(judged_path: str, out: str, cfg: PairConfig, *, kto_out: str | None = None,
+def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_out: str | None = None,
                 sidecar: str | None = "auto") -> dict:
     if cfg.strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy '{cfg.strategy}'", f"choose one of: {', '.join(STRATEGIES)}")
@@ -134,14 +135,19 @@ def build_pairs(judged_path: str, out: str, cfg: PairConfig, *, kto_out: str | N
         raise UsageError("--format must be sharegpt or alpaca")
     if kto_out and cfg.kto_threshold is None:
         raise UsageError("--kto needs --kto-threshold (candidates scoring at or above it are desirable)")
-    if sidecar == "auto":
     if cfg.kto_threshold is not None and not kto_out:
         raise UsageError("--kto-threshold is used only with --kto FILE (where the KTO rows go)",
                          "add --kto kto.jsonl, or drop --kto-threshold")
+    if sidecar == "auto":
         sidecar = out + ".sidecar.jsonl"
-    guard_outputs({"JUDGED": judged_path}, {"-o": out, "sidecar": sidecar, "--kto": kto_out,
+    paths = [judged_path] if isinstance(judged_path, str) else list(judged_path)
+    guard_outputs([("JUDGED", p) for p in paths], {"-o": out, "sidecar": sidecar, "--kto": kto_out,
                                             "summary": out + ".summary.json"})
-    rows = load_judged(judged_path)
+    combined = None
+    if len(paths) > 1 or cfg.combine:
+        rows, combined = combine_sources(paths, cfg.combine)
+    else:
+        rows = load_judged(paths[0])
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         groups[r["prompt_id"]].append(r)
@@ -157,7 +163,8 @@ def build_pairs(judged_path: str, out: str, cfg: PairConfig, *, kto_out: str | N
             if c.get("truncated") and not cfg.include_truncated:
                 excluded["truncated"] += 1
             elif c["judge"].get("score") is None:
-                excluded["failed_judge"] += 1
+                err = c["judge"].get("error")
+                excluded[err if err in ("flagged_unusable", "not_compared", "not_reviewed") else "failed_judge"] += 1
             else:
                 if cfg.score == "expected_score":
                     if c["judge"].get("expected_score") is None:
@@ -173,6 +180,8 @@ def build_pairs(judged_path: str, out: str, cfg: PairConfig, *, kto_out: str | N
             drops["single_candidate" if eligible else "no_candidate"] += 1
             continue
         chosen_pairs = select(eligible, cfg, rng, drops)
+        if cfg.combine == "agree-only":
+            chosen_pairs = _agreeing(chosen_pairs, drops)
         if not chosen_pairs:
             drops["prompt_without_pair"] += 1
         for c, r in chosen_pairs:
@@ -188,13 +197,13 @@ def build_pairs(judged_path: str, out: str, cfg: PairConfig, *, kto_out: str | N
                 "all_scores": [{"score": x["judge"].get("score"), "len": len(x["text"]),
                                 "temperature": x.get("temperature"), "sample_index": x.get("sample_index"),
                                 "truncated": bool(x.get("truncated"))} for x in cands],
-                "strategy": cfg.strategy, "judge": {k: c["judge"].get(k) for k in ("model", "rubric", "rubric_hash")},
+                "strategy": cfg.strategy, "judge": {k: c["judge"].get(k) for k in ("kind", "model", "rubric", "rubric_hash")},
             })
     ratios = [s["chosen"]["len"] / max(1, s["rejected"]["len"]) for s in side]
     margins = sorted(s["margin"] for s in side)
     summary = {
         "prompts": len(groups), "pairs": len(pairs), "strategy": cfg.strategy, "min_margin": cfg.min_margin,
-        "format": cfg.fmt, "excluded_candidates": dict(excluded), "dropped": dict(drops),
+        "format": cfg.fmt, "excluded_candidates": dict(excluded), "dropped": dict(drops), "combine": combined,
         "chosen_longer_rate": round(sum(r > 1 for r in ratios) / len(ratios), 4) if ratios else None,
         "median_length_ratio": round(statistics.median(ratios), 4) if ratios else None,
         "margin_quantiles": {q: margins[min(len(margins) - 1, int(q / 100 * len(margins)))]
@@ -207,7 +216,7 @@ def build_pairs(judged_path: str, out: str, cfg: PairConfig, *, kto_out: str | N
         raise InputError("no pair survived the policy" + (f" (dropped: {dict(drops)}; excluded candidates: "
                          f"{dict(excluded)})" if drops or excluded else ""),
                          "lower --min-margin, sample more answers per prompt, or use a stronger judge; "
-                         "the previous output (if any) was left as it was", path=judged_path)
+                         "the previous output (if any) was left as it was", path=", ".join(paths))
     kto = []
     if kto_out:
         for c, tag in kto_rows:
@@ -251,6 +260,10 @@ def format_summary(s: dict) -> str:
     lines = [f"{s['pairs']} pairs from {s['prompts']} prompts ({s['strategy']}, min margin {s['min_margin']})"]
     if s["excluded_candidates"]:
         lines.append(f"candidates excluded: {s['excluded_candidates']}")
+    if s.get("combine"):
+        c = s["combine"]
+        lines.append(f"combined ({c['policy']}): " + ", ".join(f"{k} {v}" for k, v in c["prompts"].items()) +
+                     "; sources: " + "; ".join(f"{x['path']} ({x['kind']}, {x['records']} records)" for x in c["sources"]))
     if s["dropped"]:
         lines.append(f"dropped: {s['dropped']}")
     if s["pairs"]:
@@ -264,3 +277,70 @@ def format_summary(s: dict) -> str:
         lines.append(f"KTO: {k['rows']} rows, {k['desirable']} desirable / {k['undesirable']} undesirable "
                      f"(threshold {k['threshold']}); suggested {k['suggested_weights']}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- several sources (humans and judges)
+
+COMBINE = ("human-overrides", "agree-only")
+
+
+def combine_sources(paths: list[str], policy: str | None) -> tuple[list[dict], dict]:
+    """Judged rows from several files (LLM judge runs and `dsforge review` outputs), by an explicit policy.
+
+    human-overrides: a prompt some human scored takes the human scores for all its candidates; other
+        prompts keep the LLM judge's (scores are never mixed within a prompt: the scales differ).
+    agree-only: only prompts scored by both; pairs are built from the human scores and kept only
+        where the LLM judge also puts chosen strictly above rejected (else dropped: sources_disagree).
+    A record is human when judge.kind == "human"; anything else (no kind included) is an LLM judge.
+    Returns (rows, report) with per-source counts and per-policy prompt counts for the summary.
+    """
+    if policy not in COMBINE:
+        raise UsageError("several judged files need --combine human-overrides or --combine agree-only"
+                         if policy is None else f"unknown --combine policy '{policy}'",
+                         "human-overrides: human labels replace the judge's where they exist; agree-only: keep "
+                         "only pairs the humans and the judge agree on")
+    human: dict[str, dict] = {}
+    llm: dict[str, dict] = {}
+    sources = []
+    for path in paths:
+        rows = load_judged(path)
+        kinds = Counter("human" if r["judge"].get("kind") == "human" else "llm" for r in rows)
+        sources.append({"path": path, "kind": "+".join(sorted(kinds)), "records": len(rows)})
+        for r in rows:
+            key = r["prompt_id"] + "\n" + r["text"]
+            target = human if r["judge"].get("kind") == "human" else llm
+            target.setdefault(key, r)   # the same candidate in two files of one kind: the first file wins
+    by_prompt: dict[str, dict[str, list[dict]]] = defaultdict(lambda: {"human": [], "llm": []})
+    for key, r in human.items():
+        by_prompt[r["prompt_id"]]["human"].append(r)
+    for key, r in llm.items():
+        by_prompt[r["prompt_id"]]["llm"].append(r)
+    counts: Counter = Counter()
+    out = []
+    for pid, src in by_prompt.items():
+        has_h = any(r["judge"].get("score") is not None for r in src["human"])
+        has_l = any(r["judge"].get("score") is not None for r in src["llm"])
+        if policy == "human-overrides":
+            counts["from_human" if has_h else "from_llm"] += 1
+            out.extend(src["human"] if has_h else src["llm"])
+        elif has_h and has_l:
+            counts["scored_by_both"] += 1
+            for r in src["human"]:
+                other = llm.get(pid + "\n" + r["text"])
+                out.append({**r, "_second_score": (other or {}).get("judge", {}).get("score")})
+        else:
+            counts["not_scored_by_both"] += 1
+    return out, {"policy": policy, "sources": sources, "prompts": dict(counts)}
+
+
+def _agreeing(chosen_pairs: list[tuple[dict, dict]], drops: Counter) -> list[tuple[dict, dict]]:
+    kept = []
+    for c, r in chosen_pairs:
+        a, b = c.get("_second_score"), r.get("_second_score")
+        if a is None or b is None:
+            drops["no_second_opinion"] += 1
+        elif a > b:
+            kept.append((c, r))
+        else:
+            drops["sources_disagree"] += 1
+    return kept

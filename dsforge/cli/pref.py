@@ -87,26 +87,29 @@ def judge(candidates, judge_model, engine, engine_opts, base_url, api_key, rubri
 
 
 @click.command()
-@click.argument("judged")
-@click.option("-o", "--out", required=True, help="Ranking rows for DPO/RM (.jsonl or .json).")
+@click.argument("judged", nargs=-1, required=True)
+@click.option("-o", "--out", type=JSON_OUT, required=True, help="Ranking rows for DPO/RM (.jsonl or .json).")
+@click.option("--combine", type=click.Choice(["human-overrides", "agree-only"]),
+              help="Several JUDGED files (LLM judge runs, dsforge review outputs): human-overrides takes the human "
+                   "scores where a prompt has them, the judge's elsewhere; agree-only keeps only pairs both agree on.")
 @click.option("--format", "fmt", type=click.Choice(["sharegpt", "alpaca"]), default="sharegpt", show_default=True,
               help="LLaMA-Factory row shape.")
 @click.option("--strategy", type=click.Choice(["best-vs-worst", "best-vs-random", "best-vs-mean-2sd", "all-pairs"]),
               default="best-vs-worst", show_default=True, help="How rejected answers are picked.")
-@click.option("--min-margin", type=click.FloatRange(0), default=0.0, show_default=True,
+@click.option("--min-margin", type=FiniteFloat(0), default=0.0, show_default=True,
               help="Minimum score difference (ties are always dropped).")
 @click.option("--max-pairs-per-prompt", type=click.IntRange(1), default=1, show_default=True,
               help="At most this many pairs per prompt.")
-@click.option("--max-length-ratio", type=click.FloatRange(1), help="Drop pairs whose chosen is this many times longer.")
+@click.option("--max-length-ratio", type=FiniteFloat(1), help="Drop pairs whose chosen is this many times longer.")
 @click.option("--length-tiered", is_flag=True,
               help="Prefer the shortest among the top-scored and the longest among the bottom-scored.")
 @click.option("--include-truncated", is_flag=True, help="Allow answers cut off at max_tokens.")
-@click.option("--kto", "kto_out", help="Also write KTO rows (one per candidate, boolean kto_tag) here.")
-@click.option("--kto-threshold", type=float, help="Score at or above which a candidate is desirable.")
+@click.option("--kto", "kto_out", type=JSONL_OUT, help="Also write KTO rows (one per candidate, boolean kto_tag) here.")
+@click.option("--kto-threshold", type=FiniteFloat(), help="Score at or above which a candidate is desirable (with --kto).")
 @click.option("--score", "score_field", type=click.Choice(["score", "expected_score"]), default="score",
               show_default=True, help="Rank by the parsed score, or by the judge's logprob-weighted expected score.")
 @click.option("--seed", type=int, default=0, show_default=True, help="For random choices and tie order.")
-def pairs(judged, out, fmt, strategy, min_margin, max_pairs_per_prompt, max_length_ratio, length_tiered,
+def pairs(judged, out, combine, fmt, strategy, min_margin, max_pairs_per_prompt, max_length_ratio, length_tiered,
           include_truncated, kto_out, kto_threshold, score_field, seed):
     """Build DPO chosen/rejected pairs (and KTO rows) from judged candidates, with a policy you can see."""
     import json
@@ -116,8 +119,8 @@ def pairs(judged, out, fmt, strategy, min_margin, max_pairs_per_prompt, max_leng
     cfg = p.PairConfig(strategy=strategy, min_margin=min_margin, max_pairs_per_prompt=max_pairs_per_prompt,
                        max_length_ratio=max_length_ratio, length_tiered=length_tiered,
                        include_truncated=include_truncated, fmt=fmt, seed=seed, kto_threshold=kto_threshold,
-                       score=score_field)
-    s = p.build_pairs(judged, out, cfg, kto_out=kto_out)
+                       score=score_field, combine=combine)
+    s = p.build_pairs(list(judged), out, cfg, kto_out=kto_out)
     click.echo(p.format_summary(s))
     if not s["pairs"]:   # KTO rows were written; the pairs file was left as it was
         click.echo(f"Error: no pair survived the policy; see 'dropped' above ({out} was not written)", err=True)
