@@ -633,21 +633,36 @@ def atomic_files():
         raise
 
 
-@contextlib.contextmanager
-def temp_dir_for(path: str | os.PathLike):
-    """A private scratch folder beside `path` (`.NAME.PID@HOST.XXXXXXXX.d`), removed on exit;
-    after a kill -9 the next write of `path` removes it (see `clean_stale`)."""
-    import shutil
-
+def new_temp_dir(path: str | os.PathLike) -> str:
+    """Create a private folder beside `path` (`.NAME.PID@HOST.XXXXXXXX.d`) for a result that is
+    renamed into place or removed when done; after a kill -9 the next write of `path` removes it
+    (see `clean_stale`). Returns its path."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     clean_stale(path)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.{_owner_tag()}.", suffix=".d", dir=directory)
+    return tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.{_owner_tag()}.", suffix=".d", dir=directory)
+
+
+@contextlib.contextmanager
+def temp_dir_for(path: str | os.PathLike):
+    """A scratch folder from `new_temp_dir(path)`, removed when the block ends."""
+    import shutil
+
+    tmp = new_temp_dir(path)
     try:
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> str:
+    """Copy `src` to `dst` atomically (a full disk or a kill never leaves a truncated copy); returns dst."""
+    import shutil
+
+    with open(src, "rb") as fsrc, atomic_write(dst, "wb") as fdst:
+        shutil.copyfileobj(fsrc, fdst, 1 << 20)
+    return os.fspath(dst)
 
 
 def backup(path: str | os.PathLike, suffix: str = ".bak") -> str | None:
@@ -655,14 +670,8 @@ def backup(path: str | os.PathLike, suffix: str = ".bak") -> str | None:
 
     Returns the backup path, or None when `path` does not exist.
     """
-    import shutil
-
     path = os.fspath(path)
-    if not os.path.exists(path):
-        return None
-    with open(path, "rb") as src, atomic_write(path + suffix, "wb") as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
-    return path + suffix
+    return copy_file(path, path + suffix) if os.path.exists(path) else None
 
 
 # ---------------------------------------------------------------- output guard

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -74,7 +73,9 @@ def prepare(alias: str = DEFAULT_MODEL, *, force: bool = False, log=None) -> Pat
     t0 = time.time()
     log(f"preparing {alias} from {gguf.name} (dequantize + save, about a minute, once) ...")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    from dsforge.io import new_temp_dir
+
+    tmp = Path(new_temp_dir(out))   # a killed prepare's folder is removed by the next one
     try:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         src = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)

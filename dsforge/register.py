@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 
 from dsforge import io as dio
@@ -105,8 +104,7 @@ def register(path: str, name: str, dataset_dir: str, *, kind: str | None = None,
                               f"choose another --name, or pass --force to replace it (old entry: "
                               f"{json.dumps(old)[:200]})")
         if copy and (file_differs or not os.path.exists(dst)):
-            with open(path, "rb") as src, dio.atomic_write(dst, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
+            dio.copy_file(path, dst)
         if old == entry:
             action = "replaced" if file_differs else "unchanged"
         else:

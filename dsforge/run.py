@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dsforge import __version__
 from dsforge.errors import DsforgeError, UsageError, redact
-from dsforge.io import atomic_write, expand_inputs, file_digest, guard_outputs
+from dsforge.io import atomic_write, copy_file, expand_inputs, file_digest, guard_outputs
 from dsforge.procs import free_port, start, stop_group
 from dsforge.pipeline import ORDER, PipelineRecipe
 
@@ -120,7 +120,7 @@ class Runner:
         self.manifest["seconds_this_invocation"] = round(time.time() - t_start, 1)
         self._write_manifest()
         if "train" in self.outputs and self.outputs["train"].get("output_dir"):
-            shutil.copy2(self.run_dir / "manifest.json", Path(self.outputs["train"]["output_dir"]) / "dsforge_run_manifest.json")
+            copy_file(self.run_dir / "manifest.json", Path(self.outputs["train"]["output_dir"]) / "dsforge_run_manifest.json")
         result = {"run_dir": str(self.run_dir), "outputs": self.outputs, "manifest": str(self.run_dir / "manifest.json")}
         if report:
             from dsforge.report import write_report

@@ -407,13 +407,13 @@ def serve_command(model: str, *, adapter: str | None = None, engine: str = "vllm
                   lf_python: str | None = None, config_dir: str | None = None,
                   extra: tuple[str, ...] = ()) -> tuple[list[str], dict, str]:
     """The server command, its environment, and the model name it serves."""
-    from dsforge import models
-
-    model = models.resolve(model)
     if name is not None:
         from dsforge.names import check_name
 
         check_name(name, "--name")   # served name: also the LoRA module name NAME-adapter
+    from dsforge import models
+
+    model = models.resolve(model)
     name = name or Path(model).name
     env = _env()
     if engine == "vllm":
