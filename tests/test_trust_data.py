@@ -93,6 +93,8 @@ CLASHES = {
                     "judged"),
     "report -o": (["report", "{judged}", "-o", "{judged}"], "judged"),
     "register": (["register", "{sft}", "--name", "d", "--dataset-dir", "{tmp}"], "sft"),   # FILE = dataset_info.json
+    "review -o": (["review", "{cands}", "-o", "{cands}", "--annotator", "a"], "cands"),
+    "review --import": (["review", "{cands}", "--import", "{judged}", "-o", "{judged}"], "judged"),
 }
 
 
