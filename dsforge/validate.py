@@ -584,17 +584,12 @@ class RowChecker:
                       f"'{self.a.system}' ({str(row[self.a.system])[:30]!r}) is ignored")
 
     def _tool_calls_mangled(self, calls: list, content, path: str, line: int) -> None:
-        """Name what the openai converter silently changes in an assistant message with tool_calls."""
+        """Name the text the openai converter silently drops beside tool_calls (string arguments are named where
+        the function turn is encoded, for every format)."""
         fld = self.a.messages
         if isinstance(content, str) and content.strip():
             self.flag("tool_calls_text_lost", path, line, fld, f"the assistant text {content[:40]!r} is replaced by "
-                      "the JSON of its tool_calls and never trained")
-        for t in calls:
-            fn = t.get("function") if isinstance(t, dict) else None
-            if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
-                self.flag("tool_args_double_encoded", path, line, fld, f"arguments of '{fn.get('name')}' is the "
-                          f"string {fn['arguments'][:40]!r}; LLaMA-Factory trains it JSON-encoded a second time")
-                break
+                      f"the JSON of its {len(calls)} tool call(s) and never trained")
 
     def _kto_unmapped(self) -> str:
         bools = [k for k, v in self.kinds.items() if v[0] == "bool" and "." not in k and "[" not in k]
@@ -641,7 +636,9 @@ class RowChecker:
         return None
 
     def _function_problem(self, content: str) -> str | None:
-        """Mirror of FunctionFormatter.apply: why a function/tool-call message makes LLaMA-Factory raise."""
+        """Mirror of FunctionFormatter.apply: why a function/tool-call message makes LLaMA-Factory raise.
+        Sets self.string_args to the name of a call whose arguments is a string (trained JSON-encoded twice)."""
+        self.string_args = None
         t = self.tmpl
         tcw, thw = t["tool_call_words"], t["thought_words"]
         m = re.search(re.escape(tcw[0]) + "(.*?)" + re.escape(tcw[1]), content, re.S) if len(tcw) == 2 else None
@@ -657,6 +654,8 @@ class RowChecker:
         for tc in calls if isinstance(calls, list) else [calls]:
             if not (isinstance(tc, dict) and "name" in tc and "arguments" in tc):
                 return f"tool call {json.dumps(tc)[:50]} needs \"name\" and \"arguments\" (LLaMA-Factory raises)"
+            if isinstance(tc["arguments"], str) and self.string_args is None:
+                self.string_args = (tc["name"], tc["arguments"])
         return None
 
     def _media_problem(self, row: dict, msgs: list, path: str, line: int) -> bool:
@@ -780,6 +779,10 @@ class RowChecker:
             if role == "function" and (problem := self._function_problem(content)):
                 self.flag("function_json", path, line, detail=problem + f" (template {rep.template})")
                 return
+            if role == "function" and self.string_args:
+                name, args = self.string_args
+                self.flag("tool_args_double_encoded", path, line, self.a.messages, f"arguments of '{name}' is the "
+                          f"string {args[:40]!r}; LLaMA-Factory trains it JSON-encoded a second time")
         if (tools_problem := self._tools_problem(row)) is not None:
             self.flag(tools_problem[0], path, line, self.a.tools, tools_problem[1])
             return

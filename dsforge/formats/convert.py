@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from dsforge.records import Conversation
 
 FORMATS = ("alpaca", "sharegpt", "openai")
@@ -51,14 +53,51 @@ def _messages(raw: list, field: str) -> list[dict]:
             raise ConversionError(f"{field}[{i}] has unknown role {role!r}", field,
                                   "roles: system/user/assistant/tool or human/gpt/observation/function_call")
         if m.get("tool_calls"):
-            import json
-
-            content = json.dumps([t.get("function", t) for t in m["tool_calls"]], ensure_ascii=False)
+            if isinstance(content, str) and content.strip():
+                raise ConversionError(f"{field}[{i}] has both text and tool_calls; LLaMA-Factory trains only the tool "
+                                      f"calls of such a turn, so the text {content[:40]!r} would be lost", field,
+                                      "move the text into its own turn or drop it, then convert again")
+            content = tool_calls_to_json(m["tool_calls"], f"{field}[{i}].tool_calls")
             role = "function_call"
         if content is None:
             raise ConversionError(f"{field}[{i}] has no content", field)
         out.append({"role": FROM_SHAREGPT[role], "content": _str(content, f"{field}[{i}].content")})
     return out
+
+
+def tool_calls_to_json(calls, where: str) -> str:
+    """OpenAI `tool_calls` as the content of a LLaMA-Factory function_call turn: a JSON list of
+    {"name", "arguments"} with arguments an object (a JSON-string argument is decoded, or LLaMA-Factory
+    would encode it a second time). Raises ConversionError for a call without name or with non-JSON arguments."""
+    out = []
+    for j, t in enumerate(calls if isinstance(calls, list) else [calls]):
+        fn = t.get("function", t) if isinstance(t, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise ConversionError(f"{where}[{j}] has no function name", where, "write {\"function\": {\"name\": ..., "
+                                  "\"arguments\": {...}}}")
+        args = fn.get("arguments", {})
+        if isinstance(args, str):
+            try:
+                args = json.loads(args) if args.strip() else {}
+            except ValueError:
+                raise ConversionError(f"{where}[{j}].function.arguments is not JSON: {args[:40]!r}", where,
+                                      "write the arguments as a JSON object") from None
+        out.append({"name": fn["name"], "arguments": args})
+    return json.dumps(out, ensure_ascii=False)
+
+
+def json_to_tool_calls(content: str, where: str) -> list[dict]:
+    """The inverse of tool_calls_to_json: a function_call turn as OpenAI tool_calls (arguments as objects,
+    which LLaMA-Factory's openai converter needs). Raises ConversionError when the turn is not such JSON."""
+    try:
+        calls = json.loads(content)
+    except ValueError:
+        raise ConversionError(f"{where} is not JSON, so it cannot become tool_calls: {content[:40]!r}", where,
+                              "write function calls as {\"name\": ..., \"arguments\": {...}}") from None
+    calls = calls if isinstance(calls, list) else [calls]
+    if not all(isinstance(c, dict) and "name" in c for c in calls):
+        raise ConversionError(f"{where} holds a call without a name", where)
+    return [{"type": "function", "function": {"name": c["name"], "arguments": c.get("arguments", {})}} for c in calls]
 
 
 def to_conversation(record: dict, mapping: dict[str, str] | None = None, *, system: str | None = None) -> Conversation:
@@ -193,9 +232,11 @@ def from_conversation(conv: Conversation, kind: str, fmt: str) -> dict:
             if conv.system:
                 row["system"] = conv.system
         else:
-            role = {"function_call": "assistant"}
             seq = ([{"role": "system", "content": conv.system}] if conv.system else [])
-            row = {"messages": seq + [{"role": role.get(m["role"], m["role"]), "content": m["content"]} for m in msgs]}
+            row = {"messages": seq + [
+                {"role": "assistant", "content": "", "tool_calls": json_to_tool_calls(m["content"], f"turn {i + 1}")}
+                if m["role"] == "function_call" else {"role": m["role"], "content": m["content"]}
+                for i, m in enumerate(msgs)]}
         if conv.tools:
             row["tools"] = conv.tools
     if kind == "ranking":
