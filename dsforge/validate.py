@@ -148,6 +148,9 @@ REASONS: dict[str, tuple[str, str, str]] = {
     "split_slice": ("warn", "split selects only part of the file", "remove split to train every row"),
     "ignored_entry_key": ("warn", "this entry key has no effect for a local file (LLaMA-Factory ignores it)",
                           "remove it, or point file_name at the folder/file you mean"),
+    "openai_thinking_off": ("warn", "formatting openai without tools: LLaMA-Factory appends 'detailed thinking off' "
+                            "to the system prompt of this row", "use formatting sharegpt with explicit tags (dsforge "
+                            "convert --format sharegpt), or accept the added line"),
     "media_cwd": ("warn", "a media path is not under media_dir; it only resolves relative to the directory "
                   "LLaMA-Factory is started from", "write media paths relative to dataset_dir, or absolute"),
 }
@@ -505,9 +508,17 @@ class RowChecker:
         if msgs is None:
             return None
         rt, ct = a.role_tag, a.content_tag
+        system = None
         if a.system_tag and msgs and msgs[0].get(rt) == a.system_tag:
+            system = msgs[0].get(ct)
             msgs = msgs[1:]
             self._system_both(row, path, line)
+        elif a.system:
+            system = row.get(a.system)
+        tools = row.get(a.tools) if a.tools else None
+        if not tools and not (isinstance(system, str) and ("detailed thinking on" in system or
+                                                           "detailed thinking off" in system)):
+            self.flag("openai_thinking_off", path, line, a.messages)
         aligned, tool_responses = [], []
         for m in msgs:
             role, content = m.get(rt), m.get(ct)
@@ -518,10 +529,15 @@ class RowChecker:
                                      ensure_ascii=False)
                 role = a.function_tag
             if role == a.observation_tag:
+                if not isinstance(content, str):
+                    self.flag("content_not_string", path, line, a.messages, f"a tool message is "
+                              f"{json.dumps(content)[:40]}, not a string; LLaMA-Factory's openai converter raises "
+                              "TypeError")
+                    return None
                 tool_responses.append(content)
                 continue
             if tool_responses:
-                aligned.append(("observation", "\n</tool_response>\n<tool_response>\n".join(map(str, tool_responses))))
+                aligned.append(("observation", "\n</tool_response>\n<tool_response>\n".join(tool_responses)))
                 tool_responses = []
             if role not in self.tag_mapping:
                 self.flag("unknown_role", path, line, a.messages, f"role {json.dumps(role)} is not one of the "
@@ -1044,6 +1060,7 @@ def validate_path(path: str, *, stage: str | None = None, entry: dict | None = N
         if stage is None:  # an explicit stage is validated as asked; the findings say what does not fit
             stage = STAGE_FOR_KIND[kind]
     stage = stage or "sft"
+    kw.setdefault("media_dir", os.path.dirname(os.path.abspath(path.rstrip("/"))))  # as if registered beside it
     return validate_files(files, entry, stage, name=kw.pop("name", path), inferred=inferred,
                           display_files=[path] if os.path.isdir(path) else None, **kw)
 

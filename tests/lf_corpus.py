@@ -274,6 +274,8 @@ def _issue10(w, root: str) -> None:
                                                                      ("Rome", "Checking Rome now."))]), OA)
     w("oa_trailing_tool", jl([{"messages": [{"role": "user", "content": "a"}, OAC(""),
                                             {"role": "tool", "content": "r"}]}]), OA)
+    w("oa_tool_content_null", jl([{"messages": [{"role": "user", "content": "a"}, OAC(""), {"role": "tool", "content": None},
+                                                {"role": "assistant", "content": "b"}]}]), OA)
     w("oa_tool_call_no_function", jl([{"messages": [{"role": "user", "content": "a"},
                                                     {"role": "assistant", "content": "", "tool_calls": [{"type": "function"}]},
                                                     {"role": "tool", "content": "r"}, {"role": "assistant", "content": "b"}]}]), OA)
