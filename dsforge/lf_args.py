@@ -18,14 +18,13 @@ import os
 import re
 from pathlib import Path
 
-from dsforge.errors import DsforgeError, UsageError
+from dsforge.errors import UsageError
 
 TABLE = Path(__file__).parent / "lf" / "train_args.json"
 
 _KIND_NAMES = {"bool": "true/false", "int": "an integer", "float": "a number", "str": "text", "list": "a list",
                "dict": "a mapping", "null": "null"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "spiece.model")
 
 
 @functools.lru_cache(maxsize=1)
@@ -144,31 +143,21 @@ def deprecated(cfg: dict) -> list[str]:
 def check_model(model: str) -> str | None:
     """A base model as LLaMA-Factory loads it: a local folder with a config and a tokenizer, or a hub
     id (ORG/NAME) it would download. Returns a warning for a hub id (it needs the network), None for
-    a complete folder. UsageError for a path that is not there and is not a hub id; DsforgeError
-    (exit 1) for a folder without config.json or tokenizer files."""
-    p = Path(os.path.expanduser(model))
-    if p.exists():
-        if not p.is_dir():
-            raise UsageError(f"--model {model}: a file, not a model folder",
-                             "pass the folder that holds config.json and the tokenizer files")
-        missing = []
-        if not (p / "config.json").is_file():
-            missing.append("config.json")
-        if not any((p / f).is_file() for f in _TOKENIZER_FILES):
-            missing.append(f"tokenizer files ({', '.join(_TOKENIZER_FILES[:3])}, ...)")
-        if missing:
-            raise DsforgeError(f"--model {model}: not a complete model folder (no {' and no '.join(missing)})",
-                               "LLaMA-Factory loads the config and the tokenizer from this folder; pass the "
-                               "folder of a full model (for a LoRA adapter, --set adapter_name_or_path=DIR)")
+    a complete folder. UsageError for a name that is neither a path here nor a hub id; InputError
+    (exit 1) for a folder without config.json or tokenizer files (models.check_model_dir)."""
+    from dsforge.models import ALIASES, check_model_dir
+
+    if os.path.exists(os.path.expanduser(model)):
+        check_model_dir(os.path.expanduser(model))
         return None
     if _HUB_ID.match(model) and ".." not in model:
         offline = " (the hub is offline here: HF_HUB_OFFLINE is set, so it must be in the local Hugging Face " \
                   "cache)" if os.environ.get("HF_HUB_OFFLINE") else ""
         return (f"--model {model} is not a local folder: LLaMA-Factory will fetch it from the Hugging Face hub, "
                 f"which needs the network{offline}")
-    raise UsageError(f"--model {model}: no such folder (and not a hub id like ORG/NAME)",
-                     "pass a local model folder, a hub id such as Qwen/Qwen2.5-0.5B-Instruct, or an alias "
-                     "from `dsforge models`")
+    raise UsageError(f"--model {model}: no such folder, and not a hub id like ORG/NAME",
+                     f"pass a local model folder, a hub id such as Qwen/Qwen2.5-0.5B-Instruct, or an alias: "
+                     f"{', '.join(ALIASES)}")
 
 
 __all__ = ["check_config", "check_keys", "check_model", "deprecated", "table"]

@@ -225,7 +225,7 @@ class ChildOutput:
     def __init__(self, echo, log_path: str | None = None):
         self.echo = echo
         self.log = open(log_path, "a", encoding="utf-8") if log_path else None
-        self.in_traceback = False
+        self.state: str | None = None     # None, "frames" (inside a traceback), "after" (its exception line)
         self.last_error: str | None = None
 
     def line(self, line: str) -> None:
@@ -233,15 +233,18 @@ class ChildOutput:
         if self.log:
             self.log.write(line if line.endswith("\n") else line + "\n")
         text = self._PREFIX.sub("", line.rstrip("\n"))
-        if text.startswith("Traceback (most recent call last)"):
-            self.in_traceback = True
+        if text.startswith("Traceback (most recent call last)") or (self.state and text.startswith(self._CHAIN)):
+            self.state = "frames"
             return
-        if self.in_traceback:
-            if not text.strip() or text[0].isspace() or text.startswith(self._CHAIN):
+        if self.state == "frames":
+            if not text.strip() or text[0].isspace():
                 return
-            self.in_traceback = False      # the exception line ends the traceback
+            self.state = "after"           # the exception line ends the traceback (a chained one may follow)
             self.last_error = text.strip()[:500]
             return
+        if self.state == "after" and not text.strip():
+            return
+        self.state = None
         self.echo(line.rstrip("\n"))
 
     def close(self) -> None:
