@@ -271,7 +271,36 @@ def collect(target: str) -> dict:
         else:
             data["candidates"] = rows
         data["model"] = rows[0].get("model") if rows and "model" in rows[0] else None
+    data["review_stats"] = _review_stats(p)
     return data
+
+
+def _review_stats(p: Path) -> dict | None:
+    """`dsforge review --stats` over the human-reviewed files of a run (reviewed*.jsonl) or the file
+    itself, with the run's judged.jsonl as the LLM judge; None when there are no human labels."""
+    if p.is_dir():
+        human = sorted(str(x) for x in p.rglob("reviewed*.jsonl") if not x.name.endswith(".events.jsonl"))
+        judged = sorted(str(x) for x in p.rglob("judged.jsonl"))
+    else:
+        human, judged = [str(p)], []
+    if not human:
+        return None
+    from dsforge.errors import DsforgeError
+    from dsforge.review import stats
+
+    try:
+        return stats.compute(human + judged)
+    except DsforgeError:
+        return None   # not a reviewed file: nothing to show
+
+
+def _review_html(st: dict | None) -> str:
+    if not st:
+        return ""
+    from dsforge.review.stats import format_stats
+
+    lines = "".join(f"<li>{_esc(x)}</li>" for x in format_stats(st).splitlines())
+    return f"<h2>Human review: agreement and time</h2><ul>{lines}</ul>"
 
 
 def render(data: dict) -> str:
@@ -333,6 +362,8 @@ def render(data: dict) -> str:
         extra = []
         if js.get("swap_consistency") is not None:
             extra.append(f"swap-consistency {js['swap_consistency']:.1%} over {js['comparisons']} comparisons")
+            if js.get("first_slot_rate") is not None:
+                extra.append(f"first-slot pick rate {js['first_slot_rate']:.1%} (50% = no position bias)")
         if js.get("audit"):
             a = js["audit"]
             extra.append("audit: " + ", ".join(f"{k} {v['rate']:.0%} ({v['passed']}/{v['total']})"
@@ -365,7 +396,7 @@ table{{border-collapse:collapse;font-size:13px;margin:8px 0 16px}}td,th{{border:
 code{{font-size:12px}}</style></head><body>
 <h1>{_esc(data['title'])}</h1>
 <p>models: {_esc(json.dumps(man.get('models', {})))} · versions: {versions} · {_esc(man.get('started', ''))} → {_esc(man.get('finished', ''))}</p>
-{table}{sections}
+{table}{_review_html(data.get("review_stats"))}{sections}
 </body></html>
 """
 

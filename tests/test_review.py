@@ -316,3 +316,12 @@ def test_export_import_round_trip(tmp_path, fmt):
                                                                                     else "arg"}
     st = stats.compute([reviewed])
     assert st["inter_annotator"]["pairs"][0]["units"] == 6
+
+
+def test_report_shows_review_stats(tmp_path):
+    s, _ = two_annotators(tmp_path)
+    html_out = tmp_path / "report.html"
+    r = CliRunner().invoke(cli, ["report", s.out, "--out", str(html_out)])
+    assert r.exit_code == 0, r.output
+    page = html_out.read_text()
+    assert "Human review: agreement and time" in page and "alice vs bob: 18 shared units" in page
