@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from dsforge.cli.types import JSONL_OUT, FloatList, MapPair, Url
+from dsforge.cli.types import JSONL_OUT, FiniteFloat, FloatList, MapPair, Url
 from dsforge.errors import UsageError
 
 
@@ -81,7 +81,7 @@ def engine_flags(fn):
 @click.option("--temps", type=FloatList(0), default="0.7,1.0", show_default=True,
               help="Temperature grid, comma-separated, each >= 0.")
 @click.option("-n", "n", type=click.IntRange(1), default=4, show_default=True, help="Answers per prompt and temperature.")
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+@click.option("--top-p", type=FiniteFloat(0, 1, min_open=True), default=1.0, show_default=True,
               help="Nucleus sampling mass.")
 @click.option("--max-tokens", type=click.IntRange(1), default=512, show_default=True,
               help="Answer length cap; answers cut here are kept, flagged truncated.")

@@ -7,6 +7,8 @@ import json
 
 import click
 
+from dsforge.cli.types import FiniteFloat
+
 from dsforge.errors import UsageError
 
 
@@ -28,7 +30,7 @@ def _default_annotator() -> str:
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="Port on 127.0.0.1 (0: any free port).")
 @click.option("--assign", help="Comma-separated annotators: each item goes to one of them (with --overlap, to two).")
-@click.option("--overlap", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+@click.option("--overlap", type=FiniteFloat(0, 1), default=0.0, show_default=True,
               help="Share of items that get a second annotator, for agreement (needs --assign).")
 @click.option("--max-pairs-per-prompt", type=click.IntRange(1), default=3, show_default=True,
               help="Pairwise mode: pairs shown per prompt.")
