@@ -143,6 +143,8 @@ def compute(paths: list[str]) -> dict:
         src.add_file(p)
     if not src.human:
         raise UsageError("no human labels in these files", "give at least one dsforge review output (-o of review)")
+    if any("(prior judge" not in n for n in src.runs):   # the judged file itself was given: no duplicate run
+        src.runs = {n: v for n, v in src.runs.items() if "(prior judge" not in n}
     annotators = sorted(src.human)
     mode = "/".join(sorted(m for m in src.mode if m))
     pairwise = mode == "pairwise"
