@@ -132,9 +132,13 @@ def read_candidates(path: str) -> Iterator[tuple[int, dict]]:
             if not raw.endswith(b"\n") or not raw.strip():
                 continue
             try:
-                yield i, json.loads(raw)
-            except ValueError:
+                row = json.loads(raw)
+            except ValueError:   # UnicodeDecodeError too
                 raise InputError("not a JSON candidate line", "the file was edited or is not a dsforge candidates "
+            if not isinstance(row, dict):
+                raise InputError(f"a JSON {type(row).__name__}, not a candidate object", "the file was edited or is "
+                                 "not a dsforge candidates file", path=path, line=i)
+            yield i, row
                                  "file", path=path, line=i) from None
 
 
@@ -358,6 +362,9 @@ def merge(shards: list[str], out: str, *, n: int | None = None, temps: list[floa
             if key in where and key not in seen_here:
                 problems.append(f"{path}:{line}: prompt {key[0]} at T={key[1]} is also in {where[key]}")
                 continue
+            if not isinstance(row.get("prompt_id"), str) or not isinstance(row.get("temperature"), (int, float)):
+                raise InputError("not a candidate (needs prompt_id and a numeric temperature)",
+                                 "merge joins the outputs of `dsforge sample --shard`", path=path, line=line)
             where[key] = path
             seen_here.add(key)
             runs.add(row.get("run"))
@@ -386,6 +393,8 @@ def merge(shards: list[str], out: str, *, n: int | None = None, temps: list[floa
         raise UsageError("cannot merge:\n  " + "\n  ".join(problems[:20]))
     with atomic_write(out) as f:
         for rows in groups.values():
+    if not groups:   # nothing to merge is a failure, not an empty success
+        problems.append("the shards hold no candidates")
             for r in rows:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
     return {"shards": len(shards), "groups": len(groups), "candidates": sum(len(v) for v in groups.values()),

@@ -129,3 +129,57 @@ class FaultProxy:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+
+class FakeOpenAI:
+    """A real HTTP server speaking the OpenAI chat API: serves `models`, answers with `reply` or an error."""
+
+    def __init__(self, models=("judge-a",), reply='{"rationale": "fine", "score": 4}', fail_status=None):
+        self.models, self.reply, self.fail_status = list(models), reply, fail_status
+        self.requests = []
+        fake = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _send(self, status, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                fake.requests.append(("GET", self.path, dict(self.headers)))
+                self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in fake.models]})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                fake.requests.append(("POST", self.path, dict(self.headers)))
+                if body.get("model") not in fake.models:
+                    return self._send(404, {"error": {"message": f"The model `{body.get('model')}` does not exist."}})
+                if fake.fail_status:
+                    return self._send(fake.fail_status, {"error": {"message": "injected failure"}})
+                n = body.get("n") or 1
+                self._send(200, {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                                 "choices": [{"index": i, "finish_reason": "stop", "logprobs": None,
+                                              "message": {"role": "assistant", "content": fake.reply}}
+                                             for i in range(n)],
+                                 "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+
+    def url(self, userinfo: str = "") -> str:
+        return f"http://{userinfo + '@' if userinfo else ''}127.0.0.1:{self.port}/v1"
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
