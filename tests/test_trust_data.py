@@ -2,7 +2,7 @@
 never paths, and killed writers leave nothing behind that the next run does not clean.
 
 Every command is driven through the real CLI; a judge server that answers or fails on the test's
-own schedule is a small real HTTP server (the openai client talks to it over a socket).
+own schedule is tests.servers.FakeOpenAI (a real HTTP server; the openai client talks to it over a socket).
 """
 
 import errno
@@ -10,8 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from dsforge.cli import cli
 from dsforge.errors import UsageError
 from dsforge.names import check_name, name_problem
 from dsforge.pipeline import load_recipe
+from tests.servers import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
 FAQ = str(ROOT / "dsforge" / "data" / "demo" / "faq.csv")
@@ -192,57 +191,15 @@ def test_failed_pairs_run_leaves_the_previous_good_output(tmp_path, files):
     assert {p: p.read_bytes() for p in tmp_path.glob("p.jsonl*")} == before
 
 
-class JudgeServer:
-    """An OpenAI-compatible /v1 that answers every judge call with `reply`, or with HTTP 500 when
-    `reply` is None, as the test sets it."""
-
-    def __init__(self):
-        outer = self
-        self.reply = '{"rationale": "fine", "score": 4}'
-
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def _send(self, code, body):
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):
-                self._send(200, {"object": "list", "data": [{"id": "j", "object": "model", "created": 0,
-                                                             "owned_by": "t"}]})
-
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if outer.reply is None:
-                    return self._send(500, {"error": {"message": "judge is down"}})
-                self._send(200, {"id": "x", "object": "chat.completion", "created": 0, "model": "j",
-                                 "choices": [{"index": 0, "finish_reason": "stop",
-                                              "message": {"role": "assistant", "content": outer.reply}}],
-                                 "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}})
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def judge_server():
-    s = JudgeServer()
-    yield s
-    s.close()
+    """A real OpenAI-compatible server on 127.0.0.1 whose replies the test sets (fail_status: every call fails)."""
+    with FakeOpenAI(models=("j",)) as srv:
+        yield srv
 
 
 def judge_args(files, out, server, *extra):
-    return ["judge", files["cands"], "-m", "j", "--base-url", server.url, "--no-logprobs", "--engine-opt",
+    return ["judge", files["cands"], "-m", "j", "--base-url", server.url(), "--no-logprobs", "--engine-opt",
             "max_retries=0", "--engine-opt", "probe=false", "-o", out, *extra]
 
 
@@ -251,7 +208,7 @@ def test_judge_rerun_with_a_failing_server_keeps_every_good_score(tmp_path, file
     assert invoke(judge_args(files, out, judge_server, "--cache", "none")).exit_code == 0
     good = [json.loads(line)["judge"]["score"] for line in out.read_text().splitlines()]
     assert good == [4, 4, 4, 4]
-    judge_server.reply = None   # the server now fails every call
+    judge_server.fail_status = 500   # the server now fails every call
     r = invoke(judge_args(files, out, judge_server, "--cache", "none"))
     assert "kept 4 earlier score" in r.output
     assert [json.loads(line)["judge"]["score"] for line in out.read_text().splitlines()] == good
@@ -270,8 +227,8 @@ def test_judge_refuses_to_replace_a_file_that_is_not_a_judged_file(tmp_path, fil
 
 def test_judge_that_fails_its_probe_leaves_no_cache_and_no_output(tmp_path, files, judge_server):
     out = tmp_path / "j.jsonl"
-    judge_server.reply = None
-    r = invoke(["judge", files["cands"], "-m", "j", "--base-url", judge_server.url, "--engine-opt", "max_retries=0",
+    judge_server.fail_status = 500
+    r = invoke(["judge", files["cands"], "-m", "j", "--base-url", judge_server.url(), "--engine-opt", "max_retries=0",
                 "-o", out])
     assert r.exit_code == 1, r.output
     assert sorted(os.listdir(tmp_path)) == sorted(Path(f).name for f in files.values())
