@@ -472,7 +472,7 @@ def judge_file(candidates: str, out: str, cfg: JudgeConfig, *, engine=None, engi
         cache_path = out + ".cache.sqlite"
     pairwise = cfg.rubric.mode == "pairwise"
     guard_outputs({"CANDIDATES": candidates, "--rubric": getattr(cfg.rubric, "source", None)},
-                  {"-o": out, "summary": out + ".summary.json", "--cache": cache_path,
+                  {"-o": out, "summary": out + ".summary.json", "--cache": cache_path, "log": out + ".log",
                    "comparisons": out + ".comparisons.jsonl" if pairwise else None})
     items = load_candidates(candidates)
     previous = previous_scores(out)

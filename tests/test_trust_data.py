@@ -210,7 +210,7 @@ def test_judge_rerun_with_a_failing_server_keeps_every_good_score(tmp_path, file
     assert good == [4, 4, 4, 4]
     judge_server.fail_status = 500   # the server now fails every call
     r = invoke(judge_args(files, out, judge_server, "--cache", "none"))
-    assert "kept 4 earlier score" in r.output
+    assert r.exit_code == 1 and "kept 4 earlier score" in r.output, r.output   # never a silent exit 0
     assert [json.loads(line)["judge"]["score"] for line in out.read_text().splitlines()] == good
     assert json.loads((tmp_path / "j.jsonl.summary.json").read_text())["kept_previous"] == 4
     # another judge's scores are never mixed in, nor replaced by failures: nothing is written
