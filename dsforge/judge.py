@@ -19,12 +19,11 @@ import math
 import os
 import random
 import sqlite3
-import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from dsforge import __version__
+from dsforge import __version__, logs
 from dsforge.engines import Request, SamplingParams
 from dsforge.errors import DsforgeError, InputError, UsageError
 from dsforge.io import atomic_files, guard_outputs
@@ -109,7 +108,7 @@ class Stats:
 class Judge:
     def __init__(self, cfg: JudgeConfig, engine, cache: Cache, log=None, progress: bool = True):
         self.cfg, self.engine, self.cache = cfg, engine, cache
-        self.log = log or (lambda m: print(m, file=sys.stderr))
+        self.log = log or logs.say
         self.progress = progress
         self.stats = Stats()
         self.structured = cfg.structured
@@ -147,7 +146,7 @@ class Judge:
         if self.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(todo), desc=desc, unit=" call", file=sys.stderr, disable=None, mininterval=1.0)
+            bar = tqdm(total=len(todo), desc=desc, unit=" call", file=logs.console(), disable=None, mininterval=1.0)
         reqs = [Request(messages=c.messages, params=p, tag=i) for i, (c, p) in enumerate(todo)]
         retry_plain = []
         for res in self.engine.generate(reqs):
@@ -466,7 +465,7 @@ def judge_file(candidates: str, out: str, cfg: JudgeConfig, *, engine=None, engi
     `keep_good_scores`); the outputs are written together and atomically, so a failure leaves the
     previous ones as they were. No output may be an input (the candidates, a custom rubric file).
     """
-    log = log or (lambda m: print(m, file=sys.stderr))
+    log = log or logs.say
     t0 = time.time()
     if cache_path == "auto":
         cache_path = out + ".cache.sqlite"
@@ -481,7 +480,8 @@ def judge_file(candidates: str, out: str, cfg: JudgeConfig, *, engine=None, engi
         from dsforge.engines import get_engine
 
         engine = get_engine(cfg.engine, cfg.judge_model, engine_options)
-        engine.open()
+        with logs.log_file(out + ".log"):   # an in-process engine's own output goes there (-v: the console)
+            engine.open()
     cache = Cache(cache_path)   # opened after the engine: a judge that fails its probe leaves no cache file
     judge = Judge(cfg, engine, cache, log=log, progress=progress)
     audit_res = None

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from dsforge import __version__
+from dsforge import __version__, logs
 from dsforge.errors import DsforgeError, UsageError, redact
 from dsforge.io import atomic_write, copy_file, expand_inputs, file_digest, guard_outputs
 from dsforge.procs import free_port, start, stop_group
@@ -27,6 +27,7 @@ from dsforge.pipeline import ORDER, PipelineRecipe
 
 MARKER = ".dsforge-done.json"
 STARTED = ".dsforge-started.json"
+LOG = "dsforge.log"          # third-party output of in-process engines (dsforge.logs)
 
 
 def _fp(*parts) -> str:
@@ -45,7 +46,7 @@ class Runner:
         self.r = recipe
         self.recipe_path = recipe_path
         self.run_dir = Path(recipe.run_dir or f"runs/{recipe.name}")
-        self.log = log or (lambda m: print(m, file=sys.stderr))
+        self.log = log or logs.say
         self.echo = echo
         self.outputs: dict[str, dict] = {}     # kind -> {"path": ..., ...}
         self.manifest: dict = {}
@@ -106,7 +107,8 @@ class Runner:
                 json.dump({"fingerprint": fp}, f)
             self.log(f"[{i + 1}/{len(kinds)}] {kind} ...")
             t0 = time.time()
-            outputs, summary = getattr(self, f"stage_{kind}")(opts, d)
+            with logs.log_file(self.run_dir / LOG):   # vLLM's/transformers' own output (-v: the console)
+                outputs, summary = getattr(self, f"stage_{kind}")(opts, d)
             seconds = round(time.time() - t0, 1)
             self.outputs[kind] = outputs
             with atomic_write(marker) as f:
@@ -122,6 +124,8 @@ class Runner:
         if "train" in self.outputs and self.outputs["train"].get("output_dir"):
             copy_file(self.run_dir / "manifest.json", Path(self.outputs["train"]["output_dir"]) / "dsforge_run_manifest.json")
         result = {"run_dir": str(self.run_dir), "outputs": self.outputs, "manifest": str(self.run_dir / "manifest.json")}
+        if (self.run_dir / LOG).exists():
+            result["log"] = str(self.run_dir / LOG)
         if report:
             from dsforge.report import write_report
 
@@ -135,7 +139,8 @@ class Runner:
         """The same clash rules as the standalone commands, for the whole run, before any stage starts:
         no input (or the recipe) inside a stage folder (a rerun clears it), equal to the manifest, the
         report, or the file the register stage copies into the dataset dir."""
-        outs = [("manifest", self.run_dir / "manifest.json"), ("report", self.run_dir / "report.html")]
+        outs = [("manifest", self.run_dir / "manifest.json"), ("report", self.run_dir / "report.html"),
+                ("log", self.run_dir / LOG)]
         for st in self.r.stages:
             if st.kind == "register":
                 outs.append((f"register {st.options.name}", self._data_dir(st.options) / f"{st.options.name}.jsonl"))
@@ -288,17 +293,10 @@ class Runner:
         from dsforge.train import format_result, train
 
         reg = self.outputs["register"]
-        keep = ("{'loss'", "'train_loss'", "[dsforge]", "Error", "rror:")
-
-        def quiet(line: str) -> None:
-            # LLaMA-Factory's full log goes to dsforge_train.log; the console gets losses and errors
-            if any(k in line for k in keep):
-                self.echo("  " + line.strip())
-
         self.log(f"  llamafactory-cli train; full log: {d}/dsforge_train.log")
         res = train(o.stage, o.model or self.r.models.sampler, [reg["name"]], reg["dataset_dir"], recipe=o.recipe,
                     sets=dict(o.set), output_dir=str(d), lf_python=o.lf_python, sets_origin="train.set",
-                    log=self.log, echo=quiet)
+                    log=self.log, echo=logs.child_echo(self.echo))   # losses and errors; all with -v
         if res["exit_code"]:
             error = f": {res['last_error']}" if res.get("last_error") else ""
             raise DsforgeError(f"train: llamafactory-cli exited with code {res['exit_code']}{error}",

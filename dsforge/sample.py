@@ -13,13 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from dsforge import __version__
+from dsforge import __version__, logs
 from dsforge.engines import Request, Result, SamplingParams, derive_seed
 from dsforge.errors import InputError, UsageError
 from dsforge.formats.convert import ConversionError, to_conversation
@@ -135,11 +134,11 @@ def read_candidates(path: str) -> Iterator[tuple[int, dict]]:
                 row = json.loads(raw)
             except ValueError:   # UnicodeDecodeError too
                 raise InputError("not a JSON candidate line", "the file was edited or is not a dsforge candidates "
+                                 "file", path=path, line=i) from None
             if not isinstance(row, dict):
                 raise InputError(f"a JSON {type(row).__name__}, not a candidate object", "the file was edited or is "
                                  "not a dsforge candidates file", path=path, line=i)
             yield i, row
-                                 "file", path=path, line=i) from None
 
 
 def _ends_torn(path: str) -> bool:
@@ -217,7 +216,7 @@ def sample(inputs: list[str], out: str, cfg: SampleConfig, *, engine=None, engin
            mapping: dict | None = None, shard: tuple[int, int] | None = None, limit: int | None = None,
            skip_bad: bool = False, overwrite: bool = False, progress: bool = True, log=None) -> dict:
     """Sample; resume into `out` if it exists. Returns the summary dict (also written to OUT.summary.json)."""
-    log = log or (lambda msg: print(msg, file=sys.stderr))
+    log = log or logs.say
     if cfg.n < 1 or not cfg.temps:
         raise UsageError("need -n >= 1 and at least one temperature")
     for t in cfg.temps:
@@ -259,6 +258,7 @@ def sample(inputs: list[str], out: str, cfg: SampleConfig, *, engine=None, engin
     owned = engine is None
     gen_time = 0.0
     engine_start = 0.0
+    log_path = None
     if todo:
         if owned:
             from dsforge.engines import get_engine
@@ -266,13 +266,15 @@ def sample(inputs: list[str], out: str, cfg: SampleConfig, *, engine=None, engin
             engine = get_engine(cfg.engine, cfg.model, engine_options)
             t0 = time.time()
             log(f"starting the {cfg.engine} engine for {cfg.model} ...")
-            engine.open()
+            with logs.log_file(out + ".log"):   # the engine's own output goes there (-v: to the console)
+                engine.open()
+            log_path = logs.current_log()
             engine_start = time.time() - t0
         bar = None
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(todo), desc="sampling", unit=" req", file=sys.stderr, disable=None, mininterval=1.0)
+            bar = tqdm(total=len(todo), desc="sampling", unit=" req", file=logs.console(), disable=None, mininterval=1.0)
         t0 = time.time()
         try:
             with open(out, "a", encoding="utf-8") as f:
@@ -316,7 +318,7 @@ def sample(inputs: list[str], out: str, cfg: SampleConfig, *, engine=None, engin
         "completion_tokens": counts["completion_tokens"], "n_emulated_requests": counts["n_emulated"],
         "engine_start_s": round(engine_start, 2), "generate_s": round(gen_time, 2),
         "tokens_per_s": round(counts["completion_tokens"] / gen_time, 1) if gen_time else None,
-        "total_s": round(time.time() - t_start, 2),
+        "total_s": round(time.time() - t_start, 2), "log": log_path,
     }
     if engine is not None:
         summary["engine_info"] = engine.describe()
@@ -337,6 +339,8 @@ def format_summary(s: dict) -> str:
                  f"rerun the same command to retry them")
     if s.get("n_emulated_requests"):
         line += f"\nthe server ignored n for {s['n_emulated_requests']} requests; dsforge sent follow-up requests"
+    if s.get("log"):
+        line += f"\nengine log: {s['log']}"
     return line
 
 
@@ -358,13 +362,13 @@ def merge(shards: list[str], out: str, *, n: int | None = None, temps: list[floa
             raise UsageError(f"{path}: no such shard file")
         seen_here = set()
         for line, row in read_candidates(path):
+            if not isinstance(row.get("prompt_id"), str) or not isinstance(row.get("temperature"), (int, float)):
+                raise InputError("not a candidate (needs prompt_id and a numeric temperature)",
+                                 "merge joins the outputs of `dsforge sample --shard`", path=path, line=line)
             key = (row["prompt_id"], float(row["temperature"]))
             if key in where and key not in seen_here:
                 problems.append(f"{path}:{line}: prompt {key[0]} at T={key[1]} is also in {where[key]}")
                 continue
-            if not isinstance(row.get("prompt_id"), str) or not isinstance(row.get("temperature"), (int, float)):
-                raise InputError("not a candidate (needs prompt_id and a numeric temperature)",
-                                 "merge joins the outputs of `dsforge sample --shard`", path=path, line=line)
             where[key] = path
             seen_here.add(key)
             runs.add(row.get("run"))
@@ -389,12 +393,12 @@ def merge(shards: list[str], out: str, *, n: int | None = None, temps: list[floa
         if missing:
             problems.append(f"{len(missing)} (prompt, temperature) groups are missing, e.g. {missing[0]} "
                             f"(a shard was not run or not passed)")
+    if not groups:   # nothing to merge is a failure, not an empty success
+        problems.append("the shards hold no candidates")
     if problems:
         raise UsageError("cannot merge:\n  " + "\n  ".join(problems[:20]))
     with atomic_write(out) as f:
         for rows in groups.values():
-    if not groups:   # nothing to merge is a failure, not an empty success
-        problems.append("the shards hold no candidates")
             for r in rows:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
     return {"shards": len(shards), "groups": len(groups), "candidates": sum(len(v) for v in groups.values()),

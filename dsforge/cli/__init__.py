@@ -68,8 +68,13 @@ class DsforgeGroup(click.Group):
 
 @click.group(cls=DsforgeGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="dsforge")
-def cli():
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show vLLM's, transformers' and LLaMA-Factory's own output on the console (default: in a log file).")
+def cli(verbose):
     """Build, check and register training data for LLaMA-Factory."""
+    from dsforge import logs
+
+    logs.set_verbose(verbose or logs.verbose())
 
 
 from dsforge.cli import data as _data  # noqa: E402  (registers commands)

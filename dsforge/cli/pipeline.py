@@ -33,6 +33,8 @@ def run(recipe, sets, from_stage, until, force, no_report):
         where = out.get("path") or out.get("output_dir")
         click.echo(f"  {kind:<9} {where}")
     click.echo(f"  manifest  {res['manifest']}")
+    if res.get("log"):
+        click.echo(f"  log       {res['log']}")
     if res.get("report"):
         click.echo(f"  report    {res['report']}")
 

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from dsforge import logs
+
 LF_PY_HELP = "Python of the environment that has LLaMA-Factory (default: DSFORGE_LF_PYTHON, llamafactory-cli on PATH, ./.venv-lf)."
 
 
@@ -36,7 +38,7 @@ def train(stage, model, datasets, dataset_dir, recipe, sets, unset, output_dir, 
 
     res = t.train(stage, model, [d.strip() for d in datasets.split(",") if d.strip()], dataset_dir, recipe=recipe,
                   sets=t.parse_sets(sets), unset=tuple(unset), output_dir=output_dir, dry_run=dry_run,
-                  lf_python=lf_python, echo=click.echo)
+                  lf_python=lf_python, echo=click.echo if dry_run else logs.child_echo(click.echo))
     if dry_run:
         return
     click.echo(t.format_result(res), err=bool(res["exit_code"]))
@@ -55,7 +57,7 @@ def export(model, adapter, out, template, sets, lf_python):
     from dsforge import train as t
 
     code = t.export(model, adapter, out, template=template, lf_python=lf_python, sets=t.parse_sets(sets),
-                    echo=click.echo)
+                    echo=logs.child_echo(click.echo))   # LLaMA-Factory's own lines: its log file (-v: here)
     if code == 0:
         click.echo(f"merged model: {out}")
     sys.exit(code)

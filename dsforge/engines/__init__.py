@@ -90,6 +90,23 @@ class Engine:
     def close(self) -> None:
         pass
 
+    def _captured(self, open_fn):
+        """open_fn() with the output of this process and its children (vLLM engine core, torch, transformers)
+        going to the command's log file until close() calls _release() (dsforge.logs; -v: the console)."""
+        from dsforge import logs
+
+        self._capture = logs.capture().start()
+        try:
+            return open_fn()
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        capture, self._capture = getattr(self, "_capture", None), None
+        if capture is not None:
+            capture.stop()
+
     def generate(self, requests: list[Request]) -> Iterator[Result]:
         """Yield one Result per request, in any order, as they finish."""
         raise NotImplementedError

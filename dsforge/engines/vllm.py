@@ -18,7 +18,7 @@ import gc
 import os
 from typing import Iterable, Iterator
 
-from dsforge import procs
+from dsforge import logs, procs
 from dsforge.engines import Completion, Engine, EngineOptions, Request, Result, mean
 from dsforge.errors import UsageError
 
@@ -72,12 +72,18 @@ class VLLMEngine(Engine):
     def open(self) -> "VLLMEngine":
         if self.llm is not None:
             return self
+        # vLLM's output (this process and its engine-core/worker processes) goes to the command's log
+        # file until close(); -v shows it on the console instead (dsforge.logs)
+        return self._captured(self._open)
+
+    def _open(self) -> "VLLMEngine":
         o = self.options
+        if not os.environ.get("DSFORGE_DEBUG"):
+            # INFO when it goes to a log file or -v asked for it; a library user's console gets warnings
+            os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO" if logs.current_log() or logs.verbose() else "WARNING")
         cpu = _on_cpu()
         if cpu:
             os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-        if not os.environ.get("DSFORGE_DEBUG"):
-            os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         kw = dict(model=self.model, tensor_parallel_size=o.tensor_parallel_size,
                   pipeline_parallel_size=o.pipeline_parallel_size, enable_prefix_caching=o.enable_prefix_caching,
                   trust_remote_code=o.trust_remote_code)
@@ -116,8 +122,9 @@ class VLLMEngine(Engine):
             try:
                 self.llm = LLM(**kw)
             except (RuntimeError, ValueError) as err:
+                where = f"vLLM's log: {logs.current_log()}" if logs.current_log() else "in vLLM's log above"
                 raise UsageError(f"vLLM could not start {self.model}: {str(err).splitlines()[0][:300]}",
-                                 "the root cause is in vLLM's log above; on CPU, memory is the usual one "
+                                 f"the root cause is {where}; on CPU, memory is the usual one "
                                  "(--engine-opt kv_cache_gib=1, or stop other vLLM processes)") from None
         except BaseException:
             watch.stop()   # the engine core a cut-short start left behind (failure, Ctrl-C, SIGTERM)
@@ -151,6 +158,7 @@ class VLLMEngine(Engine):
                     torch.cuda.empty_cache()
             except Exception:  # noqa: BLE001
                 pass
+        self._release()
 
     def sampling_params(self, p):
         from vllm import SamplingParams
