@@ -5,7 +5,10 @@ command:
 
 - `handle_sigterm()` (the CLI entry calls it) turns SIGTERM into `Terminated`, a KeyboardInterrupt,
   so it takes Ctrl-C's path: `finally` blocks run, partial files are left as they were, and the
-  children below are stopped.
+  children below are stopped. C extensions can swallow an exception raised by a signal handler
+  (pyzmq's poll inside vLLM's start-up does, measured), so the first SIGINT/SIGTERM also starts a
+  watchdog: after GRACE_S it stops every descendant itself, and if dsforge is still alive
+  LAST_RESORT_S later, it exits (143 / 130) without further clean-up.
 - `start()` puts a child (a vLLM server, LLaMA-Factory) in its own process group and `stop_group()`
   stops that whole group (SIGTERM, then SIGKILL), so the child's own children go too.
 - `ChildWatch` finds the processes a library started inside dsforge (vLLM's engine core) so they
@@ -21,6 +24,8 @@ import os
 import signal
 import socket
 import subprocess
+import threading
+import time
 from typing import Iterator
 
 EXIT_SIGINT = 128 + signal.SIGINT     # 130, as shells report it
@@ -30,11 +35,38 @@ EXIT_SIGTERM = 128 + signal.SIGTERM   # 143
 # stopping them early would stop them from cleaning up shared memory
 _SELF_EXITING = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 
+GRACE_S = 10.0          # the main thread's own clean-up normally starts within milliseconds
+LAST_RESORT_S = 30.0    # after the watchdog stopped the children: then the process exits regardless
+
 _terminated: int | None = None
+_watchdog_started = False
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived. A KeyboardInterrupt, so every clean-up path written for Ctrl-C runs for it too."""
+
+
+def _watchdog(code: int) -> None:
+    time.sleep(GRACE_S)
+    stop_processes(_descendants(), timeout=20)   # even if the main thread never saw the signal
+    time.sleep(LAST_RESORT_S)
+    # the main thread is stuck where the signal's exception was swallowed (e.g. a long pyzmq poll)
+    msg = "Interrupted: every child process was stopped; dsforge exits without further clean-up.\n"
+    try:
+        from dsforge import logs
+
+        logs.say(msg.rstrip())
+    except Exception:  # noqa: BLE001 - the exit below matters more than the message
+        with contextlib.suppress(OSError):
+            os.write(2, msg.encode())
+    os._exit(code)
+
+
+def _start_watchdog(code: int) -> None:
+    global _watchdog_started
+    if not _watchdog_started:
+        _watchdog_started = True
+        threading.Thread(target=_watchdog, args=(code,), name="dsforge-signal-watchdog", daemon=True).start()
 
 
 def _on_sigterm(signum, frame) -> None:
@@ -42,13 +74,23 @@ def _on_sigterm(signum, frame) -> None:
     if _terminated is not None:   # already stopping: let the clean-up finish
         return
     _terminated = signum
+    _start_watchdog(EXIT_SIGTERM)
     raise Terminated(f"signal {signum}")
+
+
+def _on_sigint(signum, frame) -> None:
+    _start_watchdog(EXIT_SIGINT)
+    raise KeyboardInterrupt   # as Python's default handler does, every time
 
 
 def handle_sigterm() -> None:
     """Make SIGTERM raise `Terminated` in the main thread (once; later SIGTERMs are ignored while
-    clean-up runs). Call it from the main thread of the process, before any child starts."""
+    clean-up runs), SIGINT raise KeyboardInterrupt as usual, and either start the watchdog that
+    stops every descendant if the exception got lost. Call it from the main thread, before any
+    child starts."""
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:   # not when SIGINT is ignored
+        signal.signal(signal.SIGINT, _on_sigint)
 
 
 def terminated() -> bool:
@@ -81,17 +123,13 @@ def stop_group(proc: subprocess.Popen, timeout: float = 60.0) -> None:
     group: SIGTERM to the group, SIGKILL to what is left after `timeout` seconds. Returns once the
     child is reaped; safe to call twice and on a child that already exited (its group may not have)."""
     pgid = proc.pid
+    deadline = time.monotonic() + timeout
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pass
-    deadline = timeout
-    while _group_alive(pgid) and deadline > 0:   # the child exited; wait for the rest of its group
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=0.2)
-        deadline -= 0.2
+    while _group_alive(pgid) and time.monotonic() < deadline:   # the child exited; wait for the rest of its group
+        time.sleep(0.2)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):

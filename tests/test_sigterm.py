@@ -93,7 +93,9 @@ class Dsforge:
         self.poll_children()
         assert self.seen, "no child process was seen"
         self.proc.send_signal(sig)      # to dsforge only, not its group
-        return self.proc.wait(timeout=timeout)
+        code = self.proc.wait(timeout=timeout)
+        assert "Interrupted" in self.output(), self.output()[-3000:]
+        return code
 
     def alive(self) -> list:
         """Processes dsforge started that still run (zombies waiting for a reaper do not count)."""
@@ -241,3 +243,20 @@ def test_run_sigterm_stops_its_judge_server(tmp_path, tiny_model, vllm_tiny, lau
     d.assert_all_stopped()
     assert not _port_open(found["port"]), "the judge server still answers after dsforge exited"
     _no_traceback(d.output())
+
+
+@pytest.mark.parametrize("script", ["sleep 1000 & sleep 1000 & wait",             # children stop on SIGTERM
+                                    "trap '' TERM; sleep 1000 & sleep 1000 & wait"])  # ...or need SIGKILL
+def test_stop_group_stops_the_child_and_its_children(script):
+    from dsforge.procs import start, stop_group
+
+    proc = start(["sh", "-c", script])
+    deadline = time.time() + 60
+    while len(psutil.Process(proc.pid).children()) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    kids = psutil.Process(proc.pid).children(recursive=True)
+    assert len(kids) == 2
+    stop_group(proc, timeout=2)
+    assert proc.returncode is not None
+    gone, alive = psutil.wait_procs(kids, timeout=10)
+    assert not alive
