@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import lf_python
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -84,10 +82,9 @@ def test_installed_train_finds_its_recipes(installed, tmp_path, recipe, tiny_mod
     assert r.returncode == 0, r.stderr
     r = _dsforge(installed, tmp_path, "register", "sft.jsonl", "--name", "w_sft", "--dataset-dir", "data")
     assert r.returncode == 0, r.stderr
-    lf = lf_python()   # a dry run is being made to work without LLaMA-Factory (issue 10, kind 5)
+    # no DSFORGE_LF_PYTHON, no ./.venv-lf: a dry run needs no LLaMA-Factory
     r = _dsforge(installed, tmp_path, "train", "sft", "--model", tiny_model, "--dataset", "w_sft",
-                 "--dataset-dir", "data", "--recipe", recipe, "-o", "saves", "--dry-run",
-                 **({"DSFORGE_LF_PYTHON": lf} if lf else {}))
+                 "--dataset-dir", "data", "--recipe", recipe, "-o", "saves", "--dry-run")
     assert r.returncode == 0 and f"finetuning_type: {recipe}" in r.stdout, (r.stdout[-2000:], r.stderr[-2000:])
 
 
