@@ -300,7 +300,7 @@ def train(stage: str, model: str, datasets: list[str], dataset_dir: str, *, reci
     try:
         py = find_lf_python(lf_python)
     except UsageError as err:
-        if not dry_run:
+        if not dry_run or lf_python or os.environ.get("DSFORGE_LF_PYTHON"):   # a named one must work
             raise
         py, missing = None, err
     out = Path(cfg["output_dir"])

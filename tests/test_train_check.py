@@ -139,6 +139,10 @@ def test_dry_run_works_without_llamafactory_and_quotes_the_command(data_dir, tin
     cmd_line = next(x for x in r.stdout.splitlines() if x.startswith("# command: "))[len("# command: "):]
     assert shlex.split(cmd_line) == ["llamafactory-cli", "train", str(out / "dsforge_train.yaml")]
     assert yaml_of(r.stdout)["output_dir"] == str(out) and not out.exists()
+    # an environment named explicitly must have LLaMA-Factory, dry run or not
+    r = run("train", "sft", "-m", tiny_model, "--dataset", "s", "--dataset-dir", data_dir, "--dry-run",
+            "--lf-python", sys.executable)
+    assert r.exit_code == 2 and "has no LLaMA-Factory" in r.output
 
 
 def test_dry_run_with_llamafactory_prints_a_pasteable_command(data_dir, tiny_model, lf_py, tmp_path):
