@@ -123,8 +123,8 @@ def check_config(cfg: dict, origins: dict[str, str] | None = None) -> dict:
         if choices and isinstance(value, str) and value not in choices:
             close = difflib.get_close_matches(value, [str(c) for c in choices], n=1, cutoff=0.6)
             hint = f"did you mean '{close[0]}'? " if close else ""
-            problems.append(f"{key}: {value!r}{where} is not one of its values; {hint}(choose from "
-                            f"{', '.join(map(str, choices))})")
+            shown = ", ".join(map(str, choices[:24])) + (f", ... ({len(choices)} in all)" if len(choices) > 24 else "")
+            problems.append(f"{key}: {value!r}{where} is not one of its values; {hint}(choose from {shown})")
             continue
         out[key] = value
     if problems:

@@ -1,6 +1,7 @@
 """Write dsforge/lf/train_args.json: every key `llamafactory-cli train` accepts, with its type, read
 from LLaMA-Factory's own argument dataclasses (ModelArguments, DataArguments, TrainingArguments =
-HF Seq2SeqTrainingArguments + LLaMA-Factory's additions, FinetuningArguments, GeneratingArguments).
+HF Seq2SeqTrainingArguments + LLaMA-Factory's additions, FinetuningArguments, GeneratingArguments),
+and the chat template names it has registered (the values `template` accepts).
 
 Run it with LLaMA-Factory's interpreter (the pinned one: .venv-lf):
 
@@ -87,6 +88,7 @@ def build() -> dict:
 
     shim.install()
     os.environ.setdefault("DISABLE_VERSION_CHECK", "1")
+    from llamafactory.data.template import TEMPLATES
     from llamafactory.hparams.parser import _TRAIN_ARGS
 
     keys: dict[str, dict] = {}
@@ -106,6 +108,8 @@ def build() -> dict:
             if "deprecated" in help_.lower():
                 entry["deprecated"] = help_.strip()
             keys[f.name] = entry
+    # `template` is free text in the dataclass, but LLaMA-Factory raises for a name it has not registered
+    keys["template"]["choices"] = sorted(TEMPLATES)
     return {
         "generated_by": "scripts/gen_lf_args.py",
         "llamafactory": importlib.metadata.version("llamafactory"),

@@ -57,6 +57,7 @@ def yaml_of(output: str) -> dict:
     (["lr_scheduler_type=cosin"], ["lr_scheduler_type: 'cosin' (--set) is not one of its values",
                                    "did you mean 'cosine'?"]),
     (["pref_loss=sigmod"], ["did you mean 'sigmoid'?"]),
+    (["template=qwen3x"], ["template: 'qwen3x' (--set) is not one of its values", "did you mean 'qwen3'?"]),
     (["lora_rank=eight", "warmup_stpes=0.1"], ["lora_rank must be an integer", "did you mean 'warmup_steps'?"]),
 ])
 def test_wrong_key_or_type_is_a_usage_error_before_launch(data_dir, tiny_model, sets, expect):
@@ -176,10 +177,10 @@ def test_a_failing_llamafactory_run_shows_its_error_line_and_log_not_a_traceback
                                                                                    tmp_path):
     out = tmp_path / "out"
     r = run("train", "sft", "-m", tiny_model, "--dataset", "s", "--dataset-dir", data_dir, "--lf-python", lf_py,
-            "-o", out, "--set", "template=no_such_template", "--set", "max_steps=1")
+            "-o", out, "--set", "lora_target=no_such_module", "--set", "max_steps=1")
     assert r.exit_code != 0
     assert "Traceback" not in r.output, r.output[-3000:]
-    assert "llamafactory-cli exited with code" in r.output and "no_such_template" in r.output, r.output[-3000:]
+    assert "llamafactory-cli exited with code" in r.output and "no_such_module" in r.output, r.output[-3000:]
     assert f"full log: {out}/dsforge_train.log" in r.output
     assert "Traceback (most recent call last)" in (out / "dsforge_train.log").read_text()
 
