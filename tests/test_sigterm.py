@@ -3,8 +3,9 @@
 Each test runs the real CLI as a subprocess, waits (on its own schedule, generous timeouts) until
 the child process exists, sends the signal to the dsforge process only, and then checks the exit
 status (143 / 130), that no process dsforge started is still alive, and, for servers, that the
-port no longer answers. One command per test: serve (vLLM server), sample (in-process vLLM engine
-core), train (LLaMA-Factory), run (its judge server).
+port no longer answers. One command per test: serve (vLLM server, llamafactory-cli api), sample
+(in-process vLLM engine core, while it starts and while it generates), train (LLaMA-Factory, SIGTERM
+and SIGINT), run (its judge server). Without dsforge.procs, each leaves its child running (measured).
 """
 
 from __future__ import annotations
@@ -166,6 +167,19 @@ def test_serve_sigterm_stops_the_vllm_server_and_closes_its_port(tmp_path, vllm_
 
     port = free_port()
     d = launch(["serve", "--engine", "vllm", "-m", vllm_tiny, "--name", "tiny", "--port", port], tmp_path / "log")
+    d.wait_for("server answering", lambda: _answers(f"http://127.0.0.1:{port}/v1/models"))
+    assert d.signal_and_wait(signal.SIGTERM) == 143, d.output()[-3000:]
+    d.assert_all_stopped()
+    assert not _port_open(port), "the server still answers after dsforge exited"
+
+
+@pytest.mark.llamafactory
+def test_serve_llamafactory_sigterm_stops_its_api_server(tmp_path, tiny_model, lf_py, launch):
+    from dsforge.procs import free_port
+
+    port = free_port()
+    d = launch(["serve", "--engine", "llamafactory", "-m", tiny_model, "--name", "tiny", "--port", port,
+                "--lf-python", lf_py], tmp_path / "log", cwd=tmp_path)
     d.wait_for("server answering", lambda: _answers(f"http://127.0.0.1:{port}/v1/models"))
     assert d.signal_and_wait(signal.SIGTERM) == 143, d.output()[-3000:]
     d.assert_all_stopped()
