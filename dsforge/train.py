@@ -33,8 +33,9 @@ STAGES = ("pt", "sft", "dpo", "kto", "rm", "ppo")
 METHODS = ("lora", "full", "freeze")
 LAUNCH = Path(__file__).parent / "lf" / "launch.py"
 RECIPES = Path(__file__).resolve().parent / "data" / "recipes" / "train"   # shipped in the wheel
+LF_REQUIREMENTS = Path(__file__).resolve().parent / "data" / "requirements" / "llamafactory.txt"   # in the wheel
 LF_INSTALL = ("install LLaMA-Factory in its own environment (scripts/setup.sh --lf does: pip install --no-deps "
-              "llamafactory==0.9.5 + requirements/llamafactory.txt), or point dsforge at one: --lf-python "
+              f"llamafactory==0.9.5, then pip install -r {LF_REQUIREMENTS}), or point dsforge at one: --lf-python "
               "/path/to/env/bin/python or DSFORGE_LF_PYTHON")
 DATA_STAGE = {"pt": "pt", "sft": "sft", "dpo": "dpo", "rm": "rm", "kto": "kto", "ppo": "ppo"}
 

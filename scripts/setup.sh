@@ -34,7 +34,7 @@ if [ "$want_lf" = 1 ]; then
     .venv-lf/bin/pip install -q --upgrade pip
     .venv-lf/bin/pip install -q torch==2.13.0 2>&1 | grep -v "is ignored" || true
     .venv-lf/bin/pip install -q --no-deps llamafactory==0.9.5 2>&1 | grep -v "is ignored" || true
-    .venv-lf/bin/pip install -q -r requirements/llamafactory.txt 2>&1 | grep -v "is ignored" || true
+    .venv-lf/bin/pip install -q -r dsforge/data/requirements/llamafactory.txt 2>&1 | grep -v "is ignored" || true
   fi
   DISABLE_VERSION_CHECK=1 .venv-lf/bin/python -c "import sys; sys.path.insert(0, 'dsforge/lf'); import shim; shim.install(); import llamafactory.data" 
 fi

@@ -49,7 +49,8 @@ def test_every_package_file_is_in_the_wheel(wheel):
     missing = [f for f in tracked if (ROOT / f).is_file() and f not in names]
     assert not missing, f"not in the wheel: {missing}"
     for must in ("dsforge/data/recipes/train/lora.yaml", "dsforge/data/recipes/train/stages.yaml",
-                 "dsforge/data/recipes/demo-tiny.yaml", "dsforge/data/demo/faq.csv", "dsforge/lf/launch.py"):
+                 "dsforge/data/recipes/demo-tiny.yaml", "dsforge/data/demo/faq.csv", "dsforge/lf/launch.py",
+                 "dsforge/data/requirements/llamafactory.txt"):
         assert must in names
 
 
