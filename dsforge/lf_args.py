@@ -84,10 +84,21 @@ def _coerce(key: str, value, spec: dict):
     raise ValueError(f"{key} must be {expected}, not {_what(value)}")
 
 
-def _unknown(key: str, where: str) -> str:
-    close = difflib.get_close_matches(key, table()["keys"], n=1, cutoff=0.6)
+# what each llamafactory-cli command parses: train all groups; export (and api) no TrainingArguments
+COMMANDS = {"train": None, "export": ("ModelArguments", "DataArguments", "FinetuningArguments",
+                                      "GeneratingArguments")}
+
+
+def _keys(command: str) -> dict:
+    groups = COMMANDS[command]
+    return {k: v for k, v in table()["keys"].items() if groups is None or v["group"] in groups}
+
+
+def _unknown(key: str, where: str, command: str = "train") -> str:
+    close = difflib.get_close_matches(key, _keys(command), n=1, cutoff=0.6)
     hint = f"; did you mean '{close[0]}'?" if close else ""
-    return f"unknown key '{key}'{where}: LLaMA-Factory {table()['llamafactory']} has no such training argument{hint}"
+    return (f"unknown key '{key}'{where}: LLaMA-Factory {table()['llamafactory']} has no such {command} "
+            f"argument{hint}")
 
 
 def check_keys(keys, origin: str) -> None:
@@ -97,22 +108,23 @@ def check_keys(keys, origin: str) -> None:
         raise UsageError("\n  ".join(problems), f"the accepted keys are listed in {TABLE}")
 
 
-def check_config(cfg: dict, origins: dict[str, str] | None = None) -> dict:
-    """Check every key and value of a train config against LLaMA-Factory 0.9.5's argument table.
+def check_config(cfg: dict, origins: dict[str, str] | None = None, command: str = "train") -> dict:
+    """Check every key and value of a `llamafactory-cli COMMAND` config (train, export) against
+    LLaMA-Factory 0.9.5's argument table.
 
     Returns the config with values converted where the meaning is certain (a number written as
     text for a numeric key, '5e-5' -> 5e-05; a number for a text key). Raises UsageError listing
     every unknown key (with a did-you-mean), wrong type and value outside a key's choices; each
     line names where the key came from (`origins[key]`, e.g. "--set" or "recipe lora.yaml").
     """
-    keys = table()["keys"]
+    keys = _keys(command)
     origins = origins or {}
     out, problems = {}, []
     for key, value in cfg.items():
         where = f" ({origins[key]})" if key in origins else ""
         spec = keys.get(key)
         if spec is None:
-            problems.append(_unknown(key, where))
+            problems.append(_unknown(key, where, command))
             continue
         try:
             value = _coerce(key, value, spec)
@@ -128,9 +140,9 @@ def check_config(cfg: dict, origins: dict[str, str] | None = None) -> dict:
             continue
         out[key] = value
     if problems:
-        raise UsageError("the training configuration would fail in LLaMA-Factory:\n  " + "\n  ".join(problems),
-                         "fix the --set value or the recipe key; `dsforge train ... --dry-run` checks again "
-                         "without training")
+        raise UsageError(f"the {command} configuration would fail in LLaMA-Factory:\n  " + "\n  ".join(problems),
+                         "fix the --set value or the recipe key" + ("; `dsforge train ... --dry-run` checks again "
+                                                                    "without training" if command == "train" else ""))
     return out
 
 

@@ -380,7 +380,7 @@ def format_result(r: dict) -> str:
 
 def export(model: str, adapter: str, out: str, *, template: str | None = None, lf_python: str | None = None,
            sets: dict | None = None, echo=print) -> int:
-    from dsforge import models
+    from dsforge import lf_args, models
 
     model = models.resolve(model)
     if not os.path.isdir(adapter) or not (Path(adapter) / "adapter_config.json").exists():
@@ -392,6 +392,8 @@ def export(model: str, adapter: str, out: str, *, template: str | None = None, l
     if template:
         cfg["template"] = template
     cfg.update(sets or {})
+    cfg = lf_args.check_config({k: v for k, v in cfg.items() if v is not None},
+                               {k: "--set" for k in sets or {}}, command="export")
     guard_outputs({"--model": model if os.path.isdir(model) else None, "--adapter": adapter},
                   {"export_dir": cfg.get("export_dir")}, hint="export into a new folder (-o)")
     Path(out).mkdir(parents=True, exist_ok=True)

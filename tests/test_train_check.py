@@ -197,3 +197,16 @@ def test_shipped_table_matches_llamafactory_in_venv_lf(lf_py, tmp_path):
     gone, added = set(shipped["keys"]) - set(new["keys"]), set(new["keys"]) - set(shipped["keys"])
     assert not gone and not added, f"regenerate with scripts/gen_lf_args.py: gone {gone}, new {added}"
     assert shipped == new, "a key's type changed: regenerate with scripts/gen_lf_args.py"
+
+
+def test_export_keys_are_checked_against_the_export_arguments(tmp_path, tiny_model, lf_py):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    r = run("export", "-m", tiny_model, "--adapter", adapter, "-o", tmp_path / "merged", "--lf-python", lf_py,
+            "--set", "export_sise=2")
+    assert r.exit_code == 2 and "no such export argument; did you mean 'export_size'?" in r.output, r.output
+    r = run("export", "-m", tiny_model, "--adapter", adapter, "-o", tmp_path / "merged", "--lf-python", lf_py,
+            "--set", "learning_rate=1e-4")       # a training argument: export's parser rejects it
+    assert r.exit_code == 2 and "unknown key 'learning_rate'" in r.output, r.output
+    assert not (tmp_path / "merged").exists()
