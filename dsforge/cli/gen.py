@@ -96,15 +96,20 @@ def engine_flags(fn):
 @click.option("--skip-bad", is_flag=True, help="Skip rows that are not usable prompts (counted) instead of stopping.")
 @click.option("--no-logprobs", is_flag=True, help="Do not ask for token logprobs (mean_logprob stays empty).")
 @click.option("--overwrite", is_flag=True, help="Start the output again instead of resuming it.")
+@click.option("--ray", "ray_address", metavar="ADDRESS",
+              help="Run as a Ray job: auto, HOST:PORT, ray://HOST:PORT, or local[:N]; one actor per worker owns an "
+                   "engine and samples shard i/N (resumable on its own); the shards are merged into --out.")
+@click.option("--ray-workers", type=click.IntRange(1), help="Workers for --ray (default: one per GPU, else per node).")
 @click.option("-o", "--out", type=JSONL_OUT, required=True, help="Candidates file (.jsonl); rerunning resumes it.")
 def sample(prompts, model, engine, engine_opts, base_url, api_key, temps, n, top_p, max_tokens, seed, stop, system,
-           maps, shard, limit, skip_bad, no_logprobs, overwrite, out):
+           maps, shard, limit, skip_bad, no_logprobs, overwrite, ray_address, ray_workers, out):
     """Sample n answers per prompt at each temperature, with full provenance, resumably.
 
     \b
     dsforge sample prompts.jsonl --temps 0.7,1.0 -n 4 -o candidates.jsonl
     dsforge sample prompts.jsonl --engine openai --base-url http://127.0.0.1:8000/v1 -m served-name -o c.jsonl
     dsforge sample prompts.jsonl --shard 3/8 -o c.shard3.jsonl   # then: dsforge merge c.shard*.jsonl -o c.jsonl
+    dsforge sample prompts.jsonl --ray auto --engine vllm -o c.jsonl   # one actor per GPU of a Ray cluster
     """
     from dsforge import models as m
     from dsforge import sample as s
@@ -114,11 +119,28 @@ def sample(prompts, model, engine, engine_opts, base_url, api_key, temps, n, top
     cfg = s.SampleConfig(model=m.resolve(model) if engine != "openai" else model, engine=engine,
                          temps=parse_temps(temps), n=n, top_p=top_p, max_tokens=max_tokens, seed=seed,
                          stop=tuple(stop), logprobs=not no_logprobs, system=system)
+    if ray_address or ray_workers:
+        return _sample_ray(list(prompts), out, cfg, ray_address, ray_workers, shard, options, _mapping(maps), limit,
+                           skip_bad, overwrite)
     summary = s.sample(list(prompts), out, cfg, engine_options=options, mapping=_mapping(maps),
                        shard=s.parse_shard(shard), limit=limit, skip_bad=skip_bad, overwrite=overwrite)
     click.echo(s.format_summary(summary))
     click.echo(f"candidates: {out}  (summary: {out}.summary.json)")
     if summary["failed_requests"]:
+        sys.exit(1)
+
+
+def _sample_ray(prompts, out, cfg, address, workers, shard, options, mapping, limit, skip_bad, overwrite):
+    from dsforge import distributed
+
+    if not address:
+        raise UsageError("--ray-workers needs --ray ADDRESS", "e.g. --ray auto --ray-workers 8")
+    if shard:
+        raise UsageError("--shard and --ray do not combine: --ray makes its own shards", "drop --shard")
+    res = distributed.sample_ray(prompts, out, cfg, address=address, workers=workers, engine_options=options,
+                                 mapping=mapping, limit=limit, skip_bad=skip_bad, overwrite=overwrite)
+    click.echo(distributed.format_ray_summary(res, out))
+    if not res["merged"]:
         sys.exit(1)
 
 

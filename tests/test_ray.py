@@ -1,0 +1,140 @@
+"""`dsforge sample --ray`: a real local Ray cluster on 127.0.0.1 (head started by the test, two workers), the
+tiny model through the hf engine; one worker is killed mid-run, a rerun finishes with each group exactly once."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from dsforge.cli import cli
+from dsforge.distributed import parse_address, shard_path
+from dsforge.errors import UsageError
+from tests.servers import free_port
+from tests.test_sample import exactly_once, lines, write
+
+DSFORGE = [sys.executable, "-m", "dsforge"]
+
+
+@pytest.mark.parametrize("text,want", [("local", ("local", None)), ("local:3", ("local", 3)), ("auto", ("auto", None)),
+                                       ("10.0.0.5:6379", ("10.0.0.5:6379", None)),
+                                       ("ray://head:10001", ("ray://head:10001", None))])
+def test_addresses(text, want):
+    assert parse_address(text) == want
+
+
+@pytest.mark.parametrize("text", ["local:0", "local:x", "head", "http://head:8265", ""])
+def test_bad_address_is_a_usage_error(text):
+    with pytest.raises(UsageError, match="--ray"):
+        parse_address(text)
+
+
+@pytest.mark.parametrize("args,msg", [(["--ray", "nowhere"], "not a Ray address"),
+                                      (["--ray", "local", "--shard", "0/2"], "--shard and --ray"),
+                                      (["--ray-workers", "2"], "--ray-workers needs --ray"),
+                                      (["--ray", "local", "--limit", "3"], "--limit cannot be combined")])
+def test_cli_mistakes_exit_2_with_one_message(tmp_path, tiny_model, args, msg):
+    p = write(tmp_path / "p.jsonl", [{"instruction": "q"}])
+    r = CliRunner().invoke(cli, ["sample", p, "-m", tiny_model, "--engine", "hf", "-o", str(tmp_path / "c.jsonl"),
+                                 *args])
+    assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output, r.output
+
+
+@pytest.fixture
+def ray_head(tmp_path):
+    """`ray start --head --block` on 127.0.0.1 in its own session; stopped by that session's process ids."""
+    pytest.importorskip("ray")
+    import psutil
+
+    port = free_port()
+    short = tempfile.mkdtemp(prefix="ray", dir="/tmp")   # Ray's socket paths must stay under 107 bytes
+    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")   # a throwaway cluster of this test
+    head = subprocess.Popen([ray_bin, "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+                             "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false",
+                             "--temp-dir", short], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "ray-head.log", "wb"))
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while subprocess.run([ray_bin, "status", "--address", address], env=env, capture_output=True).returncode:
+            assert head.poll() is None and time.time() < deadline, (tmp_path / "ray-head.log").read_text()[-3000:]
+            time.sleep(1)
+        yield address, env
+    finally:
+        ours = [p for p in psutil.process_iter() if _sid(p) == head.pid]
+        for p in ours:
+            p.send_signal(signal.SIGTERM)
+        _, alive = psutil.wait_procs(ours, timeout=10)
+        for p in alive:
+            p.kill()
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def _sid(p):
+    try:
+        return os.getsid(p.pid)
+    except OSError:
+        return None
+
+
+def _writer_of(path):
+    """The process that holds `path` open (the Ray worker sampling that shard)."""
+    import psutil
+
+    for p in psutil.process_iter():
+        try:
+            if any(f.path == path for f in p.open_files()):
+                return p
+        except psutil.Error:
+            continue
+    return None
+
+
+def test_ray_cluster_worker_killed_mid_run_then_rerun_completes_exactly_once(tmp_path, tiny_model, ray_head):
+    address, env = ray_head
+    p = write(tmp_path / "p.jsonl", [{"instruction": f"question number {i}"} for i in range(60)])
+    out = str(tmp_path / "c.jsonl")
+    cmd = DSFORGE + ["sample", p, "-m", tiny_model, "--engine", "hf", "--engine-opt", "batch_size=1", "--temps", "0.7",
+                     "-n", "2", "--max-tokens", "32", "--seed", "3", "--ray", address, "--ray-workers", "2", "-o", out]
+    victim = shard_path(out, 1, 2)
+    run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.time() + 300
+    while time.time() < deadline and run.poll() is None:
+        if os.path.exists(victim) and open(victim, "rb").read().count(b"\n") >= 2:
+            break
+        time.sleep(0.02)
+    worker = _writer_of(victim)
+    assert worker is not None, "shard 1's worker was not found writing (finished too early?)"
+    worker.send_signal(signal.SIGKILL)
+    first, _ = run.communicate(timeout=300)
+    print(first)
+    assert run.returncode == 1, first
+    assert "shard 1: lost" in first and "rerun the same command" in first and "Traceback" not in first
+    assert not os.path.exists(out), "nothing is merged while a shard is unfinished"
+    partial = len(lines(victim))
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    print(done.stdout, done.stderr[-2000:])
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert "merged 2 shards: 60 prompts" in done.stdout
+    assert exactly_once(lines(out), 2) == (True, 60)
+    s0 = json.load(open(shard_path(out, 0, 2) + ".summary.json"))
+    s1 = json.load(open(victim + ".summary.json"))
+    assert s0["groups_sampled"] == 0 and s0["groups_resumed"] == s0["prompts"], "the finished shard is not redone"
+    assert s1["groups_resumed"] >= partial // 2 - 1 and s1["groups_sampled"] == s1["prompts"] - s1["groups_resumed"]
+
+
+def test_without_ray_installed_says_how_to_get_it(monkeypatch):
+    from dsforge import distributed
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(UsageError, match="needs Ray") as err:
+        distributed._connect("local", 2)
+    assert "dsforge[ray]" in err.value.hint
