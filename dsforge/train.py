@@ -74,6 +74,59 @@ def find_lf_python(explicit: str | None = None) -> str:
                      LF_INSTALL)
 
 
+# every variable LLaMA-Factory's launcher (llamafactory/launcher.py) and torchrun read: the manifest records them
+LAUNCH_ENV = ("FORCE_TORCHRUN", "NPROC_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "MAX_RESTARTS",
+              "RDZV_ID", "MIN_NNODES", "MAX_NNODES", "CUDA_VISIBLE_DEVICES", "ASCEND_RT_VISIBLE_DEVICES",
+              "DISABLE_VERSION_CHECK", "NCCL_NVLS_ENABLE", "TORCH_SYMM_MEM_DISABLE_MULTICAST")
+
+
+def lf_environment(python: str) -> dict:
+    """What LLaMA-Factory's interpreter holds (dsforge/lf/envcheck.py): its version, the package pins it
+    checks at start, the versions installed, the pins they break, and whether an installed openai fails
+    to import. {} when the check itself cannot run."""
+    try:
+        r = subprocess.run([python, str(Path(LAUNCH).with_name("envcheck.py"))], capture_output=True, text=True,
+                           timeout=120)
+        return json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 and r.stdout.strip() else {}
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return {}
+
+
+def environment_problems(python: str, env: dict) -> tuple[str | None, DsforgeError | None]:
+    """(one-line note naming every version LLaMA-Factory was not released for, or None; the error for an
+    openai that is installed but cannot be imported, or None)."""
+    note = err = None
+    if env.get("mismatches"):
+        have = ", ".join(f"{name} {ver}" for _, name, ver in env["mismatches"])
+        want = " ".join(f"'{req}'" for req, _, _ in env["mismatches"])
+        note = (f"LLaMA-Factory {env.get('llamafactory')} checks for {want} and its environment has {have}; dsforge "
+                f"starts it with DISABLE_VERSION_CHECK=1, so if training fails, suspect this first: "
+                f"{python} -m pip install {want}")
+    if env.get("openai_error"):
+        err = DsforgeError(f"openai is installed in LLaMA-Factory's environment ({python}) but cannot be imported "
+                           f"({env['openai_error']}); TRL imports it whenever it is installed, so training would "
+                           f"fail at start", f"repair it ({python} -m pip install -U openai) or remove it "
+                           f"({python} -m pip uninstall openai)")
+    return note, err
+
+
+def launch_record(cfg: dict) -> dict:
+    """The launcher's environment (LAUNCH_ENV as set now) and the DeepSpeed config named by `deepspeed:`
+    (path, sha256, content), so the manifest can repeat a multi-GPU run."""
+    rec: dict = {"env": {k: os.environ[k] for k in LAUNCH_ENV if k in os.environ}}
+    rec["env"].setdefault("DISABLE_VERSION_CHECK", _env()["DISABLE_VERSION_CHECK"])
+    ds = cfg.get("deepspeed")
+    if ds:
+        entry: dict = {"path": str(ds)}
+        try:
+            entry["sha256"] = file_digest(str(ds))["sha256"]
+            entry["config"] = json.loads(Path(ds).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            entry["unreadable"] = str(e)
+        rec["deepspeed"] = entry
+    return rec
+
+
 def lf_version(python: str) -> str | None:
     r = subprocess.run([python, "-c", "import importlib.metadata as m; print(m.version('llamafactory'))"],
                        capture_output=True, text=True)
@@ -308,15 +361,24 @@ def train(stage: str, model: str, datasets: list[str], dataset_dir: str, *, reci
     cfg_yaml = yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)
     equivalent = ["llamafactory-cli", "train", str(out / "dsforge_train.yaml")]
     command = [py, str(LAUNCH), *equivalent[1:]] if py else equivalent
+    lf_env = lf_environment(py) if py else {}
+    note, env_error = environment_problems(py, lf_env)
+    if note:
+        log("note: " + note)
+    if env_error:
+        raise env_error
     manifest = {
-        "dsforge": __version__, "llamafactory": lf_version(py) if py else None, "stage": stage, "recipe": recipe,
+        "dsforge": __version__, "llamafactory": lf_env.get("llamafactory") or (lf_version(py) if py else None),
+        "lf_environment": {k: lf_env.get(k) for k in ("python", "versions", "mismatches")} if lf_env else None,
+        "stage": stage, "recipe": recipe,
         "model": model, "datasets": datasets, "dataset_files": dataset_files(dataset_dir, datasets),
         "rows_that_would_train": {r.name: r.would_train for r in reports},
         "command": command, "equivalent": shlex.join(equivalent),
-        "env": {k: os.environ[k] for k in ("FORCE_TORCHRUN", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT",
-                                           "CUDA_VISIBLE_DEVICES") if k in os.environ},
+        **launch_record(cfg),
+        "repeat": None,   # set below: the launcher variables + the equivalent command, one shell line
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    manifest["repeat"] = shlex.join([f"{k}={v}" for k, v in manifest["env"].items()] + equivalent)
     if dry_run:
         echo(cfg_yaml.rstrip())
         if py is None:
