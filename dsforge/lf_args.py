@@ -1,4 +1,4 @@
-"""Check a `llamafactory-cli train` configuration before anything is launched.
+"""Check a `llamafactory-cli train` (or `export`) configuration before anything is launched.
 
 The table (dsforge/lf/train_args.json) lists every key LLaMA-Factory 0.9.5's train parser accepts
 (its ModelArguments, DataArguments, FinetuningArguments, GeneratingArguments and the
@@ -35,9 +35,8 @@ def table() -> dict:
 
 
 def _what(value) -> str:
-    kind = {bool: "true/false", int: "an integer", float: "a number", str: "text", list: "a list",
-            dict: "a mapping"}.get(type(value), type(value).__name__)
-    return f"{value!r} ({kind})"
+    kind = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}.get(type(value))
+    return f"{value!r} ({_KIND_NAMES.get(kind, type(value).__name__)})"
 
 
 def _coerce(key: str, value, spec: dict):
