@@ -84,11 +84,23 @@ def test_missing_llamafactory_says_how_to_install(data_dir, tmp_path):
     assert "Traceback" not in r.output
 
 
-def test_recipes_are_valid_llamafactory_arguments(lf_py, tiny_model, data_dir, tmp_path):
-    """Every recipe x stage parses with LLaMA-Factory's own argument parser (unknown keys fail there)."""
+def transformers_overlays() -> list:
+    """None (LLaMA-Factory's environment as pinned) + folders holding another transformers for it, e.g. the GPU
+    machines' 5.17: .venv-lf/bin/pip install --no-deps --target .venv-lf-overlays/transformers-5.17.0
+    transformers==5.17.0 tokenizers==0.23.2 (or DSFORGE_LF_OVERLAYS=dir:dir)."""
+    dirs = os.environ.get("DSFORGE_LF_OVERLAYS", "").split(os.pathsep) if os.environ.get("DSFORGE_LF_OVERLAYS") \
+        else sorted(str(p) for p in (ROOT / ".venv-lf-overlays").glob("transformers-*"))
+    return [None] + [d for d in dirs if d]
+
+
+@pytest.mark.parametrize("overlay", transformers_overlays())
+def test_recipes_are_valid_llamafactory_arguments(lf_py, tiny_model, data_dir, tmp_path, overlay):
+    """Every recipe x stage parses with LLaMA-Factory's own argument parser (unknown keys fail there), under the
+    pinned transformers and under each overlay (another transformers version put first on the path)."""
     from dsforge.train import resolve
 
     code = ("import sys, json, os; sys.path.insert(0, sys.argv[1]); import shim; shim.install()\n"
+            "import transformers; print('TRANSFORMERS', transformers.__version__)\n"
             "from llamafactory.hparams import get_train_args\n"
             "for cfg in json.load(open(sys.argv[2])):\n"
             "    get_train_args(cfg)\n"
@@ -100,9 +112,14 @@ def test_recipes_are_valid_llamafactory_arguments(lf_py, tiny_model, data_dir, t
             cfgs.append(resolve(stage, tiny_model, [ds], str(data_dir), recipe=recipe,
                                 output_dir=str(tmp_path / f"{stage}_{recipe}")))
     (tmp_path / "cfgs.json").write_text(json.dumps(cfgs))
+    env = dict(os.environ, DISABLE_VERSION_CHECK="1")
+    if overlay:
+        env["PYTHONPATH"] = overlay
     r = subprocess.run([lf_py, "-c", code, str(ROOT / "dsforge" / "lf"), str(tmp_path / "cfgs.json")],
-                       capture_output=True, text=True, env=dict(os.environ, DISABLE_VERSION_CHECK="1"))
+                       capture_output=True, text=True, env=env)
     assert "PARSED 15" in r.stdout, r.stderr[-3000:]
+    if overlay:
+        assert "TRANSFORMERS " + os.path.basename(overlay).split("-", 1)[1] in r.stdout, r.stdout
 
 
 @pytest.mark.llamafactory
