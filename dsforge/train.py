@@ -232,6 +232,10 @@ def precheck(stage: str, names: list[str], dataset_dir: str, cfg: dict, log) -> 
 
 
 FILLED = ("stage", "model_name_or_path", "dataset", "dataset_dir", "output_dir")   # dsforge sets these
+# FILLED keys that a --set (or a recipe's train.set) may not override: dsforge checks the values of
+# these options before launch, so an override would launch something that was never checked
+FROM_OPTION = {"stage": "the STAGE argument", "model_name_or_path": "--model", "dataset": "--dataset",
+               "dataset_dir": "--dataset-dir"}
 
 
 def resolve(stage: str, model: str, datasets: list[str], dataset_dir: str, *, recipe: str = "lora",
@@ -241,6 +245,9 @@ def resolve(stage: str, model: str, datasets: list[str], dataset_dir: str, *, re
     applies; the keys dsforge fills (FILLED) cannot be dropped (UsageError)."""
     if stage not in STAGES:
         raise UsageError(f"unknown stage '{stage}'", f"choose one of: {', '.join(STAGES)}")
+    for key in sorted(set(sets or {}) & set(FROM_OPTION)):
+        raise UsageError(f"{key} cannot be overridden with --set (or a recipe's train.set): dsforge fills it from "
+                         f"{FROM_OPTION[key]} and checks that value before launch", f"use {FROM_OPTION[key]} instead")
     cfg = load_recipe(recipe)
     cfg.update(stage_defaults(stage))
     cfg.update({"stage": stage, "model_name_or_path": model, "dataset": ",".join(datasets),
@@ -351,6 +358,13 @@ def train(stage: str, model: str, datasets: list[str], dataset_dir: str, *, reci
         if note:
             log("note: " + note)
     reports = precheck(stage, datasets, dataset_dir, cfg, log)
+    evals = cfg.get("eval_dataset")
+    evals = [d.strip() for d in (evals.split(",") if isinstance(evals, str) else evals or []) if str(d).strip()]
+    if evals:   # LLaMA-Factory loads these like --dataset: same checks, and its own rule against val_size
+        if float(cfg.get("val_size") or 0) > 1e-6:
+            raise UsageError("eval_dataset and val_size do not combine (LLaMA-Factory: 'Cannot specify `val_size` "
+                             "if `eval_dataset` is not None')", "drop one: --unset val_size, or --unset eval_dataset")
+        precheck(stage, evals, dataset_dir, cfg, log)
     try:
         py = find_lf_python(lf_python)
     except UsageError as err:

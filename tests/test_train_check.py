@@ -98,6 +98,24 @@ def test_null_and_unset_drop_a_recipe_key(data_dir, tiny_model):
     assert r.exit_code == 2 and "output_dir cannot be unset" in r.output
 
 
+@pytest.mark.parametrize("sets,expect", [
+    # keys dsforge fills from its options and checks: a --set must not launch something never checked
+    (["dataset=nothere"], "dataset cannot be overridden with --set"),
+    (["stage=dpo"], "stage cannot be overridden with --set"),
+    (["model_name_or_path=/nonexistent"], "model_name_or_path cannot be overridden"),
+    (["dataset_dir=/tmp"], "dataset_dir cannot be overridden"),
+    # eval_dataset is loaded like --dataset: it must exist, and LLaMA-Factory refuses it next to val_size
+    (["eval_dataset=nothere"], "no dataset 'nothere'"),
+    (["eval_dataset=s", "val_size=0.1"], "eval_dataset and val_size do not combine"),
+])
+def test_set_cannot_bypass_what_dsforge_checked(data_dir, tiny_model, sets, expect):
+    r = dry(data_dir, tiny_model, *[a for s in sets for a in ("--set", s)])
+    assert r.exit_code == 2 and expect in r.output, r.output
+    assert "# command:" not in r.output
+    r = dry(data_dir, tiny_model, "--set", "eval_dataset=s")
+    assert r.exit_code == 0 and yaml_of(r.output)["eval_dataset"] == "s", r.output
+
+
 def test_model_must_be_a_complete_folder_or_a_hub_id(data_dir, tiny_model, tmp_path):
     r = dry(data_dir, tmp_path / "no_such_model")
     assert r.exit_code == 2 and "no such model folder" in r.output, r.output
