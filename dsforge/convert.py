@@ -239,6 +239,12 @@ def convert(inputs: list[str], out: str, opts: ConvertOptions,
             reasons = ", ".join(f"{k} {v}" for k, v in stats.skipped.items())
             raise InputError("no rows to write", f"every input row was skipped ({reasons})" if reasons
                              else "the inputs hold no rows", path=", ".join(files[:3]))
+        for split, n, option in (("train", stats.written, "-o"), ("eval", stats.eval_written, "--eval-out")):
+            if opts.eval_out and n == 0:   # an empty file LLaMA-Factory could not load ('Cannot find valid samples')
+                raise UsageError(f"--eval-ratio {opts.eval_ratio:g} leaves {option} empty: all "
+                                 f"{stats.written + stats.eval_written} rows went to the "
+                                 f"{'eval' if split == 'train' else 'training'} split (the split is by prompt)",
+                                 "choose an --eval-ratio that leaves rows on both sides, or drop --eval-out")
         if opts.shuffle:
             for split, target in (("train", out), ("eval", opts.eval_out)):
                 for fh in buckets[split]:

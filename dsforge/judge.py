@@ -12,6 +12,7 @@ parsed is recorded as a failure with its raw text and cause. No parse, no score.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import json
@@ -59,11 +60,23 @@ class Cache:
 
     def _connect(self, create: bool):
         if self.db is None and self.path and (create or os.path.exists(self.path)):
+            if os.path.isdir(self.path):   # sqlite would only say 'unable to open database file'
+                raise IsADirectoryError(errno.EISDIR, "Is a directory", self.path)
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, value TEXT NOT NULL, t REAL)")
+            db = None
+            try:
+                db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, value TEXT NOT NULL, t REAL)")
+            except sqlite3.DatabaseError as err:   # another file given as --cache, or a damaged cache
+                if db is not None:
+                    db.close()
+                what = "not a judge cache (SQLite)" if "not a database" in str(err) else f"cannot use it as the judge cache ({err})"
+                raise UsageError(f"--cache {self.path}: {what}",
+                                 "give --cache a new file path (dsforge creates it), or remove this file if it is a "
+                                 "damaged cache") from None
+            self.db = db
         return self.db
 
     @staticmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +89,8 @@ class Rubric:
         env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
         try:
             return env.from_string(self.user_template).render(**values)
-        except jinja2.TemplateError as err:
+        except (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError, AttributeError,
+                RecursionError) as err:   # the user's template failing ({{ 1/0 }}, {% extends %}, a macro loop)
             raise self._template_error(err) from None
 
     def _template_error(self, err) -> UsageError:
@@ -100,7 +102,8 @@ class Rubric:
             line = frames[-1].lineno if frames else None
         where = f"{self.source or self.name}:{self.template_line + line - 1}" if line else (self.source or self.name)
         kind = "Jinja syntax error" if err.__class__.__name__ == "TemplateSyntaxError" else "template error"
-        return UsageError(f"{where}: {kind} in the rubric's item template: {err.message or err}",
+        text = getattr(err, "message", None) or f"{type(err).__name__}: {err}"
+        return UsageError(f"{where}: {kind} in the rubric's item template: {text}",
                           "the item template may use {{ conversation }}, {{ question }} and {{ answer }}")
 
     def pairwise_messages(self, prompt: list[dict], a: str, b: str) -> list[dict]:
@@ -153,7 +156,7 @@ def load_rubric(spec: str, mode: str = "pointwise") -> Rubric:
         raise UsageError(f"--rubric {spec!r} is neither a built-in rubric nor a file",
                          "built-ins: additive (0-5), aspects (1-5); or a Jinja file, see dsforge judge --help")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")   # an editor's byte-order mark is not part of the header
     except UnicodeDecodeError as err:
         raise InputError(f"not UTF-8 (byte 0x{err.object[err.start]:02x})", "save the rubric as UTF-8",
                          path=str(path)) from None
@@ -167,6 +170,9 @@ def load_rubric(spec: str, mode: str = "pointwise") -> Rubric:
     except (KeyError, ValueError):
         raise UsageError(f"{path}:1: the header needs numeric min= and max=",
                          "e.g. {# dsforge-rubric min=1 max=10 #}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise UsageError(f"{path}:1: min and max must be finite numbers, not {opts['min']} and {opts['max']}",
+                         "e.g. {# dsforge-rubric min=1 max=10 #}")
     if lo >= hi:
         raise UsageError(f"{path}:1: min must be below max")
     body = text[m.end():].lstrip("\n")

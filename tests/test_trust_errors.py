@@ -191,6 +191,55 @@ def test_rubric_jinja_errors_say_file_and_line(tmp_path):
         assert r.exit_code == 2 and f"{path}:{line}:" in r.output, r.output
 
 
+@pytest.mark.parametrize("body,line,words", [
+    ("{{ answer }} {{ 1/0 }}", 4, "ZeroDivisionError"),                      # errors raised while rendering
+    ("{{ answer }} {{ '%d' % answer }}", 4, "TypeError"),
+    ("{% extends 'base.html' %}{{ answer }}", 4, "no loader"),
+    ("{% macro f(x) %}{{ f(x) }}{% endmacro %}{{ f(1) }}{{ answer }}", 4, "RecursionError"),
+])
+def test_rubric_template_that_fails_while_rendering_says_file_and_line(tmp_path, body, line, words):
+    rub = tmp_path / "r.j2"
+    rub.write_text("{# dsforge-rubric min=1 max=10 #}\nRate it.\n---\n" + body + "\n")
+    r = CliRunner().invoke(cli, ["judge", _good(tmp_path), "-m", "x", "--rubric", str(rub), "-o", str(tmp_path / "j.jsonl")])
+    assert_clean_failure(r, body)
+    assert r.exit_code == 2 and f"{rub}:{line}:" in r.output and words in r.output, r.output
+
+
+@pytest.mark.parametrize("header,words", [("min=nan max=10", "finite"), ("min=0 max=inf", "finite"),
+                                          ("min=-inf max=1", "finite")])
+def test_rubric_range_must_be_finite(tmp_path, header, words):
+    rub = tmp_path / "r.j2"
+    rub.write_text("{# dsforge-rubric " + header + " #}\nRate it.\n---\n{{ answer }}\n")
+    r = CliRunner().invoke(cli, ["judge", _good(tmp_path), "-m", "x", "--rubric", str(rub), "-o", str(tmp_path / "j.jsonl")])
+    assert r.exit_code == 2 and f"{rub}:1:" in r.output and words in r.output, r.output
+
+
+def test_rubric_with_a_byte_order_mark_loads():
+    from dsforge.rubrics import load_rubric
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        rub = Path(d) / "r.j2"
+        rub.write_bytes(b"\xef\xbb\xbf{# dsforge-rubric min=1 max=10 #}\nRate it.\n---\n{{ answer }}\n")
+        assert (load_rubric(str(rub)).lo, load_rubric(str(rub)).hi) == (1, 10)
+
+
+@pytest.mark.parametrize("what", ["directory", "other_file"])
+def test_judge_cache_that_is_not_a_cache_is_named(tmp_path, what):
+    cache = tmp_path / "c"
+    if what == "directory":
+        cache.mkdir()
+    else:
+        cache.write_text('{"not": "sqlite"}\n')
+    before = None if what == "directory" else cache.read_bytes()
+    with FakeOpenAI() as srv:
+        r = CliRunner().invoke(cli, ["judge", _good(tmp_path), "-m", "judge-a", "--base-url", srv.url(), *FAST,
+                                     "--cache", str(cache), "-o", str(tmp_path / "j.jsonl")])
+    assert_clean_failure(r, what)
+    assert r.exit_code == 2 and str(cache) in r.output, r.output
+    assert before is None or cache.read_bytes() == before
+    assert not (tmp_path / "j.jsonl").exists()
+
+
 def test_set_value_that_is_not_yaml_is_a_usage_error(tmp_path):
     r = CliRunner().invoke(cli, ["run", "demo-tiny", "--set", "models.judge=[unclosed"])
     assert_clean_failure(r, "--set")
@@ -259,6 +308,9 @@ def test_judge_exits_0_when_everything_was_scored(tmp_path):
     (["sample", "{G}", "--temps", "nan", "-o", "{T}/s.jsonl"], "finite"),
     (["sample", "{G}", "--temps", "0.7,inf", "-o", "{T}/s.jsonl"], "finite"),
     (["sample", "{G}", "--temps", "-1", "-o", "{T}/s.jsonl"], "out of range"),
+    (["sample", "{G}", "--temps", "0.7,,1.0", "-o", "{T}/s.jsonl"], "empty value"),
+    (["sample", "{G}", "--temps", "0.7,", "-o", "{T}/s.jsonl"], "empty value"),
+    (["judge", "{G}", "-m", "x", "--price", ",2", "-o", "{T}/j.jsonl"], "empty value"),
     (["sample", "{G}", "--engine", "openai", "--base-url", "localhost:8000", "-o", "{T}/s.jsonl"], "http(s) URL"),
     (["sample", "{G}", "--map", "instrution=q", "-o", "{T}/s.jsonl"], "did you mean 'instruction'"),
     (["sample", "{G}", "-o", "{T}/s.json"], ".jsonl"),
@@ -275,6 +327,22 @@ def test_invalid_values_are_usage_errors(tmp_path, argv, words):
     assert r.exit_code == 2, (argv, r.output)
     assert words in r.output, (argv, r.output)
     assert not any(p.name.startswith(("o.", "x.", "s.", "j.")) for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("ratio,words", [("0.999", "leaves -o empty"), ("0.001", "leaves --eval-out empty")])
+def test_eval_split_that_empties_one_side_is_refused(tmp_path, ratio, words):
+    src = tmp_path / "qa.jsonl"
+    src.write_text("".join(json.dumps({"instruction": f"q{i}", "output": f"a{i}"}) + "\n" for i in range(4)))
+    (tmp_path / "o.jsonl").write_text("earlier\n")
+    r = CliRunner().invoke(cli, ["convert", str(src), "--to", "sft", "--eval-ratio", ratio, "--eval-out",
+                                 str(tmp_path / "e.jsonl"), "-o", str(tmp_path / "o.jsonl")])
+    assert r.exit_code == 2 and words in r.output, r.output
+    assert (tmp_path / "o.jsonl").read_text() == "earlier\n" and not (tmp_path / "e.jsonl").exists()
+
+
+def test_unbounded_float_options_say_finite_in_help():
+    r = CliRunner().invoke(cli, ["pairs", "--help"])
+    assert "x<=None" not in r.output and "[finite]" in r.output, r.output
 
 
 def test_float_options_refuse_nan_everywhere():

@@ -76,9 +76,11 @@ class FloatList(click.ParamType):
         self.lo, self.hi, self.example, self.count, self.distinct = lo, hi, example, count, distinct
 
     def convert(self, value, param, ctx):
-        parts = [p.strip() for p in str(value).split(",") if p.strip()]
+        parts = [p.strip() for p in str(value).split(",")]
+        if any(not p for p in parts) and any(parts):   # '0.7,,1.0' or '0.7,': a value is missing, not implied
+            self.fail(f"{value!r} has an empty value between commas (e.g. {self.example})", param, ctx)
         nums = [finite(p) for p in parts]
-        if not parts or any(v is None for v in nums):
+        if not any(parts) or any(v is None for v in nums):
             self.fail(f"{value!r} is not a comma-separated list of finite numbers (e.g. {self.example})", param, ctx)
         if self.count is not None and len(nums) != self.count:
             self.fail(f"{value!r}: give exactly {self.count} numbers (e.g. {self.example})", param, ctx)
@@ -93,6 +95,11 @@ class FloatList(click.ParamType):
 
 class FiniteFloat(click.FloatRange):
     """click.FloatRange that also refuses nan and inf (FloatRange lets nan through)."""
+
+    def _describe_range(self) -> str:
+        if self.min is None and self.max is None:   # click would print 'x<=None'
+            return "finite"
+        return super()._describe_range()
 
     def convert(self, value, param, ctx):
         v = super().convert(value, param, ctx)
