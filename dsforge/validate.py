@@ -456,7 +456,10 @@ class RowChecker:
                     why = ("ranking_shape", a.chosen, "chosen/rejected must both be strings in alpaca ranking rows")
                 elif a.kto_tag and kto is not None:
                     why = ("kto_tag_type", a.kto_tag, f"kto_tag is {json.dumps(kto)} ({type(kto).__name__}), not a boolean")
-                elif not a.response and self.stage != "ppo":
+                elif not a.response and (a.chosen or a.rejected):   # ranking columns, but ranking is not true
+                    why = ("missing_response", a.chosen or a.rejected, "the entry maps chosen/rejected but not "
+                           "\"ranking\": true, so LLaMA-Factory reads no response")
+                elif not a.response and a.prompt and self.stage != "ppo":
                     why = ("pretrain_data", a.prompt, f"this is pretraining data (only '{a.prompt}', no response "
                            f"column): use stage pt, not {self.stage}")
                 elif out is None:

@@ -180,3 +180,16 @@ def test_template_table_matches_llamafactory(lf_py, tmp_path):
                    env={"DISABLE_VERSION_CHECK": "1", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     shipped = json.loads((ROOT / "dsforge" / "data" / "lf_templates.json").read_text())
     assert json.loads(out.read_text()) == shipped, "regenerate: .venv-lf/bin/python scripts/gen_lf_templates.py"
+
+
+@pytest.mark.parametrize("stage", ["dpo", "sft"])
+def test_ranking_columns_without_ranking_flag_are_not_called_pretraining_data(tmp_path, stage):
+    # measured with LLaMA-Factory 0.9.5 (probe.py): stage dpo fails 'not applicable in the current training
+    # stage'; the rows are alpaca chosen/rejected rows, not text-only pretraining rows
+    (tmp_path / "rank.jsonl").write_text(json.dumps({"instruction": "q", "input": "", "chosen": "good",
+                                                     "rejected": "bad"}) + "\n")
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"r": {"file_name": "rank.jsonl", "columns": {
+        "prompt": "instruction", "query": "input", "chosen": "chosen", "rejected": "rejected"}}}))
+    rep = validate_registered(str(tmp_path / "dataset_info.json"), "r", stage)
+    assert rep.would_train == 0 and "pretrain_data" not in rep.counts, format_report(rep)
+    assert '"ranking": true' in format_report(rep)
