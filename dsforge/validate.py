@@ -132,6 +132,9 @@ REASONS: dict[str, tuple[str, str, str]] = {
     "pretrain_data": ("drop", "text-only (pretraining) row in a supervised stage: there is no response to train on",
                       "this is pretraining data: use stage pt (or build prompt/response pairs)"),
     # silent changes: LLaMA-Factory keeps the row but trains something else than the file says
+    "pt_drops_turns": ("warn", "a conversation under stage pt: LLaMA-Factory trains only the first message's text "
+                       "of each row, never the answers", "use stage sft for conversations, or dsforge convert --to pt "
+                       "to make text documents"),
     "tool_calls_text_lost": ("warn", "an assistant message has text and tool_calls: LLaMA-Factory replaces the "
                              "text by the tool calls, so the text is never trained",
                              "move the text into its own assistant turn, or drop it"),
@@ -759,6 +762,10 @@ class RowChecker:
             if self.on_kept:
                 self.on_kept(row, prompt, response, path, line)
             self._warn_row(row, prompt, response, path, line)
+            lost = len(prompt) - 1 + sum(1 for _, c in response if c)
+            if lost:   # LLaMA-Factory's pretrain processor reads only _prompt[0]'s content
+                self.flag("pt_drops_turns", path, line, None, f"stage pt trains only {prompt[0][1][:40]!r}; the "
+                          f"other {lost} message(s) of this row (the answers) are never trained")
             return
         if stage == "sft":
             keep = len(prompt) % 2 == 1 and len(response) == 1

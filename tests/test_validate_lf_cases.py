@@ -193,3 +193,23 @@ def test_ranking_columns_without_ranking_flag_are_not_called_pretraining_data(tm
     rep = validate_registered(str(tmp_path / "dataset_info.json"), "r", stage)
     assert rep.would_train == 0 and "pretrain_data" not in rep.counts, format_report(rep)
     assert '"ranking": true' in format_report(rep)
+
+
+@pytest.mark.parametrize("row,entry,lost", [
+    ({"conversations": [{"from": "human", "value": "q?"}, {"from": "gpt", "value": "the answer"}]},
+     {"formatting": "sharegpt", "columns": {"messages": "conversations"}}, 1),
+    ({"instruction": "q?", "input": "", "output": "the answer"}, {}, 1),
+    ({"instruction": "q?", "input": "", "output": "a", "history": [["h1", "a1"]]}, {"columns": {
+        "prompt": "instruction", "query": "input", "response": "output", "history": "history"}}, 3),
+])
+def test_conversations_under_stage_pt_warn_that_answers_are_not_trained(tmp_path, row, entry, lost):
+    # LLaMA-Factory 0.9.5's pretrain processor reads only examples["_prompt"][i][0]["content"]
+    # (data/processor/pretrain.py): the row trains, its answers never do
+    (tmp_path / "d.jsonl").write_text(json.dumps(row) + "\n")
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"d": {"file_name": "d.jsonl", **entry}}))
+    rep = validate_registered(str(tmp_path / "dataset_info.json"), "d", "pt")
+    assert rep.would_train == 1 and rep.counts.get("pt_drops_turns") == 1, format_report(rep)
+    assert f"other {lost} message(s)" in format_report(rep)
+    (tmp_path / "d.jsonl").write_text(json.dumps({"text": "a document"}) + "\n")   # real pretraining text: no warning
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"d": {"file_name": "d.jsonl", "columns": {"prompt": "text"}}}))
+    assert "pt_drops_turns" not in validate_registered(str(tmp_path / "dataset_info.json"), "d", "pt").counts
