@@ -67,6 +67,19 @@ class DuplicateKey(ValueError):
     pass
 
 
+# a \uD800-\uDFFF escape: Python's json takes a lone one (half an emoji), Arrow's JSON Lines reader
+# ("The surrogate pair in string is invalid") and UTF-8 output do not
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _lone_surrogate(value) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _strict_pairs(pairs: list) -> dict:
     d = dict(pairs)
     if len(d) != len(pairs):
@@ -140,6 +153,14 @@ def iter_jsonl(path: str, problems: list[SyntaxProblem] | None = None, *,
             try:
                 if value is None:
                     value = strict(raw.decode("utf-8"))
+                    if _SURROGATE_ESCAPE.search(raw) and _lone_surrogate(value):
+                        p = SyntaxProblem(lineno, None, "a \\uD800-\\uDFFF escape without its pair (half of a "
+                                          "surrogate pair, e.g. an emoji cut in two): Arrow refuses the whole file",
+                                          "remove the escape or complete the pair", code="lone_surrogate")
+                        if problems is None:
+                            raise InputError(p.reason, p.hint, path=path, line=lineno) from None
+                        problems.append(p)
+                        continue
                 yield (lineno, value, hash(raw.rstrip())) if with_key else (lineno, value)
             except DuplicateKey as err:
                 p = SyntaxProblem(lineno, None, f"key '{err}' appears twice in one object",
@@ -264,6 +285,14 @@ def iter_json_array(path: str, problems: list[SyntaxProblem] | None = None) -> I
                             continue
                         fail(*where(err.pos), *explain_json_error(err.msg, buf, err.pos))
                         return
+                if problems is None and _SURROGATE_ESCAPE.search(buf[pos:end].encode("utf-8", "surrogatepass")) \
+                        and _lone_surrogate(value):
+                    # LLaMA-Factory loads a .json array with one (Python's json), so validate (problems given)
+                    # accepts it; every other reader refuses it: no output could be written as UTF-8
+                    fail(line_at(pos), None, "a \\uD800-\\uDFFF escape without its pair (half of a surrogate "
+                         "pair, e.g. an emoji cut in two)", "remove the escape or complete the pair",
+                         code="lone_surrogate")
+                    return
                 yield line_at(pos), value
                 pos = end
                 expect_value, first = False, False

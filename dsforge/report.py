@@ -268,8 +268,13 @@ def collect(target: str) -> dict:
         elif rows and ("chosen" in rows[0]):
             data["pairs"] = rows
             data["sidecar"] = _jsonl(str(p) + ".sidecar.jsonl")
-        else:
+        elif "text" in rows[0]:
             data["candidates"] = rows
+        else:   # training data or any other JSON Lines: a page of empty charts would look like a result
+            raise InputError(f"not a candidates / judged / pairs file (line 1 has none of 'text', 'judge', 'chosen'; "
+                             f"its keys: {', '.join(list(rows[0])[:6]) or 'none'})",
+                             "report reads dsforge's sample / judge / pairs outputs or a run directory; "
+                             "check training data with dsforge validate", path=str(p), line=1)
         data["model"] = rows[0].get("model") if rows and "model" in rows[0] else None
     data["review_stats"] = _review_stats(p)
     return data

@@ -34,6 +34,9 @@ REASONS: dict[str, tuple[str, str, str]] = {
     # file level
     "json_syntax": ("fatal", "JSON syntax error", "fix the JSON at the reported line and column"),
     "encoding": ("fatal", "not UTF-8", "re-encode the file as UTF-8"),
+    "lone_surrogate": ("fatal", "a JSON Lines string holds half of a surrogate pair (\\uD800-\\uDFFF escape "
+                       "alone, e.g. an emoji cut in two); Arrow's reader refuses the whole file",
+                       "remove the escape or complete the pair"),
     "bom": ("fatal", "starts with a UTF-8 byte-order mark (LLaMA-Factory's JSON loader fails on it in .json files)",
             "rewrite without BOM: dsforge convert writes none; or `sed -i '1s/^\\xEF\\xBB\\xBF//' FILE`"),
     "bom_jsonl": ("warn", "starts with a UTF-8 byte-order mark (LLaMA-Factory 0.9.5 tolerates it in .jsonl, "

@@ -45,7 +45,7 @@ COMMANDS = {
     "review": [["--stats", "{IN}"], ["{IN}", "--export", "labelstudio", "-o", "{OUT}.json"]],   # never serves
 }
 
-BAD_INPUTS = ["missing", "directory", "not_json", "empty", "binary", "json_scalar"]
+BAD_INPUTS = ["missing", "directory", "not_json", "empty", "binary", "json_scalar", "lone_surrogate"]
 
 
 def _bad(tmp: Path, kind: str) -> str:
@@ -57,7 +57,10 @@ def _bad(tmp: Path, kind: str) -> str:
         p.mkdir(exist_ok=True)
         return str(p)
     p.write_bytes({"not_json": b"this is not json\n{oops\n", "empty": b"", "binary": b"\xff\xfe\x00garbage\x80\n",
-                   "json_scalar": b"42\n"}[kind])
+                   "json_scalar": b"42\n",
+                   # half an emoji: Python's json reads it, Arrow and UTF-8 writers do not
+                   "lone_surrogate": b'{"instruction": "q\\ud83d", "output": "a"}\n',
+                   }[kind])
     return str(p)
 
 
@@ -263,6 +266,17 @@ def test_report_of_an_empty_or_non_run_directory_fails(tmp_path):
     e.write_text("")
     r = CliRunner().invoke(cli, ["report", str(e)])
     assert r.exit_code == 1 and "no rows" in r.output
+
+
+@pytest.mark.parametrize("row", [{"instruction": "q", "output": "a"},
+                                 {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]},
+                                 {"a": 1}])
+def test_report_of_a_file_that_is_no_dsforge_output_fails(tmp_path, row):
+    f = tmp_path / "data.jsonl"
+    f.write_text(json.dumps(row) + "\n")
+    r = CliRunner().invoke(cli, ["report", str(f), "-o", str(tmp_path / "r.html")])
+    assert r.exit_code == 1 and "not a candidates / judged / pairs file" in r.output, r.output
+    assert not (tmp_path / "r.html").exists()
 
 
 FAST = ["--engine-opt", "max_retries=0", "--engine-opt", "backoff=0.01"]

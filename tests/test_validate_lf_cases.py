@@ -213,3 +213,21 @@ def test_conversations_under_stage_pt_warn_that_answers_are_not_trained(tmp_path
     (tmp_path / "d.jsonl").write_text(json.dumps({"text": "a document"}) + "\n")   # real pretraining text: no warning
     (tmp_path / "dataset_info.json").write_text(json.dumps({"d": {"file_name": "d.jsonl", "columns": {"prompt": "text"}}}))
     assert "pt_drops_turns" not in validate_registered(str(tmp_path / "dataset_info.json"), "d", "pt").counts
+
+
+def test_lone_surrogate_fails_jsonl_as_in_arrow_but_not_a_json_array(tmp_path):
+    # measured with LLaMA-Factory 0.9.5 (probe.py): JSON Lines with "q\ud800" fails the whole file
+    # (Arrow: 'The surrogate pair in string is invalid'); the same rows as a .json array load (Python's json)
+    rows = ['{"instruction": "q\\ud800", "input": "", "output": "a"}', '{"instruction": "q2", "input": "", "output": "b"}']
+    (tmp_path / "d.jsonl").write_text("\n".join(rows) + "\n")
+    (tmp_path / "d.json").write_text("[" + ", ".join(rows) + "]")
+    (tmp_path / "pair.jsonl").write_text('{"instruction": "\\ud83d\\ude00", "input": "", "output": "a"}\n')
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"l": {"file_name": "d.jsonl"}, "a": {"file_name": "d.json"},
+                                                            "p": {"file_name": "pair.jsonl"}}))
+    info = str(tmp_path / "dataset_info.json")
+    rep = validate_registered(info, "l", "sft")
+    assert rep.fatal and rep.would_train == 0 and "lone_surrogate" in rep.counts, format_report(rep)
+    assert validate_registered(info, "a", "sft").would_train == 2
+    assert validate_registered(info, "p", "sft").would_train == 1       # a whole pair is fine
+    r = CliRunner().invoke(cli, ["convert", str(tmp_path / "d.json"), "--to", "sft", "-o", str(tmp_path / "o.jsonl")])
+    assert r.exit_code == 1 and "d.json:1" in r.output and "surrogate" in r.output, r.output
