@@ -28,7 +28,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from dsforge.errors import ConfigError
+from dsforge.errors import ConfigError, UsageError
 from dsforge.names import name_problem
 
 
@@ -293,13 +293,17 @@ def _set_path(data: dict, dotted: str, value, path: str) -> None:
     import re
 
     parts = [p for p in re.split(r"\.|\[(\d+)\]", dotted) if p]
+    if not parts or any("[" in p or "]" in p for p in parts):   # stages[-1], stages[x], a[1
+        raise UsageError(f"--set {dotted}: not a recipe path", "write e.g. stages[1].sample.n=2 or models.judge=NAME "
+                         "(list indexes count from 0; negative indexes are not supported)")
     cur = data
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         key = int(part) if part.isdigit() else part
         if isinstance(cur, list):
             if not isinstance(key, int) or key >= len(cur):
-                raise ConfigError(f"--set {dotted}: no index {part} in {path}")
+                raise UsageError(f"--set {dotted}: no index {part} in {path} ({'.'.join(parts[:i]) or 'it'} has "
+                                 f"{len(cur)} item(s), indexes 0 to {len(cur) - 1})")
         elif not isinstance(cur, dict):
             raise ConfigError(f"--set {dotted}: {'.'.join(parts[:i])} is not a mapping")
         if last:

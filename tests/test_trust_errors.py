@@ -243,6 +243,15 @@ def test_judge_cache_that_is_not_a_cache_is_named(tmp_path, what):
     assert not (tmp_path / "j.jsonl").exists()
 
 
+@pytest.mark.parametrize("path,words", [("stages[-1].train.stage", "not a recipe path"),
+                                        ("stages[x].train.stage", "not a recipe path"),
+                                        ("stages[99].train.stage", "indexes 0 to")])
+def test_set_path_that_names_nothing_is_a_usage_error(path, words):
+    r = CliRunner().invoke(cli, ["run", "demo-tiny", "--set", f"{path}=sft"])
+    assert_clean_failure(r, path)
+    assert r.exit_code == 2 and words in r.output, r.output
+
+
 def test_set_value_that_is_not_yaml_is_a_usage_error(tmp_path):
     r = CliRunner().invoke(cli, ["run", "demo-tiny", "--set", "models.judge=[unclosed"])
     assert_clean_failure(r, "--set")
