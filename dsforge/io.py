@@ -459,7 +459,10 @@ def is_hf_dataset_dir(path: str) -> bool:
 
 
 def expand_inputs(inputs: list[str], exts: set[str] | None = None) -> list[str]:
-    """Files named by paths, globs and directories (recursively), sorted, deduplicated."""
+    """Files named by paths, globs and directories (recursively), sorted, deduplicated.
+
+    Inside a directory, hidden files and folders (.git, editor swap files, dsforge's own temp files
+    and stage markers) are skipped; a hidden file named directly is read."""
     out: list[str] = []
     for item in inputs:
         if is_hf_dataset_dir(item):
@@ -470,10 +473,11 @@ def expand_inputs(inputs: list[str], exts: set[str] | None = None) -> list[str]:
             raise UsageError(f"no file matches '{item}'", "check the path or quote the glob")
         for m in matches:
             if os.path.isdir(m) and not is_hf_dataset_dir(m):
-                for root, _, files in os.walk(m):
+                for root, dirs, files in os.walk(m):
+                    dirs[:] = [d for d in dirs if not d.startswith(".")]
                     for name in sorted(files):
                         full = os.path.join(root, name)
-                        if exts is None or Path(name).suffix.lower() in exts:
+                        if not name.startswith(".") and (exts is None or Path(name).suffix.lower() in exts):
                             out.append(full)
             elif os.path.exists(m):
                 out.append(m)

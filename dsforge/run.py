@@ -64,11 +64,11 @@ class Runner:
                 raise UsageError(f"{flag} {val}: the recipe has no such stage", f"its stages: {', '.join(kinds)}")
         lo = kinds.index(from_stage) if from_stage else 0
         hi = kinds.index(until) if until else len(kinds) - 1
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         inputs = expand_inputs(self.r.inputs)
         if not inputs:
             raise UsageError(f"no input files match {self.r.inputs}")
         self._guard(inputs)
+        self.run_dir.mkdir(parents=True, exist_ok=True)   # after the guard: a refused run leaves no folder
         in_info = [{"file": f, **file_digest(f)} for f in inputs]
         t_start = time.time()
         self.manifest = self._load_manifest()
@@ -139,6 +139,18 @@ class Runner:
         """The same clash rules as the standalone commands, for the whole run, before any stage starts:
         no input (or the recipe) inside a stage folder (a rerun clears it), equal to the manifest, the
         report, or the file the register stage copies into the dataset dir."""
+        from dsforge.io import _within, is_hf_dataset_dir
+
+        folders = [("run directory", self.run_dir)] + [(f"register {st.options.name} dataset_dir",
+                                                        self._data_dir(st.options))
+                                                       for st in self.r.stages if st.kind == "register"]
+        for item in self.r.inputs:   # an input folder holding the run's own outputs: each rerun reads them back
+            if os.path.isdir(item) and not is_hf_dataset_dir(item):
+                for label, d in folders:
+                    if _within(str(d), item):
+                        raise UsageError(f"the input folder {item} contains the {label} {d}: a rerun would read "
+                                         "the run's own outputs as inputs",
+                                         "name the input files (or a glob), or move the run's outputs elsewhere")
         outs = [("manifest", self.run_dir / "manifest.json"), ("report", self.run_dir / "report.html"),
                 ("log", self.run_dir / LOG)]
         for st in self.r.stages:

@@ -165,6 +165,31 @@ def test_run_refuses_inputs_inside_its_own_stage_folders(tmp_path):
     assert inp.read_bytes() == Path(FAQ).read_bytes()
 
 
+@pytest.mark.parametrize("where", ["run_dir", "dataset_dir"])
+def test_run_refuses_an_input_folder_that_holds_its_own_outputs(tmp_path, where):
+    (tmp_path / "faq.csv").write_bytes(Path(FAQ).read_bytes())
+    register = {"name": "faq_sft", **({"dataset_dir": str(tmp_path / "data")} if where == "dataset_dir" else {})}
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "t", "run_dir": str(tmp_path / ("run" if where == "run_dir" else "../r")),
+                                      "inputs": [str(tmp_path)], "stages": [
+        {"convert": {"to": "sft", "map": {"instruction": "question", "output": "answer"}, "skip_bad": True}},
+        {"register": register}]}))
+    r = invoke(["run", recipe])
+    words = "contains the run directory" if where == "run_dir" else "contains the register faq_sft dataset_dir"
+    assert r.exit_code == 2 and words in r.output, r.output
+    assert not (tmp_path / "run").exists() and not (tmp_path / "data").exists()
+
+
+def test_input_folders_skip_hidden_files(tmp_path):
+    from dsforge.io import expand_inputs
+
+    for rel in ("a.jsonl", ".b.jsonl", ".git/c.jsonl", "sub/d.jsonl", "sub/.e.jsonl.123@h.x.tmp"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("{}\n")
+    assert [Path(p).relative_to(tmp_path).as_posix() for p in expand_inputs([str(tmp_path)])] == ["a.jsonl", "sub/d.jsonl"]
+    assert expand_inputs([str(tmp_path / ".b.jsonl")]) == [str(tmp_path / ".b.jsonl")]   # named: read
+
+
 def test_train_and_export_refuse_an_output_dir_that_is_an_input(tmp_path, files, lf_py):
     d = tmp_path / "data"
     assert invoke(["register", files["sft"], "--name", "s", "--dataset-dir", d]).exit_code == 0
