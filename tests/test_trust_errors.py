@@ -171,7 +171,9 @@ def test_broken_pipe_ends_quietly(tmp_path, args):
     """`dsforge ... | head`: the reader is gone before dsforge writes; no traceback, no 'internal error',
     the shell's SIGPIPE status 141, and the work itself (report) still done."""
     big = tmp_path / "big.jsonl"
-    big.write_text("".join(json.dumps({"instruction": f"q{i}", "output": "a" * 50}) + "\n" for i in range(300)))
+    row = (lambda i: {"prompt_id": f"p{i}", "messages": [{"role": "user", "content": "q"}], "text": "a" * 50}) \
+        if args[0] == "report" else (lambda i: {"instruction": f"q{i}", "output": "a" * 50})   # report: candidates
+    big.write_text("".join(json.dumps(row(i)) + "\n" for i in range(300)))
     argv = [a.replace("{BIG}", str(big)).replace("{T}", str(tmp_path)) for a in args]
     p = subprocess.Popen([sys.executable, "-m", "dsforge", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     p.stdout.close()   # like `head` that has exited
