@@ -11,7 +11,7 @@
               --batch-size prompts per temperature, decoded (what a simple script does, batched)
   (b) dsforge: dsforge.sample.sample() through the hf engine on the same model instance (per-row
               seeds, provenance, resumable writes), --batch-size prompts per generate call
-  Each is run --repeat times, alternating; the best run of each is reported.
+  After --warmup untimed passes of each, each is run --repeat times, alternating; the best run counts.
 
     python scripts/bench_sample.py [--engine vllm|hf] [--model smollm2-135m-instruct] [--prompts 24] [--n 4]
                                    [--max-tokens 64] [--batch-size 32] [--dtype bfloat16] [--json OUT.json]
@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, help="hf: prompts per generate call (default: the engine's)")
     ap.add_argument("--dtype", help="hf: model dtype (default: the engine's: bfloat16 on a GPU)")
     ap.add_argument("--repeat", type=int, default=2, help="hf: timed runs of each, alternating; the best counts")
+    ap.add_argument("--warmup", type=int, default=1, help="hf: untimed passes of each before the timed ones")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -172,9 +173,9 @@ def bench_hf(args) -> None:
         sync()
         return summary["completion_tokens"]
 
-    with torch.no_grad():   # warm-up (kernels, allocator): not timed
-        lm.generate(**tok(texts[:2], return_tensors="pt", padding=True).to(lm.device), max_new_tokens=4,
-                    do_sample=True, pad_token_id=tok.pad_token_id)
+    for _ in range(args.warmup):   # warm-up passes (kernels, allocator, cuBLAS choices per shape): not timed
+        bare()
+        dsforge(-1 - _)
     runs: dict[str, list] = {"bare": [], "dsforge": []}
     for k in range(args.repeat):
         for name, fn in (("bare", bare), ("dsforge", lambda: dsforge(k))):

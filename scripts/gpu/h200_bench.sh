@@ -12,6 +12,6 @@ python3 -c "import torch, transformers; print('torch', torch.__version__, 'trans
 for shape in ${SHAPES:-smollm2-135m qwen2.5-0.5b}; do
   python3 scripts/gpu/make_random_model.py .carry/smollm2 /tmp/m-$shape --shape $shape 2>&1 | grep -v Loading
   python3 scripts/bench_sample.py --engine hf --model /tmp/m-$shape --prompts ${PROMPTS:-64} --n 4 --max-tokens 64 \
-    --batch-size ${BATCH:-32} --repeat ${REPEAT:-2} --json "$OUT/bench-$shape.json" 2>&1 | grep -v -E "Loading|it/s\]"
+    --batch-size ${BATCH:-32} --repeat ${REPEAT:-3} --warmup ${WARMUP:-1} --json "$OUT/bench-$shape.json" 2>&1 | grep -v -E "Loading|it/s\]"
 done
 python3 -m pytest -q -p no:cacheprovider tests/test_hf_engine.py 2>&1 | tail -5
