@@ -164,6 +164,8 @@ def convert(inputs: list[str], out: str, opts: ConvertOptions,
     if not files:
         raise UsageError("no input files found", "pass files, globs or directories of .txt/.md/.json/.jsonl/.csv/.parquet")
     dio.guard_outputs([("INPUT", f) for f in files], {"-o": out, "--eval-out": opts.eval_out})
+    dio.guard_kind(out, "convert")
+    dio.guard_kind(opts.eval_out, "convert", "--eval-out")
     stats = ConvertStats(inputs=len(files), out=out, eval_out=opts.eval_out)
     offsets = token_offsets(opts.tokenizer) if opts.chunk_tokens else None
     seen: set[bytes] = set()
@@ -258,6 +260,9 @@ def convert(inputs: list[str], out: str, opts: ConvertOptions,
                         rng.shuffle(lines)
                         for ln in lines:
                             w.write(json.loads(ln))
+    for target in (out, opts.eval_out):
+        if target:
+            dio.note_output(target, "convert")
     media = ()
     stats.entry = entry_for(opts.to, opts.fmt, system=features["system"], history=features["history"],
                             tools=features["tools"], media=media)

@@ -759,6 +759,108 @@ def guard_outputs(inputs, outputs, *, output_dirs=None, hint: str | None = None)
                                  "move the input elsewhere, or choose another output folder")
 
 
+# ---------------------------------------------------------------- what kind of output a file is
+#
+# An existing output file is replaced only when it is recognisably an earlier output of the same
+# command (`guard_kind`); anything else (a user's SFT file, a judged file given to sample, a
+# manifest given to pairs) is refused, whatever --overwrite says. A file is recognised
+#   1. by the ledger: every writer calls `note_output(path, kind)` after writing; the ledger
+#      (DSFORGE_CACHE/outputs/, one small JSON per resolved path) holds the kind with the file's
+#      size and mtime, so a file edited or replaced since is no longer "ours". This is how
+#      convert's output (plain LLaMA-Factory rows, nothing inside says who wrote it) is known:
+#      convert may rewrite its own earlier output on this machine; a data file it did not write,
+#      or one edited since, is refused. No marker file is put beside the data (a dataset folder
+#      used as file_name would load it).
+#   2. by content, for files written elsewhere or before the ledger: a candidates row has
+#      prompt_id + text and no judge; a judged row a judge object; a pairs file has its
+#      OUT.summary.json with strategy and sidecar; a report starts with <!doctype html>.
+# An empty file is never data, so it may be replaced.
+
+OUTPUT_KINDS = {"sample": ("candidates",), "merge": ("candidates",), "judge": ("judged",),
+                "pairs": ("pairs",), "kto": ("kto",), "convert": ("convert",), "report": ("report",)}
+_KIND_WORDS = {"candidates": "a candidates file", "judged": "a judged file", "pairs": "a pairs file",
+               "kto": "a KTO file written by pairs", "convert": "an earlier output of convert",
+               "report": "an HTML report"}
+
+
+def _ledger_path(path: str) -> Path:
+    import hashlib
+
+    root = Path(os.environ.get("DSFORGE_CACHE") or Path.home() / ".cache" / "dsforge")
+    return root / "outputs" / (hashlib.sha1(os.path.realpath(path).encode()).hexdigest() + ".json")
+
+
+def note_output(path: str, kind: str) -> None:
+    """Record that dsforge just wrote `path` as an output of `kind` (see OUTPUT_KINDS); never fails a run."""
+    try:
+        st = os.stat(path)
+        led = _ledger_path(path)
+        led.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(led) as f:
+            json.dump({"path": os.path.realpath(path), "kind": kind, "size": st.st_size,
+                       "mtime_ns": st.st_mtime_ns}, f)
+    except OSError:
+        pass   # without the record, a rerun is refused and says to delete the file: safe
+
+
+def _first_row(path: str):
+    with open(path, "rb") as f:
+        head = f.read(_CHUNK)
+    if head.lstrip().lower().startswith(b"<!doctype html"):
+        return "html"
+    for raw in head.splitlines():
+        if raw.strip():
+            try:
+                return json.loads(raw)
+            except ValueError:
+                return None
+    return None
+
+
+def output_kind(path: str) -> str | None:
+    """What dsforge output the existing file `path` is (a key of _KIND_WORDS), or None when unknown."""
+    try:
+        led = json.loads(_ledger_path(path).read_text())
+        st = os.stat(path)
+        if led.get("size") == st.st_size and led.get("mtime_ns") == st.st_mtime_ns:
+            return led.get("kind")
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        row = _first_row(path)
+    except OSError:
+        return None
+    if row == "html":
+        return "report"
+    if isinstance(row, dict):
+        if isinstance(row.get("judge"), dict):
+            return "judged"
+        if "prompt_id" in row and "text" in row:
+            return "candidates"
+    try:
+        with open(path + ".summary.json", encoding="utf-8") as f:
+            s = json.load(f)
+        if isinstance(s, dict) and "strategy" in s and "sidecar" in s:
+            return "pairs"
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def guard_kind(out: str | None, command: str, label: str = "-o") -> None:
+    """Refuse (UsageError, exit 2) to replace an existing non-empty `out` that is not an earlier
+    output of `command` (a key of OUTPUT_KINDS). Missing and empty files pass."""
+    if not out or not os.path.isfile(out) or os.path.getsize(out) == 0:
+        return
+    kind = output_kind(out)
+    if kind in OUTPUT_KINDS[command]:
+        return
+    want = _KIND_WORDS[OUTPUT_KINDS[command][0]]
+    found = _KIND_WORDS.get(kind, "a file dsforge did not write (or one edited since)")
+    raise UsageError(f"{label} {out} already exists and is not {want} (it is {found}); not replacing it",
+                     f"choose another {label}, or delete {out} first if it may go")
+
+
 def file_digest(path: str) -> dict:
     """sha256, size and line count of a file, in one streaming pass."""
     import hashlib

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from dsforge import __version__, logs
 from dsforge.engines import Request, SamplingParams
 from dsforge.errors import DsforgeError, InputError, UsageError
-from dsforge.io import atomic_files, guard_outputs
+from dsforge.io import atomic_files, guard_kind, guard_outputs
 from dsforge.rubrics import Rubric, expected_score, parse_reply
 from dsforge.sample import read_candidates
 
@@ -486,6 +486,7 @@ def judge_file(candidates: str, out: str, cfg: JudgeConfig, *, engine=None, engi
     guard_outputs({"CANDIDATES": candidates, "--rubric": getattr(cfg.rubric, "source", None)},
                   {"-o": out, "summary": out + ".summary.json", "--cache": cache_path, "log": out + ".log",
                    "comparisons": out + ".comparisons.jsonl" if pairwise else None})
+    guard_kind(out, "judge")
     items = load_candidates(candidates)
     previous = previous_scores(out)
     owned = engine is None

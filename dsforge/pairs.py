@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from dsforge.errors import InputError, UsageError
 from dsforge.formats.convert import entry_for, from_conversation
-from dsforge.io import atomic_files, guard_outputs
+from dsforge.io import atomic_files, guard_kind, guard_outputs, note_output
 from dsforge.records import Conversation
 from dsforge.sample import read_candidates
 
@@ -143,6 +143,8 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
     paths = [judged_path] if isinstance(judged_path, str) else list(judged_path)
     guard_outputs([("JUDGED", p) for p in paths], {"-o": out, "sidecar": sidecar, "--kto": kto_out,
                                             "summary": out + ".summary.json"})
+    guard_kind(out, "pairs")
+    guard_kind(kto_out, "kto", "--kto")
     combined = None
     if len(paths) > 1 or cfg.combine:
         rows, combined = combine_sources(paths, cfg.combine)
@@ -253,6 +255,10 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
             f = group.open(kto_out)
             for k in kto:
                 f.write(json.dumps(k, ensure_ascii=False) + "\n")
+    if pairs:
+        note_output(out, "pairs")
+    if kto_out:
+        note_output(kto_out, "kto")
     return summary
 
 

@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from dsforge.errors import InputError, UsageError
-from dsforge.io import atomic_write, guard_outputs
+from dsforge.io import atomic_write, guard_kind, guard_outputs
 
 W, H, PAD = 560, 260, 44
 COLORS = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2"]
@@ -426,12 +426,7 @@ def write_report(target: str, out: str) -> str:
     if not os.path.exists(target):
         raise UsageError(f"{target}: no such run directory or file")
     guard_outputs([("TARGET", f) for f in report_inputs(target)], {"-o": out})
-    if os.path.isfile(out):
-        with open(out, "rb") as f:
-            head = f.read(64).lstrip().lower()
-        if not head.startswith(b"<!doctype html"):
-            raise UsageError(f"-o {out} exists and is not an HTML report; not replacing it",
-                             "choose another -o (e.g. report.html), or remove the file first")
+    guard_kind(out, "report")
     page = render(collect(target))
     with atomic_write(out) as f:
         f.write(page)

@@ -22,7 +22,7 @@ from dsforge import __version__, logs
 from dsforge.engines import Request, Result, SamplingParams, derive_seed
 from dsforge.errors import InputError, UsageError
 from dsforge.formats.convert import ConversionError, to_conversation
-from dsforge.io import atomic_write, expand_inputs, guard_outputs, iter_records
+from dsforge.io import atomic_write, expand_inputs, guard_kind, guard_outputs, iter_records
 from dsforge.records import prompt_id
 
 PROMPT_FALLBACKS = ("instruction", "prompt", "question", "query", "text")
@@ -225,18 +225,30 @@ def sample(inputs: list[str], out: str, cfg: SampleConfig, *, engine=None, engin
     if not out.endswith(".jsonl"):
         raise UsageError(f"{out}: the candidates file must be .jsonl (it is appended to while sampling)")
     guard_outputs([("PROMPTS", f) for f in expand_inputs(inputs)], {"-o": out, "summary": out + ".summary.json"})
+    guard_kind(out, "sample")   # resuming onto (or --overwrite of) anything but a candidates file is refused
     t_start = time.time()
     stats: Counter = Counter()
     prompts = read_prompts(inputs, mapping=mapping, system=cfg.system, shard=shard, limit=limit,
                            skip_bad=skip_bad, stats=stats)
     if not prompts:
         raise UsageError("no prompts to sample", "check the input files, --map and --shard")
+    work = out   # the file appended to; with --overwrite a hidden sibling that replaces `out` only at the end
     if overwrite and os.path.exists(out):
-        os.unlink(out)
+        work = os.path.join(os.path.dirname(out), "." + os.path.basename(out) + ".overwrite.jsonl")
+        if os.path.exists(work):
+            os.unlink(work)
+    try:
+        return _sample_into(work, out, prompts, stats, cfg, engine, engine_options, shard, t_start, log, progress)
+    finally:
+        if work != out and os.path.exists(work):   # failed or interrupted: the old file stays as it was
+            os.unlink(work)
+
+
+def _sample_into(work, out, prompts, stats, cfg, engine, engine_options, shard, t_start, log, progress) -> dict:
     run = cfg.fingerprint()
-    ex = scan_existing(out, cfg)
+    ex = scan_existing(work, cfg)
     if ex.torn or ex.dropped_lines:
-        with atomic_write(out) as f:
+        with atomic_write(work) as f:
             for row in ex.keep:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
         log(f"resume: kept {len(ex.complete)} complete (prompt, temperature) groups; dropped "
@@ -277,7 +289,7 @@ def sample(inputs: list[str], out: str, cfg: SampleConfig, *, engine=None, engin
             bar = tqdm(total=len(todo), desc="sampling", unit=" req", file=logs.console(), disable=None, mininterval=1.0)
         t0 = time.time()
         try:
-            with open(out, "a", encoding="utf-8") as f:
+            with open(work, "a", encoding="utf-8") as f:
                 for res in engine.generate(requests()):
                     if res.error or len(res.completions) < cfg.n:
                         counts["failed_requests"] += 1
@@ -305,6 +317,11 @@ def sample(inputs: list[str], out: str, cfg: SampleConfig, *, engine=None, engin
                 bar.close()
             if owned:
                 engine.close()
+    if work != out:
+        if counts["candidates"]:
+            os.replace(work, out)
+        else:
+            log(f"--overwrite: no candidate was sampled, so {out} was left as it was")
     summary = {
         "dsforge": __version__, "out": out, "model": cfg.model, "engine": cfg.engine, "run": run,
         "temperatures": list(cfg.temps), "n": cfg.n, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens,
@@ -353,6 +370,7 @@ def merge(shards: list[str], out: str, *, n: int | None = None, temps: list[floa
     and that every group is complete (and, given the prompts, that every prompt is covered).
     prompt_files: where `prompts` came from (only so that `out` can never replace one of them)."""
     guard_outputs([("SHARD", p) for p in shards] + [("--prompts", p) for p in prompt_files], {"-o": out})
+    guard_kind(out, "merge")
     runs: set = set()
     groups: dict[tuple, list] = defaultdict(list)
     where: dict[tuple, str] = {}

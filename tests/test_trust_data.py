@@ -441,3 +441,75 @@ def test_atomic_files_land_together_or_not_at_all(tmp_path):
         g.open(a).write("new a")
         g.open(b).write("new b")
     assert (a.read_text(), b.read_text()) == ("new a", "new b")
+
+
+# ------------------------------------------------------------------ an output of another kind is never replaced
+
+# every writer, with -o (or --kto / --eval-out) on an existing file of another kind; {x} is the victim
+OTHER_KIND = {
+    "sample -o": ["sample", "{prompts}", "--engine", "openai", "--base-url", "http://127.0.0.1:9/v1", "-m", "x",
+                  "-o", "{x}"],
+    "sample --overwrite": ["sample", "{prompts}", "--engine", "openai", "--base-url", "http://127.0.0.1:9/v1",
+                           "-m", "x", "--overwrite", "-o", "{x}"],
+    "merge -o": ["merge", "{cands}", "-o", "{x}"],
+    "pairs -o": ["pairs", "{judged}", "-o", "{x}"],
+    "pairs --kto": ["pairs", "{judged}", "-o", "{tmp}/p.jsonl", "--kto", "{x}", "--kto-threshold", "3"],
+    "convert -o": ["convert", "{raw}", "--to", "sft", "-o", "{x}"],
+    "convert --eval-out": ["convert", "{raw}", "--to", "sft", "-o", "{tmp}/o.jsonl", "--eval-ratio", "0.5",
+                           "--eval-out", "{x}"],
+    "judge -o": ["judge", "{cands}", "-m", "j", "--base-url", "http://127.0.0.1:9/v1", "-o", "{x}"],
+}
+VICTIMS = {"sample -o": "sft", "sample --overwrite": "sft", "merge -o": "judged", "pairs -o": "sft",
+           "pairs --kto": "cands", "convert -o": "sft", "convert --eval-out": "cands", "judge -o": "cands"}
+
+
+@pytest.mark.parametrize("case", sorted(OTHER_KIND))
+def test_no_command_replaces_an_existing_file_of_another_kind(tmp_path, files, case):
+    victim = tmp_path / ("victim" + Path(files[VICTIMS[case]]).suffix)
+    victim.write_bytes(Path(files[VICTIMS[case]]).read_bytes())
+    before = victim.read_bytes()
+    r = invoke([a.format(**files, tmp=tmp_path, x=victim) for a in OTHER_KIND[case]])
+    assert r.exit_code == 2, r.output
+    assert f"{victim} already exists and is not" in r.output and "not replacing it" in r.output, r.output
+    assert "run None" not in r.output and "Traceback" not in r.output
+    assert victim.read_bytes() == before
+
+
+def test_convert_replaces_its_own_output_but_not_once_edited(tmp_path, files):
+    out = tmp_path / "o.jsonl"
+    assert invoke(["convert", files["raw"], "--to", "sft", "-o", out]).exit_code == 0
+    assert invoke(["convert", files["raw"], "--to", "sft", "-o", out]).exit_code == 0   # its own output: rerun
+    out.write_text(out.read_text() + json.dumps({"instruction": "mine", "output": "hand-written"}) + "\n")
+    r = invoke(["convert", files["raw"], "--to", "sft", "-o", out])
+    assert r.exit_code == 2 and "did not write (or one edited since)" in r.output, r.output
+    assert "hand-written" in out.read_text()
+
+
+def test_pairs_and_merge_rerun_onto_their_own_output(tmp_path, files):
+    for args in (["pairs", files["judged"], "-o", tmp_path / "p.jsonl"],
+                 ["pairs", files["judged"], "-o", tmp_path / "p2.jsonl", "--kto", tmp_path / "k.jsonl",
+                  "--kto-threshold", "3"],
+                 ["merge", files["cands"], "-o", tmp_path / "m.jsonl"]):
+        assert invoke(args).exit_code == 0
+        assert invoke(args).exit_code == 0
+    assert dio.output_kind(str(tmp_path / "p.jsonl")) == "pairs"
+    assert dio.output_kind(str(tmp_path / "m.jsonl")) == "candidates"
+
+
+def test_failed_sample_overwrite_keeps_the_old_candidates(tmp_path, files):
+    out = tmp_path / "c.jsonl"
+    out.write_bytes(Path(files["cands"]).read_bytes())
+    before = out.read_bytes()
+    with FakeOpenAI(models=("m",), fail_status=500) as srv:
+        r = invoke(["sample", files["prompts"], "--engine", "openai", "--base-url", srv.url(), "-m", "m",
+                    "--engine-opt", "max_retries=0", "--engine-opt", "probe=false", "--no-logprobs",
+                    "--overwrite", "-o", out])
+    assert r.exit_code != 0 and "Traceback" not in r.output, r.output
+    assert out.read_bytes() == before
+    assert not [n for n in os.listdir(tmp_path) if "overwrite" in n]
+    with FakeOpenAI(models=("m",), reply="an answer") as srv:
+        r = invoke(["sample", files["prompts"], "--engine", "openai", "--base-url", srv.url(), "-m", "m", "-n", "1",
+                    "--temps", "0", "--engine-opt", "probe=false", "--no-logprobs", "--overwrite", "-o", out])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) == 2 and {x["text"] for x in rows} == {"an answer"}
