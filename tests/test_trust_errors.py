@@ -358,11 +358,12 @@ def test_invalid_values_are_usage_errors(tmp_path, argv, words):
 def test_eval_split_that_empties_one_side_is_refused(tmp_path, ratio, words):
     src = tmp_path / "qa.jsonl"
     src.write_text("".join(json.dumps({"instruction": f"q{i}", "output": f"a{i}"}) + "\n" for i in range(4)))
-    (tmp_path / "o.jsonl").write_text("earlier\n")
+    assert CliRunner().invoke(cli, ["convert", str(src), "--to", "sft", "-o", str(tmp_path / "o.jsonl")]).exit_code == 0
+    earlier = (tmp_path / "o.jsonl").read_text()   # convert's own earlier output, which it may replace
     r = CliRunner().invoke(cli, ["convert", str(src), "--to", "sft", "--eval-ratio", ratio, "--eval-out",
                                  str(tmp_path / "e.jsonl"), "-o", str(tmp_path / "o.jsonl")])
     assert r.exit_code == 2 and words in r.output, r.output
-    assert (tmp_path / "o.jsonl").read_text() == "earlier\n" and not (tmp_path / "e.jsonl").exists()
+    assert (tmp_path / "o.jsonl").read_text() == earlier and not (tmp_path / "e.jsonl").exists()
 
 
 def test_unbounded_float_options_say_finite_in_help():
@@ -509,3 +510,44 @@ def test_run_manifest_redacts_base_url(tmp_path):
 
 def test_dsforge_error_exit_codes():
     assert DsforgeError("x").exit_code == 1 and UsageError("x").exit_code == 2
+
+
+# ------------------------------------------------------------------ absurd counts are refused at parse time
+
+# int options where any large value means "all of it" (nothing is sent or repeated that many times)
+UNBOUNDED_OK = {"limit", "chunk_chars", "chunk_tokens", "overlap", "min_chars", "max_chars", "cutoff_len",
+                "examples", "max_pairs_per_prompt"}
+
+
+def _all_params():
+    def walk(cmd, path):
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                yield from walk(sub, [*path, name])
+        else:
+            for p in cmd.params:
+                yield " ".join(path), p
+    yield from walk(cli, [])
+
+
+def test_every_int_option_has_an_upper_bound():
+    loose = [f"{cmd} {p.opts[0]}" for cmd, p in _all_params()
+             if isinstance(p.type, click.types.IntParamType) and p.name not in UNBOUNDED_OK
+             and getattr(p.type, "max", None) is None]
+    assert not loose, f"int options without an upper bound: {loose}"
+
+
+@pytest.mark.parametrize("argv,word", [
+    (["sample", "{good}", "-n", "99999999999999999999", "-o", "{out}"], "-n"),
+    (["sample", "{good}", "--max-tokens", "1000001", "-o", "{out}"], "--max-tokens"),
+    (["sample", "{good}", "--seed", str(2**63), "-o", "{out}"], "--seed"),
+    (["merge", "{good}", "-n", "1025", "-o", "{out}"], "-n"),
+    (["judge", "{good}", "-m", "x", "--votes", "1000", "-o", "{out}"], "--votes"),
+    (["judge", "{good}", "-m", "x", "--max-tokens", "99999999999", "-o", "{out}"], "--max-tokens"),
+    (["pairs", "{good}", "--seed", "-1", "-o", "{out}"], "--seed"),
+])
+def test_absurd_counts_are_usage_errors(tmp_path, argv, word):
+    good = _good(tmp_path)
+    r = CliRunner().invoke(cli, [a.format(good=good, out=tmp_path / "o.jsonl") for a in argv])
+    assert r.exit_code == 2 and "not in the range" in r.output and word in r.output, r.output
+    assert not (tmp_path / "o.jsonl").exists()

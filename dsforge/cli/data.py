@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from dsforge.cli.types import JSON_OUT, FiniteFloat, MapPair
+from dsforge.cli.types import JSON_OUT, SEED, FiniteFloat, MapPair
 from dsforge.errors import UsageError
 
 
@@ -51,7 +51,7 @@ def _progress(desc: str, unit: str = "rows"):
 @click.option("--max-chars", type=click.IntRange(1), help="pt: drop chunks longer than this.")
 @click.option("--dedup/--no-dedup", default=True, show_default=True, help="Drop exact duplicate rows.")
 @click.option("--shuffle", is_flag=True, help="Shuffle rows (seeded, on-disk: memory stays flat).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--eval-ratio", type=FiniteFloat(0, 1, max_open=True), default=0.0, help="Share of prompts held out (grouped by prompt).")
 @click.option("--eval-out", type=JSON_OUT, help="Eval split file (with --eval-ratio).")
 @click.option("--skip-bad", is_flag=True, help="Skip rows that cannot be converted (counted) instead of failing.")

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from dsforge.cli.types import JSONL_OUT, FiniteFloat, FloatList, MapPair, Url
+from dsforge.cli.types import JSONL_OUT, MAX_N, MAX_TOKENS, MAX_WORKERS, SEED, FiniteFloat, FloatList, MapPair, Url
 from dsforge.errors import UsageError
 
 
@@ -80,12 +80,13 @@ def engine_flags(fn):
 @engine_flags
 @click.option("--temps", type=FloatList(0), default="0.7,1.0", show_default=True,
               help="Temperature grid, comma-separated, each >= 0.")
-@click.option("-n", "n", type=click.IntRange(1), default=4, show_default=True, help="Answers per prompt and temperature.")
+@click.option("-n", "n", type=click.IntRange(1, MAX_N), default=4, show_default=True,
+              help="Answers per prompt and temperature.")
 @click.option("--top-p", type=FiniteFloat(0, 1, min_open=True), default=1.0, show_default=True,
               help="Nucleus sampling mass.")
-@click.option("--max-tokens", type=click.IntRange(1), default=512, show_default=True,
+@click.option("--max-tokens", type=click.IntRange(1, MAX_TOKENS), default=512, show_default=True,
               help="Answer length cap; answers cut here are kept, flagged truncated.")
-@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Run seed; each request's seed derives from it, the prompt id and the temperature.")
 @click.option("--stop", multiple=True, help="Stop string (repeatable).")
 @click.option("--system", help="System prompt for prompts that have none.")
@@ -99,7 +100,7 @@ def engine_flags(fn):
 @click.option("--ray", "ray_address", metavar="ADDRESS",
               help="Run as a Ray job: auto, HOST:PORT, ray://HOST:PORT, or local[:N]; one actor per worker owns an "
                    "engine and samples shard i/N (resumable on its own); the shards are merged into --out.")
-@click.option("--ray-workers", type=click.IntRange(1), help="Workers for --ray (default: one per GPU, else per node).")
+@click.option("--ray-workers", type=click.IntRange(1, MAX_WORKERS), help="Workers for --ray (default: one per GPU, else per node).")
 @click.option("-o", "--out", type=JSONL_OUT, required=True, help="Candidates file (.jsonl); rerunning resumes it.")
 def sample(prompts, model, engine, engine_opts, base_url, api_key, temps, n, top_p, max_tokens, seed, stop, system,
            maps, shard, limit, skip_bad, no_logprobs, overwrite, ray_address, ray_workers, out):
@@ -147,7 +148,7 @@ def _sample_ray(prompts, out, cfg, address, workers, shard, options, mapping, li
 @click.command()
 @click.argument("shards", nargs=-1, required=True)
 @click.option("-o", "--out", type=JSONL_OUT, required=True, help="Merged candidates file (.jsonl).")
-@click.option("-n", "n", type=click.IntRange(1), help="Answers per group to expect (default: what the shards hold).")
+@click.option("-n", "n", type=click.IntRange(1, MAX_N), help="Answers per group to expect (default: what the shards hold).")
 @click.option("--prompts", "prompt_files", multiple=True,
               help="The prompt file(s) sampled: also check every prompt is covered at every temperature.")
 @click.option("--temps", type=FloatList(0), help="Temperatures to expect with --prompts (default: those in the shards).")

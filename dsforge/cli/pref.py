@@ -7,7 +7,7 @@ import sys
 import click
 
 from dsforge.cli.gen import engine_flags, engine_options
-from dsforge.cli.types import JSON_OUT, JSONL_OUT, FiniteFloat, FloatList
+from dsforge.cli.types import JSON_OUT, JSONL_OUT, MAX_RETRIES, MAX_TOKENS, MAX_VOTES, SEED, FiniteFloat, FloatList
 from dsforge.errors import UsageError
 
 
@@ -35,11 +35,11 @@ def _prices(text: str | None):
                    "template using {{ conversation }} / {{ question }} and {{ answer }}.")
 @click.option("--mode", type=click.Choice(["pointwise", "pairwise"]), default="pointwise", show_default=True,
               help="pointwise: score each candidate; pairwise: compare pairs in both orders (disagreement = tie).")
-@click.option("--votes", "-k", type=click.IntRange(1), default=1, show_default=True,
+@click.option("--votes", "-k", type=click.IntRange(1, MAX_VOTES), default=1, show_default=True,
               help="Judge samples per item, averaged (k > 1 samples at temperature 0.7 unless --temperature).")
 @click.option("--temperature", type=FiniteFloat(0), default=0.0, show_default=True, help="Judge temperature.")
-@click.option("--max-tokens", type=click.IntRange(16), default=256, show_default=True, help="Judge reply cap.")
-@click.option("--parse-retries", type=click.IntRange(0), default=2, show_default=True,
+@click.option("--max-tokens", type=click.IntRange(16, MAX_TOKENS), default=256, show_default=True, help="Judge reply cap.")
+@click.option("--parse-retries", type=click.IntRange(0, MAX_RETRIES), default=2, show_default=True,
               help="Re-ask this many times when a reply has no valid score; then record the failure.")
 @click.option("--no-structured", is_flag=True, help="Do not send response_format json_schema (parse text only).")
 @click.option("--no-logprobs", is_flag=True, help="Do not ask for score-token logprobs (expected score).")
@@ -50,7 +50,7 @@ def _prices(text: str | None):
               help="SQLite call cache ('auto': OUT.cache.sqlite; 'none' to disable). Reruns cost nothing.")
 @click.option("--price", type=FloatList(0, example="0.15,0.60", count=2, distinct=False), help="IN,OUT USD per 1M prompt/completion tokens, for a cost estimate.")
 @click.option("--audit", is_flag=True, help="First probe the judge: identical answers, swapped pairs, padded copies.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Judge sampling seed (where honoured).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Judge sampling seed (where honoured).")
 @click.option("-o", "--out", type=JSONL_OUT, required=True, help="Judged candidates (.jsonl).")
 def judge(candidates, judge_model, engine, engine_opts, base_url, api_key, rubric, mode, votes, temperature,
           max_tokens, parse_retries, no_structured, no_logprobs, max_pairs_per_prompt, include_truncated, cache_path,
@@ -108,7 +108,7 @@ def judge(candidates, judge_model, engine, engine_opts, base_url, api_key, rubri
 @click.option("--kto-threshold", type=FiniteFloat(), help="Score at or above which a candidate is desirable (with --kto).")
 @click.option("--score", "score_field", type=click.Choice(["score", "expected_score"]), default="score",
               show_default=True, help="Rank by the parsed score, or by the judge's logprob-weighted expected score.")
-@click.option("--seed", type=int, default=0, show_default=True, help="For random choices and tie order.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="For random choices and tie order.")
 def pairs(judged, out, combine, fmt, strategy, min_margin, max_pairs_per_prompt, max_length_ratio, length_tiered,
           include_truncated, kto_out, kto_threshold, score_field, seed):
     """Build DPO chosen/rejected pairs (and KTO rows) from judged candidates, with a policy you can see."""

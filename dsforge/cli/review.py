@@ -7,7 +7,7 @@ import json
 
 import click
 
-from dsforge.cli.types import FiniteFloat
+from dsforge.cli.types import SEED, FiniteFloat
 
 from dsforge.errors import UsageError
 
@@ -34,7 +34,7 @@ def _default_annotator() -> str:
               help="Share of items that get a second annotator, for agreement (needs --assign).")
 @click.option("--max-pairs-per-prompt", type=click.IntRange(1), default=3, show_default=True,
               help="Pairwise mode: pairs shown per prompt.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Display order, pair and assignment choice.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Display order, pair and assignment choice.")
 @click.option("--stats", is_flag=True, help="Agreement between annotators and with LLM judges in FILES; no server.")
 @click.option("--json", "as_json", is_flag=True, help="With --stats: print JSON.")
 @click.option("--export", "export_fmt", type=click.Choice(["labelstudio", "argilla"]),

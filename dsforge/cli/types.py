@@ -108,6 +108,15 @@ class FiniteFloat(click.FloatRange):
         return v
 
 
+# Upper bounds for counts that are sent to an engine or loop that many times: a value past them is a
+# typo (-n 99999999999999999999), refused at parse time instead of being sent to a server.
+MAX_N = 1024                 # answers per prompt and temperature (vLLM's own default max_num_seqs is 256)
+MAX_TOKENS = 1_000_000       # tokens per answer (beyond every released model's context)
+MAX_VOTES = 64
+MAX_RETRIES = 20
+MAX_WORKERS = 4096
+SEED = click.IntRange(0, 2**63 - 1)   # engines and servers take a signed 64-bit seed
+
 JSON_OUT = OutPath((".jsonl", ".json"))
 JSONL_OUT = OutPath((".jsonl",))
 HTML_OUT = OutPath((".html", ".htm"))
