@@ -100,11 +100,42 @@ def _unknown(key: str, where: str, command: str = "train") -> str:
             f"argument{hint}")
 
 
+# credential keys (hf_hub_token, hub_token, ms_hub_token, push_to_hub_token, swanlab_api_key,
+# swanlab_lark_secret, ...): a value given for one would be printed and written into the run's YAML
+_SECRET = re.compile(r"(?:^|_)(?:token|password|passwd|secret|api_?key|access_key)$", re.I)
+
+
+def refuse_secrets(keys, origin: str = "--set") -> None:
+    """UsageError when one of `keys` holds a credential: secrets never go into dsforge's files or output."""
+    secret = sorted(k for k in keys if _SECRET.search(str(k)))
+    if secret:
+        raise UsageError(f"{', '.join(secret)} ({origin}) is a credential: dsforge would print it and write it into "
+                         f"the run's YAML and manifest, so it is not accepted there",
+                         "export it instead, e.g. HF_TOKEN=... for the Hugging Face hub (read by LLaMA-Factory and "
+                         "huggingface_hub); secrets never go into files")
+
+
 def check_keys(keys, origin: str) -> None:
     """UsageError (with a did-you-mean) when one of `keys` is not a LLaMA-Factory training argument."""
     problems = [_unknown(k, f" ({origin})") for k in keys if k not in table()["keys"]]
     if problems:
         raise UsageError("\n  ".join(problems), f"the accepted keys are listed in {TABLE}")
+
+
+# value ranges outside which LLaMA-Factory or transformers fails late (or trains nothing): (low, low is allowed)
+RANGES = {"learning_rate": (0, False), "num_train_epochs": (0, False), "cutoff_len": (1, True),
+          "lora_rank": (1, True), "per_device_train_batch_size": (1, True), "per_device_eval_batch_size": (1, True),
+          "gradient_accumulation_steps": (1, True), "lora_dropout": (0, True), "val_size": (0, True),
+          "max_samples": (1, True), "pref_beta": (0, False)}
+
+
+def _out_of_range(key: str, value) -> str | None:
+    if key not in RANGES or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    low, inclusive = RANGES[key]
+    if value > low or (inclusive and value == low):
+        return None
+    return f"{key} must be {'>=' if inclusive else '>'} {low}, not {value!r}"
 
 
 def check_config(cfg: dict, origins: dict[str, str] | None = None, command: str = "train") -> dict:
@@ -136,6 +167,10 @@ def check_config(cfg: dict, origins: dict[str, str] | None = None, command: str 
             hint = f"did you mean '{close[0]}'? " if close else ""
             shown = ", ".join(map(str, choices[:24])) + (f", ... ({len(choices)} in all)" if len(choices) > 24 else "")
             problems.append(f"{key}: {value!r}{where} is not one of its values; {hint}(choose from {shown})")
+            continue
+        bad = _out_of_range(key, value)
+        if bad:
+            problems.append(bad + where)
             continue
         out[key] = value
     if problems:

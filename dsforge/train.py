@@ -245,6 +245,9 @@ def resolve(stage: str, model: str, datasets: list[str], dataset_dir: str, *, re
     applies; the keys dsforge fills (FILLED) cannot be dropped (UsageError)."""
     if stage not in STAGES:
         raise UsageError(f"unknown stage '{stage}'", f"choose one of: {', '.join(STAGES)}")
+    from dsforge.lf_args import refuse_secrets
+
+    refuse_secrets(sets or {}, "--set or a recipe's train.set")
     for key in sorted(set(sets or {}) & set(FROM_OPTION)):
         raise UsageError(f"{key} cannot be overridden with --set (or a recipe's train.set): dsforge fills it from "
                          f"{FROM_OPTION[key]} and checks that value before launch", f"use {FROM_OPTION[key]} instead")
@@ -467,6 +470,7 @@ def export(model: str, adapter: str, out: str, *, template: str | None = None, l
            "export_dir": os.path.abspath(out), "export_size": 5, "export_device": "cpu", "export_legacy_format": False}
     if template:
         cfg["template"] = template
+    lf_args.refuse_secrets(sets or {})
     cfg.update(sets or {})
     cfg = lf_args.check_config({k: v for k, v in cfg.items() if v is not None},
                                {k: "--set" for k in sets or {}}, command="export")

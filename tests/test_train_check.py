@@ -228,3 +228,24 @@ def test_export_keys_are_checked_against_the_export_arguments(tmp_path, tiny_mod
             "--set", "learning_rate=1e-4")       # a training argument: export's parser rejects it
     assert r.exit_code == 2 and "unknown key 'learning_rate'" in r.output, r.output
     assert not (tmp_path / "merged").exists()
+
+
+@pytest.mark.parametrize("sets", [["hf_hub_token=hf_abc123"], ["hub_token=hf_abc123"], ["push_to_hub_token=s3cr3tv4lue"],
+                                  ["swanlab_api_key=s3cr3tk3y"], ["ms_hub_token=s3cr3tt0k"], ["db_password=s3cr3tpw"]])
+def test_secrets_in_set_are_refused_and_never_printed(data_dir, tiny_model, tmp_path, sets):
+    r = dry(data_dir, tiny_model, "-o", tmp_path / "o", *[a for s in sets for a in ("--set", s)])
+    assert r.exit_code == 2 and "is a credential" in r.output and "HF_TOKEN" in r.output, r.output
+    assert sets[0].split("=", 1)[1] not in r.output and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("sets,expect", [
+    (["learning_rate=-1e-4"], "learning_rate must be > 0"),
+    (["cutoff_len=-5"], "cutoff_len must be >= 1"),
+    (["lora_rank=0"], "lora_rank must be >= 1"),
+    (["num_train_epochs=0"], "num_train_epochs must be > 0"),
+    (["per_device_train_batch_size=0"], "per_device_train_batch_size must be >= 1"),
+])
+def test_values_out_of_range_are_usage_errors_without_llamafactory(data_dir, tiny_model, sets, expect):
+    r = dry(data_dir, tiny_model, *[a for s in sets for a in ("--set", s)])
+    assert r.exit_code == 2 and expect in r.output, r.output
+    assert "# command:" not in r.output
