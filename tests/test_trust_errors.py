@@ -551,3 +551,17 @@ def test_absurd_counts_are_usage_errors(tmp_path, argv, word):
     r = CliRunner().invoke(cli, [a.format(good=good, out=tmp_path / "o.jsonl") for a in argv])
     assert r.exit_code == 2 and "not in the range" in r.output and word in r.output, r.output
     assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["review", "{good}", "-o", "{tmp}/r.jsonl", "--annotator", ""], "is not a valid annotator name: the name is empty"),
+    (["review", "{good}", "-o", "{tmp}/r.jsonl", "--annotator", "../x"], "not a valid annotator name"),
+    (["review", "{good}", "-o", "{tmp}/r.jsonl", "--assign", "a,,b"], "has an empty name"),
+    (["review", "{good}", "-o", "{tmp}/r.jsonl", "--assign", "a,"], "has an empty name"),
+    (["convert", "{good}", "--to", "sft", "-o", "{tmp}/.jsonl"], "has no file name"),
+    (["pairs", "{good}", "-o", ".jsonl"], "has no file name"),
+])
+def test_empty_names_are_refused(tmp_path, argv, words):
+    good = _good(tmp_path)
+    r = CliRunner().invoke(cli, [a.format(good=good, tmp=tmp_path) for a in argv])
+    assert r.exit_code == 2 and words in r.output, r.output

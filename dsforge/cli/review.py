@@ -19,17 +19,40 @@ def _default_annotator() -> str:
         return "annotator"
 
 
+def _annotator_name(ctx, param, value):
+    """An annotator name given on the command line follows names.check_name ('' is refused, not the login name)."""
+    from dsforge.names import name_problem
+
+    if value is None:
+        return None
+    problem = name_problem(value)
+    if problem:
+        raise click.BadParameter(f"{value!r} is not a valid annotator name: {problem}", ctx, param)
+    return value
+
+
+def _annotator_list(ctx, param, value):
+    """--assign a,b,c -> ['a', 'b', 'c']; an empty item (a,,b) or an invalid name is refused."""
+    if value is None:
+        return None
+    names = [x.strip() for x in value.split(",")]
+    if not any(names) or not all(names):
+        raise click.BadParameter(f"{value!r} has an empty name (give names separated by single commas, "
+                                 f"e.g. alice,bob)", ctx, param)
+    return [_annotator_name(ctx, param, n) for n in names]
+
+
 @click.command()
 @click.argument("files", nargs=-1, required=True)
 @click.option("-o", "--out", help="Reviewed judged records (.jsonl); the decisions go to OUT.events.jsonl.")
-@click.option("--annotator", default=None, help="Your name (default: the login name); the page also takes "
+@click.option("--annotator", default=None, callback=_annotator_name, help="Your name (default: the login name); the page also takes "
               "?annotator=NAME, so several people can label through one server.")
 @click.option("--mode", type=click.Choice(["score", "rank", "pairwise"]), default="score", show_default=True,
               help="score: 1-5 per answer; rank: best and worst per prompt; pairwise: A / B / tie.")
 @click.option("--rubric", help="A markdown file with the instructions shown on the page.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="Port on 127.0.0.1 (0: any free port).")
-@click.option("--assign", help="Comma-separated annotators: each item goes to one of them (with --overlap, to two).")
+@click.option("--assign", callback=_annotator_list, help="Comma-separated annotators: each item goes to one of them (with --overlap, to two).")
 @click.option("--overlap", type=FiniteFloat(0, 1), default=0.0, show_default=True,
               help="Share of items that get a second annotator, for agreement (needs --assign).")
 @click.option("--max-pairs-per-prompt", type=click.IntRange(1), default=3, show_default=True,
@@ -82,7 +105,7 @@ def review(files, out, annotator, mode, rubric, port, assign, overlap, max_pairs
                    f"{s['records']} judged records: {out}")
         return
     s = sv.run_review(src, out, annotator=annotator or _default_annotator(), mode=mode, rubric=rubric, port=port,
-                      assign=[a.strip() for a in assign.split(",") if a.strip()] if assign else None,
+                      assign=assign,
                       overlap=overlap, max_pairs_per_prompt=max_pairs_per_prompt, seed=seed, echo=click.echo)
     click.echo(f"stopped: {s['decisions']} decisions this session; {s['records']} judged records in {out} "
                f"(decisions: {s['events']})")

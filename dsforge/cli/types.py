@@ -52,6 +52,10 @@ class OutPath(click.ParamType):
         if os.path.isdir(value):
             self.fail(f"{value} is a directory; give a file path such as {os.path.join(value, 'out' + self.exts[0])}",
                       param, ctx)
+        stem = os.path.basename(value)
+        if stem.lower() in self.exts or not stem:   # '-o .jsonl' or '-o dir/': no name before the extension
+            self.fail(f"{value!r} has no file name (only {stem or 'a folder'}); give one such as "
+                      f"{os.path.join(os.path.dirname(value), 'out' + self.exts[0])}", param, ctx)
         if not value.lower().endswith(self.exts):
             self.fail(f"{value}: the output must end in {' or '.join(self.exts)} (other formats are not written)",
                       param, ctx)
