@@ -132,7 +132,11 @@ def read_candidates(path: str) -> Iterator[tuple[int, dict]]:
                 continue
             try:
                 row = json.loads(raw)
-            except ValueError:   # UnicodeDecodeError too
+            except UnicodeDecodeError as err:
+                raise InputError(f"not UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})",
+                                 "dsforge writes UTF-8; the file was edited or is not a dsforge file: re-save it "
+                                 "as UTF-8 or rerun the stage that wrote it", path=path, line=i) from None
+            except ValueError:
                 raise InputError("not a JSON candidate line", "the file was edited or is not a dsforge candidates "
                                  "file", path=path, line=i) from None
             if not isinstance(row, dict):

@@ -565,3 +565,12 @@ def test_empty_names_are_refused(tmp_path, argv, words):
     good = _good(tmp_path)
     r = CliRunner().invoke(cli, [a.format(good=good, tmp=tmp_path) for a in argv])
     assert r.exit_code == 2 and words in r.output, r.output
+
+
+@pytest.mark.parametrize("command", [["pairs", "{f}", "-o", "{tmp}/p.jsonl"], ["merge", "{f}", "-o", "{tmp}/m.jsonl"],
+                                     ["judge", "{f}", "-m", "x", "-o", "{tmp}/j.jsonl"]])
+def test_non_utf8_candidates_say_so_with_the_line(tmp_path, command):
+    f = tmp_path / "c.jsonl"
+    f.write_bytes(b'\n{"prompt_id": "p", "text": "caf\xe9"}\n')
+    r = CliRunner().invoke(cli, [a.format(f=f, tmp=tmp_path) for a in command])
+    assert r.exit_code == 1 and f"{f}:2" in r.output and "not UTF-8 (byte 0xe9" in r.output, r.output
