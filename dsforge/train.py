@@ -127,6 +127,31 @@ def launch_record(cfg: dict) -> dict:
     return rec
 
 
+def lf_parse_check(python: str, cfg: dict, version: str | None = None) -> str | None:
+    """Run LLaMA-Factory's own argument parsing (`get_train_args`, no model loading; dsforge/lf/check_args.py)
+    on `cfg` in its interpreter. Raises UsageError with LLaMA-Factory's message when it rejects the
+    configuration; returns a note (the check could not run) or None when it parsed."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as f:
+        json.dump(cfg, f)
+    try:
+        r = subprocess.run([python, str(Path(LAUNCH).with_name("check_args.py")), f.name], capture_output=True,
+                           text=True, timeout=300, env=_env())
+        verdict = json.loads(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else None
+    except (OSError, ValueError, subprocess.TimeoutExpired) as err:
+        return f"LLaMA-Factory's own argument check could not run ({err})"
+    finally:
+        os.unlink(f.name)
+    if not isinstance(verdict, dict):
+        last = (r.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"LLaMA-Factory's own argument check could not run ({last})"
+    if not verdict.get("ok"):
+        raise UsageError(f"LLaMA-Factory {version or ''} rejects this configuration: {verdict.get('error')}".replace("  ", " "),
+                         "fix the --set value or the recipe key (dsforge train ... --dry-run checks again)")
+    return None
+
+
 def lf_version(python: str) -> str | None:
     r = subprocess.run([python, "-c", "import importlib.metadata as m; print(m.version('llamafactory'))"],
                        capture_output=True, text=True)
@@ -384,6 +409,10 @@ def train(stage: str, model: str, datasets: list[str], dataset_dir: str, *, reci
         log("note: " + note)
     if env_error:
         raise env_error
+    if py:   # LLaMA-Factory's own parser and cross-field rules, before anything is written or launched
+        note = lf_parse_check(py, cfg, lf_env.get("llamafactory") or lf_version(py))
+        if note:
+            log("note: " + note)
     manifest = {
         "dsforge": __version__, "llamafactory": lf_env.get("llamafactory") or (lf_version(py) if py else None),
         "lf_environment": {k: lf_env.get(k) for k in ("python", "versions", "mismatches")} if lf_env else None,

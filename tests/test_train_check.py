@@ -249,3 +249,20 @@ def test_values_out_of_range_are_usage_errors_without_llamafactory(data_dir, tin
     r = dry(data_dir, tiny_model, *[a for s in sets for a in ("--set", s)])
     assert r.exit_code == 2 and expect in r.output, r.output
     assert "# command:" not in r.output
+
+
+@pytest.mark.llamafactory
+@pytest.mark.parametrize("stage,dataset,sets,expect", [
+    ("sft", "s", ["finetuning_type=full", "quantization_bit=4"],
+     "Quantization is only compatible with the LoRA or OFT method."),
+    ("sft", "s", ["streaming=true"], "Please specify `max_steps` in streaming mode."),
+    ("sft", "s", ["do_predict=true"], "Please enable `predict_with_generate` to save model predictions."),
+])
+def test_llamafactory_own_parser_runs_before_launch(data_dir, tiny_model, lf_py, tmp_path, stage, dataset, sets,
+                                                    expect):
+    """LLaMA-Factory's cross-field rules (its get_train_args, no model loaded) are one dsforge line, exit 2."""
+    r = run("train", stage, "-m", tiny_model, "--dataset", dataset, "--dataset-dir", data_dir, "--dry-run",
+            "--lf-python", lf_py, "-o", tmp_path / "o", *[a for s in sets for a in ("--set", s)])
+    assert r.exit_code == 2, r.output
+    assert f"LLaMA-Factory 0.9.5 rejects this configuration: {expect}" in r.output, r.output
+    assert "Traceback" not in r.output and "# command:" not in r.output and not (tmp_path / "o").exists()
