@@ -692,6 +692,12 @@ class RowChecker:
                 continue
             media = row.get(col)
             items = [] if media is None else media if isinstance(media, list) else [media]
+            # LLaMA-Factory's converter looks media up under media_dir before any template rule, whatever
+            # the template (it warns, then the run fails opening the path): reported beside the template's verdict
+            missing = False
+            for item in items:
+                for m in item if isinstance(item, list) else [item]:
+                    missing = self._media_missing(m, col, path, line) or missing
             if items and t[f"{kind}_token"] is None:
                 self.flag("media_unsupported", path, line, col, f"{len(items)} {kind}(s), but template "
                           f"{self.report.template} has no {kind} token: LLaMA-Factory raises 'This model does not "
@@ -703,10 +709,8 @@ class RowChecker:
                     self.flag("media_count_crash", path, line, col, f"{n_ph} {ph} placeholder(s) but {len(items)} "
                               f"file(s); template {self.report.template} raises ValueError")
                     return True
-            for item in items:
-                for m in item if isinstance(item, list) else [item]:
-                    if self._media_missing(m, col, path, line):
-                        return True
+            if missing:
+                return True
         return False
 
     def _media_missing(self, m, col: str, path: str, line: int) -> bool:

@@ -231,3 +231,29 @@ def test_lone_surrogate_fails_jsonl_as_in_arrow_but_not_a_json_array(tmp_path):
     assert validate_registered(info, "p", "sft").would_train == 1       # a whole pair is fine
     r = CliRunner().invoke(cli, ["convert", str(tmp_path / "d.json"), "--to", "sft", "-o", str(tmp_path / "o.jsonl")])
     assert r.exit_code == 1 and "d.json:1" in r.output and "surrogate" in r.output, r.output
+
+
+CASES_DIR = ROOT.parent / "shared" / "cases" / "lf-bug-reports"   # /work/shared beside /work/main, where present
+
+
+@pytest.mark.parametrize("template", [None, "llava"])
+def test_missing_media_is_named_whatever_the_template(corpus, tmp_path, template):
+    """LLaMA-Factory's converter looks media up under media_dir before any template rule (it warns, then the
+    run fails opening the path), so without --template the missing file is named beside media_unsupported."""
+    case = CASES_DIR / "08_media_path_relative_to_subfolder"
+    if not case.is_dir():   # the same layout, rebuilt: the picture lies beside the data file, not under dataset_dir
+        case = tmp_path / "case08"
+        (case / "set_a" / "pics").mkdir(parents=True)
+        (case / "set_a" / "pics" / "red.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+        (case / "set_a" / "pictures.jsonl").write_text(json.dumps({"messages": [
+            {"role": "user", "content": "<image>What colour?"}, {"role": "assistant", "content": "Red."}],
+            "images": ["pics/red.png"]}) + "\n")
+        (case / "dataset_info.json").write_text(json.dumps({"pictures": {
+            "file_name": "set_a/pictures.jsonl", "formatting": "sharegpt",
+            "columns": {"messages": "messages", "images": "images"},
+            "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}}}))
+    args = ["validate", "--dataset-info", str(case), "--stage", "sft"] + (["--template", template] if template else [])
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 1, res.output
+    assert "media_missing" in res.output and "write it as 'set_a/pics/red.png'" in res.output, res.output
+    assert ("media_unsupported" in res.output) == (template is None)
