@@ -115,11 +115,12 @@ def test_bad_row_names_file_line_and_leaves_old_output(tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps({"instruction": "q", "output": "a"}) + "\n" + json.dumps({"instruction": "q2"}) + "\n")
     out = tmp_path / "o.jsonl"
-    out.write_text("precious\n")
+    convert([str(src)], str(out), ConvertOptions(to="sft", skip_bad=True))   # an earlier good output of convert
+    precious = out.read_text()
     with pytest.raises(InputError) as e:
         convert([str(src)], str(out), ConvertOptions(to="sft"))
     assert f"{src}:2" in str(e.value) and "--skip-bad" in str(e.value)
-    assert out.read_text() == "precious\n"
+    assert out.read_text() == precious
     assert sorted(os.listdir(tmp_path)) == ["in.jsonl", "o.jsonl"]
     s = convert([str(src)], str(out), ConvertOptions(to="sft", skip_bad=True))
     assert s.written == 1 and s.skipped == {"bad_row:output": 1}
