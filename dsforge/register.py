@@ -33,6 +33,20 @@ class Registration:
         return f"dataset: {self.name}\ndataset_dir: {self.dataset_dir}"
 
 
+
+def entry_diff(old, new) -> list[str]:
+    """The keys in which two dataset_info entries differ, one line each: 'key: OLD (registered) -> NEW', whole."""
+    if not isinstance(old, dict):
+        return [f"registered: {json.dumps(old, ensure_ascii=False)}"]
+    missing = object()
+    lines = []
+    for k in sorted(set(old) | set(new), key=str):
+        a, b = old.get(k, missing), new.get(k, missing)
+        if a != b:
+            show = lambda v: "(absent)" if v is missing else json.dumps(v, ensure_ascii=False)  # noqa: E731
+            lines.append(f"{k}: {show(a)} (registered) -> {show(b)}")
+    return lines
+
 def _file_name(path: str, dataset_dir: str) -> str:
     p, d = os.path.abspath(path), os.path.abspath(dataset_dir)
     if os.path.commonpath([p, d]) == d:
@@ -100,9 +114,9 @@ def register(path: str, name: str, dataset_dir: str, *, kind: str | None = None,
                               "choose another name, or force it (register --force; in a recipe: "
                               "register: {force: true})")
         if old is not None and old != entry and not force:
-            raise ConfigError(f"'{name}' is already registered in {info_path} with a different entry",
-                              f"choose another --name, or pass --force to replace it (old entry: "
-                              f"{json.dumps(old)[:200]})")
+            raise ConfigError(f"'{name}' is already registered in {info_path} with a different entry:\n  "
+                              + "\n  ".join(entry_diff(old, entry)),
+                              "choose another --name, or pass --force to replace it")
         if copy and (file_differs or not os.path.exists(dst)):
             dio.copy_file(path, dst)
         if old == entry:

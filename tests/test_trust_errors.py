@@ -574,3 +574,16 @@ def test_non_utf8_candidates_say_so_with_the_line(tmp_path, command):
     f.write_bytes(b'\n{"prompt_id": "p", "text": "caf\xe9"}\n')
     r = CliRunner().invoke(cli, [a.format(f=f, tmp=tmp_path) for a in command])
     assert r.exit_code == 1 and f"{f}:2" in r.output and "not UTF-8 (byte 0xe9" in r.output, r.output
+
+
+def test_dataset_clash_shows_every_differing_key_whole(tmp_path):
+    d = tmp_path / "data"
+    d.mkdir()
+    long_prompt = "p" * 400
+    (d / "dataset_info.json").write_text(json.dumps({"x": {"file_name": "x.jsonl", "columns": {"prompt": long_prompt},
+                                                           "tags": {"a": "b"}}}))
+    src = tmp_path / "x.jsonl"
+    src.write_text(json.dumps({"instruction": "q", "output": "a"}) + "\n")
+    r = CliRunner().invoke(cli, ["register", str(src), "--name", "x", "--dataset-dir", str(d)])
+    assert r.exit_code == 1 and "with a different entry" in r.output, r.output
+    assert long_prompt in r.output and "tags: {\"a\": \"b\"} (registered) -> (absent)" in r.output, r.output
