@@ -22,6 +22,7 @@ recipe location, e.g. stages[3].pairs.min_margin. The JSON Schema is schemas/pip
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -220,7 +221,30 @@ def check_semantics(r: PipelineRecipe) -> list[tuple[str, str]]:
             if conv is None or conv.to != t.stage or "pairs" in pos:
                 problems.append((f"stages[{i}].train.stage", f"{t.stage} trains on a convert --to {t.stage} output "
                                  f"(and no pairs stage)"))
+    if "convert" in pos:
+        problems += _convert_option_problems(r.stages[pos["convert"]].convert, f"stages[{pos['convert']}].convert")
     return problems
+
+
+def _convert_option_problems(c: ConvertStage, where: str) -> list[tuple[str, str]]:
+    """convert's own value checks on a recipe's convert stage, with each CLI flag in the message
+    (--chunk-chars) spelled as the recipe field it came from (stages[i].convert.chunk_chars)."""
+    from dsforge.convert import ConvertOptions
+    from dsforge.errors import UsageError
+
+    try:
+        ConvertOptions(to=c.to, fmt=c.format, mapping=dict(c.map), system=c.system, chunk_chars=c.chunk_chars,
+                       overlap=c.overlap, dedup=c.dedup, shuffle=c.shuffle, seed=c.seed, skip_bad=c.skip_bad).check()
+    except UsageError as err:
+        flags = re.findall(r"--([a-z][a-z-]*)", err.message)
+        spell = lambda m: f"{where}.{m.group(1).replace('-', '_')}"  # noqa: E731
+        field = f"{where}.{flags[0].replace('-', '_')}" if flags else where
+        text = re.sub(r"--([a-z][a-z-]*)", spell, err.message)
+        text = text[len(field) + 1:] if text.startswith(field + " ") else text
+        if err.hint:
+            text += f" ({re.sub(r'--([a-z][a-z-]*)', spell, err.hint)})"
+        return [(field, text)]
+    return []
 
 
 RECIPES = Path(__file__).resolve().parent / "data" / "recipes"   # shipped in the wheel

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from dsforge.cli import cli
@@ -587,3 +588,19 @@ def test_dataset_clash_shows_every_differing_key_whole(tmp_path):
     r = CliRunner().invoke(cli, ["register", str(src), "--name", "x", "--dataset-dir", str(d)])
     assert r.exit_code == 1 and "with a different entry" in r.output, r.output
     assert long_prompt in r.output and "tags: {\"a\": \"b\"} (registered) -> (absent)" in r.output, r.output
+
+
+@pytest.mark.parametrize("convert,field,words", [
+    ({"to": "pt", "chunk_chars": 0}, "stages[0].convert.chunk_chars", "0 must be >= 1"),
+    ({"to": "pt", "chunk_chars": 10, "overlap": -1}, "stages[0].convert.overlap", "-1 must be >= 0"),
+    ({"to": "sft", "map": {"sytem": "s"}}, "stages[0].convert.map", "unknown destination 'sytem'"),
+])
+def test_recipe_convert_errors_name_the_recipe_field_not_the_flag(tmp_path, convert, field, words):
+    from dsforge.errors import ConfigError
+    from dsforge.pipeline import load_recipe
+
+    p = tmp_path / "r.yaml"
+    p.write_text(yaml.safe_dump({"name": "x", "inputs": ["a.txt"], "stages": [{"convert": convert}]}))
+    with pytest.raises(ConfigError) as e:
+        load_recipe(str(p))
+    assert f"{field}: " in str(e.value) and words in str(e.value) and "--" not in str(e.value), str(e.value)
