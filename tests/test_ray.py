@@ -1,6 +1,7 @@
 """`dsforge sample --ray`: a real local Ray cluster on 127.0.0.1 (head started by the test, two workers), the
 tiny model through the hf engine; one worker is killed mid-run, a rerun finishes with each group exactly once."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -71,10 +72,12 @@ def ray_head(tmp_path):
     finally:
         ours = [p for p in psutil.process_iter() if _sid(p) == head.pid]
         for p in ours:
-            p.send_signal(signal.SIGTERM)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.send_signal(signal.SIGTERM)
         _, alive = psutil.wait_procs(ours, timeout=10)
         for p in alive:
-            p.kill()
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
         shutil.rmtree(short, ignore_errors=True)
 
 
