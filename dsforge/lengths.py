@@ -180,6 +180,12 @@ def audit(report, tokenizer: str, *, cutoff_len: int, template: str = "auto") ->
     from dsforge.validate import Finding, RowChecker, Report, _iter_file
 
     la = LengthAudit(tokenizer, cutoff_len, template, report.stage)
+    pair_hooks: list = []
+    tc = None
+    if report.stage in ("rm", "dpo"):  # token-level degenerate pairs (dsforge.pairchecks)
+        from dsforge.pairchecks import audit_truncation
+
+        tc = audit_truncation(report, tokenizer, cutoff_len, template, pair_hooks.append)
     scratch = Report(report.name, report.stage, report.entry, report.files)
     checker = RowChecker(LFAttrs.from_entry(report.entry), report.stage, scratch)
     attrs = checker.a
@@ -195,6 +201,8 @@ def audit(report, tokenizer: str, *, cutoff_len: int, template: str = "auto") ->
             elif attrs.system:
                 system = row.get(attrs.system)
         la.add(prompt, response, system if isinstance(system, str) else None, (path, line))
+        for hook in pair_hooks:
+            hook(prompt, response, system if isinstance(system, str) else None, path, line)
 
     checker.on_kept = on_kept
     from dsforge.validate import lf_file_order
@@ -205,6 +213,8 @@ def audit(report, tokenizer: str, *, cutoff_len: int, template: str = "auto") ->
             checker.check(item[1], item[0], path)
     result = la.result()
     report.lengths = result
+    if tc is not None:
+        report.pairs = {**(report.pairs or {}), "truncation": tc.result()}
     for code, (path, line), detail in la.examples:
         report.examples.setdefault(code, []).append(Finding(code, path, line, detail=detail))
     if result.get("response_truncated"):

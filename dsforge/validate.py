@@ -26,6 +26,7 @@ from typing import Iterable, Iterator
 from dsforge import io as dio
 from dsforge.errors import UsageError
 from dsforge.infer import STAGE_FOR_KIND, infer_entry
+from dsforge.pairchecks import format_pairs, observe_pairs
 from dsforge.records import COLUMN_KEYS, ENTRY_KEYS, FORMATTINGS, STAGES, TAG_KEYS, LFAttrs
 
 # code -> (severity, what it means, how to fix). The registry is the documentation: `dsforge
@@ -157,6 +158,27 @@ REASONS: dict[str, tuple[str, str, str]] = {
     "openai_thinking_off": ("warn", "formatting openai without tools: LLaMA-Factory appends 'detailed thinking off' "
                             "to the system prompt of this row", "use formatting sharegpt with explicit tags (dsforge "
                             "convert --format sharegpt), or accept the added line"),
+    # preference pairs (dsforge.pairchecks): LLaMA-Factory trains these rows, but they carry no or a wrong signal
+    "pair_identical_after_cutoff": ("warn", "chosen and rejected are the same tokens once cut to cutoff_len (both "
+                                    "answers get the longer one's budget): zero gradient, the loss sits at ln 2",
+                                    "raise cutoff_len, shorten the prompt, or drop the pair (dsforge pairs "
+                                    "--tokenizer ... --cutoff-len N drops them)"),
+    "pair_response_emptied": ("warn", "truncation to cutoff_len leaves an answer with no token",
+                              "raise cutoff_len or shorten the prompt"),
+    "pair_prompt_no_room": ("warn", "the prompt alone fills cutoff_len: its end is cut and no room is left for "
+                            "the answers", "raise cutoff_len or shorten the prompt"),
+    "pair_think_one_side": ("warn", "a <think> block in one answer only: DPO learns to add/remove thinking",
+                            "give both answers the same thinking format (strip or keep <think> on both)"),
+    "pair_think_empty_vs_full": ("warn", "an empty <think></think> on one side, a filled one on the other",
+                                 "make both answers think, or strip empty <think> blocks from both"),
+    "pair_stop_one_side": ("warn", "a trailing stop/EOS string (</s>, <|im_end|>, <|endoftext|>, <|eot_id|>, ...) "
+                           "on one side only: DPO learns to emit it", "strip stop strings from the answers"),
+    "pair_fence_one_side": ("warn", "a markdown code fence on one side only", "check that the pair differs in "
+                            "content, not only in formatting"),
+    "pair_near_identical": ("warn", "chosen and rejected are near-identical (edit-distance similarity at or above "
+                            "the threshold): little signal", "drop them: dsforge pairs --max-similarity"),
+    "pair_length_bias": ("warn", "chosen is the longer answer in most pairs: DPO will learn length",
+                         "dsforge pairs --max-length-ratio or --length-tiered"),
     "media_cwd": ("warn", "a media path is not under media_dir; it only resolves relative to the directory "
                   "LLaMA-Factory is started from", "write media paths relative to dataset_dir, or absolute"),
 }
@@ -234,6 +256,7 @@ class Report:
     max_examples: int = 5
     template: str | None = None  # the LLaMA-Factory template the template-dependent rules assumed
     notes: list[str] = field(default_factory=list)  # what entry keys such as num_samples/split do to the rows
+    pairs: dict | None = None  # ranking files: similarity, length bias, truncation checks (dsforge.pairchecks)
 
     def add(self, f: Finding) -> None:
         self.counts[f.code] += 1
@@ -270,6 +293,7 @@ class Report:
                        for c, n in sorted(self.counts.items())},
             "examples": {c: [f.to_dict() for f in fs] for c, fs in self.examples.items()},
             "lengths": self.lengths, "template": self.template, "notes": self.notes,
+            "pairs": self.pairs,
         }
 
 
@@ -972,6 +996,7 @@ def validate_files(files: list[str], entry: dict, stage: str, *, name: str = "(f
     for f in check_entry(entry, stage, name):
         report.add(f)
     checker = RowChecker(LFAttrs.from_entry(entry), stage, report, template=tmpl, media_dir=media_dir)
+    finish_pairs = observe_pairs(checker, report) if stage in ("rm", "dpo") else None
     exts = {Path(p).suffix.lower().lstrip(".") for p in files}
     if len(exts) > 1:
         report.add(Finding("mixed_file_types", files[0], detail=f"file types {sorted(exts)} in one dataset"))
@@ -999,6 +1024,8 @@ def validate_files(files: list[str], entry: dict, stage: str, *, name: str = "(f
     if progress is not None and pending:
         progress(pending)
     checker.finish(files)
+    if finish_pairs:
+        finish_pairs()
     if selecting:
         report.rows = len(items)
     if report.rows == 0 and not report.fatal:
@@ -1182,6 +1209,8 @@ def format_report(r: Report, *, examples: int = 5) -> str:
             lines.append(f"  {title}: " + ", ".join(f"{c} {n}" for c, n in items))
     if r.lengths:
         lines.extend("  " + ln for ln in format_lengths(r.lengths))
+    if r.pairs:
+        lines.extend("  " + ln for ln in format_pairs(r.pairs))
     shown = 0
     for sev in ("fatal", "drop", "warn"):
         for code, n in r.counts.most_common():

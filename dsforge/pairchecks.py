@@ -1,0 +1,285 @@
+"""Degenerate preference pairs: checks over (prompt messages, chosen, rejected) that find pairs with no signal.
+
+A DPO pair teaches nothing when its two answers are the same tokens once LLaMA-Factory has cut them to
+cutoff_len (the loss sits at ln 2), and it teaches the wrong thing when the answers differ only in form
+(a `<think>` block, a stop string, a code fence on one side). `validate` runs these on ranking files and
+`pairs` applies them before it writes. Pure functions except `TruncationCheck`, which needs a tokenizer.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import Counter
+
+# reason code -> what it means; validate registers them (severity warn: LLaMA-Factory trains these rows)
+FORMAT_REASONS = ("pair_think_one_side", "pair_think_empty_vs_full", "pair_stop_one_side", "pair_fence_one_side")
+STOP_STRINGS = ("</s>", "<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|end_of_text|>")
+_THINK = re.compile(r"<think>(.*?)(?:</think>|$)", re.S)
+_FENCE = re.compile(r"^\s*(```|~~~)", re.M)
+SIM_METHODS = ("ratio", "jaccard")
+
+
+def thought_state(text: str) -> str | None:
+    """None when the text has no `<think>` block, 'empty' when every block is blank, else 'full'."""
+    blocks = _THINK.findall(text)
+    if not blocks:
+        return None
+    return "full" if any(b.strip() for b in blocks) else "empty"
+
+
+def ends_with_stop(text: str) -> str | None:
+    """The stop/EOS string the text ends with (trailing whitespace ignored), or None."""
+    t = text.rstrip()
+    return next((s for s in STOP_STRINGS if t.endswith(s)), None)
+
+
+def format_asymmetry(chosen: str, rejected: str) -> list[str]:
+    """Reason codes (from FORMAT_REASONS) for formatting present on one answer of a pair and not the other."""
+    out = []
+    tc, tr = thought_state(chosen), thought_state(rejected)
+    if (tc is None) != (tr is None):
+        out.append("pair_think_one_side")
+    elif tc is not None and tc != tr:
+        out.append("pair_think_empty_vs_full")
+    if (ends_with_stop(chosen) is None) != (ends_with_stop(rejected) is None):
+        out.append("pair_stop_one_side")
+    if bool(_FENCE.search(chosen)) != bool(_FENCE.search(rejected)):
+        out.append("pair_fence_one_side")
+    return out
+
+
+def similarity(a: str, b: str, method: str = "ratio") -> float:
+    """Similarity of two answers in [0, 1]; 1 means the same text after whitespace normalisation.
+
+    ratio: normalized Indel edit-distance similarity (rapidfuzz; difflib's ratio when rapidfuzz is missing);
+    jaccard: overlap of the sets of lower-cased word tokens.
+    """
+    a, b = " ".join(a.split()), " ".join(b.split())
+    if method == "jaccard":
+        sa, sb = set(a.lower().split()), set(b.lower().split())
+        return 1.0 if not sa and not sb else len(sa & sb) / len(sa | sb)
+    if method != "ratio":
+        raise ValueError(f"unknown similarity method {method!r}; use one of {SIM_METHODS}")
+    try:
+        from rapidfuzz.distance import Indel
+    except ImportError:  # pragma: no cover - rapidfuzz is a core dependency
+        import difflib
+
+        return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+    return Indel.normalized_similarity(a, b)
+
+
+def quantiles(values: list[float], qs=(0, 10, 25, 50, 75, 90, 100)) -> dict:
+    """Nearest-rank quantiles {q: value} of a list (empty dict for an empty list)."""
+    if not values:
+        return {}
+    s = sorted(values)
+    return {q: round(s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))], 4) for q in qs}
+
+
+def length_bias(chosen_lens: list[int], rejected_lens: list[int], warn_above: float = 0.7) -> dict:
+    """Share of pairs whose chosen is longer, the median chosen/rejected length ratio, and a warning flag.
+
+    Lengths in any unit (characters or tokens); `warn` is true when the share exceeds `warn_above`.
+    """
+    ratios = [c / max(1, r) for c, r in zip(chosen_lens, rejected_lens)]
+    if not ratios:
+        return {"pairs": 0, "chosen_longer_rate": None, "median_length_ratio": None, "warn": False}
+    rate = sum(c > r for c, r in zip(chosen_lens, rejected_lens)) / len(ratios)
+    return {"pairs": len(ratios), "chosen_longer_rate": round(rate, 4),
+            "median_length_ratio": round(statistics.median(ratios), 4), "warn": rate > warn_above}
+
+
+def length_bias_message(lb: dict) -> str:
+    return (f"chosen is longer than rejected in {lb['chosen_longer_rate']:.0%} of pairs (median length ratio "
+            f"{lb['median_length_ratio']}); DPO will learn length. Consider dsforge pairs --max-length-ratio or "
+            "--length-tiered")
+
+
+class PairStats:
+    """Collects text-level checks over pairs: format asymmetry, similarity distribution, length bias.
+
+    `add` returns the reason codes of one pair (near-identical included when similarity >= max_similarity).
+    """
+
+    def __init__(self, max_similarity: float = 0.95, method: str = "ratio", warn_above: float = 0.7):
+        if method not in SIM_METHODS:
+            raise ValueError(f"unknown similarity method {method!r}")
+        self.max_similarity, self.method, self.warn_above = max_similarity, method, warn_above
+        self.counts: Counter = Counter()
+        self.sims: list[float] = []
+        self.clens: list[int] = []
+        self.rlens: list[int] = []
+
+    def add(self, chosen: str, rejected: str) -> list[str]:
+        reasons = format_asymmetry(chosen, rejected)
+        sim = similarity(chosen, rejected, self.method)
+        self.sims.append(sim)
+        if sim >= self.max_similarity:
+            reasons.append("pair_near_identical")
+        self.clens.append(len(chosen))
+        self.rlens.append(len(rejected))
+        self.counts.update(reasons)
+        return reasons
+
+    def result(self) -> dict:
+        return {"similarity": {"method": self.method, "threshold": self.max_similarity,
+                               "quantiles": quantiles(self.sims)},
+                "length_bias": length_bias(self.clens, self.rlens, self.warn_above),
+                "counts": dict(self.counts)}
+
+
+class TruncationCheck:
+    """Chosen/rejected token ids as LLaMA-Factory 0.9.5 builds them (processor/pairwise.py), then cut.
+
+    LF encodes prompt and each answer under the template, computes
+    `infer_seqlen(len(prompt), max(len(chosen), len(rejected)), cutoff_len)` and cuts both answers to the
+    same budget. Reasons per pair: pair_identical_after_cutoff (the kept answer ids are equal),
+    pair_response_emptied (an answer keeps no token), pair_prompt_no_room (the prompt alone fills cutoff_len).
+    The template is the tokenizer's chat template (or plain concatenation + EOS for 'none'), as in
+    dsforge.lengths. Needs transformers.
+    """
+
+    def __init__(self, tokenizer: str, cutoff_len: int, template: str = "auto"):
+        from dsforge.lengths import LengthAudit
+
+        self._la = LengthAudit(tokenizer, cutoff_len, template, "rm")
+        self.cutoff = cutoff_len
+        self.counts: Counter = Counter()
+        self.lens: dict[str, list[int]] = {"chosen": [], "rejected": []}
+
+    @property
+    def template(self) -> str:
+        return self._la.template
+
+    def ids(self, messages: list[dict], chosen: str, rejected: str) -> tuple[list[int], list[int], list[int]]:
+        """(prompt_ids, chosen_ids, rejected_ids) before truncation; messages are OpenAI-role dicts."""
+        la, tok = self._la, self._la.tok
+        if la.template == "none":
+            p = tok("".join(m["content"] for m in messages), add_special_tokens=False)["input_ids"]
+            eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
+            c = tok(chosen, add_special_tokens=False)["input_ids"] + eos
+            r = tok(rejected, add_special_tokens=False)["input_ids"] + eos
+            return p, c, r
+        texts = [la._render(messages, True)] + [la._render(messages + [{"role": "assistant", "content": a}], False)
+                                                for a in (chosen, rejected)]
+        p, fc, fr = tok(texts, add_special_tokens=False)["input_ids"]
+        n = len(p)
+        return p, fc[n:] if fc[:n] == p else fc[len(_common(p, fc)):], fr[n:] if fr[:n] == p else fr[len(_common(p, fr)):]
+
+    def check(self, messages: list[dict], chosen: str, rejected: str) -> list[str]:
+        """Reason codes for one pair after LLaMA-Factory's truncation."""
+        from dsforge.lengths import infer_seqlen
+
+        p, c, r = self.ids(messages, chosen, rejected)
+        src, tgt = infer_seqlen(len(p), max(len(c), len(r)), self.cutoff)
+        self.lens["chosen"].append(len(p) + len(c))
+        self.lens["rejected"].append(len(p) + len(r))
+        out = []
+        if len(p) >= self.cutoff:
+            out.append("pair_prompt_no_room")
+        if (c or r) and (not c[:tgt] or not r[:tgt]):
+            out.append("pair_response_emptied")
+        elif c != r and c[:tgt] == r[:tgt]:
+            out.append("pair_identical_after_cutoff")
+        self.counts.update(out)
+        return out
+
+    def result(self) -> dict:
+        return {"cutoff_len": self.cutoff, "template": self.template, "counts": dict(self.counts),
+                "token_lengths": self.lens}
+
+
+def _common(a: list[int], b: list[int]) -> list[int]:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return a[:n]
+
+
+# ---------------------------------------------------------------- validate's observer
+
+_DETAIL = {
+    "pair_think_one_side": "a <think> block in one answer only",
+    "pair_think_empty_vs_full": "an empty <think> block on one side, a filled one on the other",
+    "pair_stop_one_side": "a trailing stop/EOS string on one side only",
+    "pair_fence_one_side": "a markdown code fence on one side only",
+}
+
+
+def lf_messages(prompt: list, system: str | None) -> list[dict]:
+    """LLaMA-Factory (role, content) prompt turns -> OpenAI-role dicts, system first."""
+    from dsforge.lengths import _ROLE
+
+    return ([{"role": "system", "content": system}] if system else []) + [
+        {"role": _ROLE.get(r, r), "content": c} for r, c in prompt]
+
+
+def observe_pairs(checker, report, *, max_similarity: float = 0.95, method: str = "ratio",
+                  warn_above: float = 0.7):
+    """Chain a pair observer onto a validate RowChecker (stage rm); returns finish() that stores the
+    result on report.pairs and adds the file-level length-bias warning."""
+    from dsforge.validate import Finding
+
+    stats = PairStats(max_similarity, method, warn_above)
+    before = checker.on_kept
+
+    def on_kept(row, prompt, response, path, line):
+        if before:
+            before(row, prompt, response, path, line)
+        chosen, rejected = response[0][1], response[1][1]
+        if not (isinstance(chosen, str) and isinstance(rejected, str)) or chosen == rejected:
+            return   # chosen_equals_rejected / content_not_string are validate's own findings
+        for code in stats.add(chosen, rejected):
+            detail = _DETAIL.get(code) or f"similarity {stats.sims[-1]:.3f} >= {max_similarity} ({method})"
+            report.add(Finding(code, path, line, detail=detail))
+
+    checker.on_kept = on_kept
+
+    def finish() -> dict:
+        res = stats.result()
+        report.pairs = {**(report.pairs or {}), **res}
+        if res["length_bias"]["warn"]:
+            report.add(Finding("pair_length_bias", report.files[0] if report.files else report.name,
+                               detail=length_bias_message(res["length_bias"])))
+        return res
+
+    return finish
+
+
+def audit_truncation(report, tokenizer: str, cutoff_len: int, template: str, observe) -> TruncationCheck:
+    """Set up the token-level pair check for lengths.audit: returns the check; `observe(fn)` registers a
+    callback(prompt, response, system, path, line) run on every kept row."""
+    from dsforge.validate import Finding
+
+    tc = TruncationCheck(tokenizer, cutoff_len, template)
+
+    def on_pair(prompt, response, system, path, line):
+        chosen, rejected = response[0][1], response[1][1]
+        if not (isinstance(chosen, str) and isinstance(rejected, str)) or chosen == rejected:
+            return
+        for code in tc.check(lf_messages(prompt, system), chosen, rejected):
+            report.add(Finding(code, path, line, detail=f"{code.replace('pair_', '').replace('_', ' ')} "
+                               f"at cutoff_len {cutoff_len} (template {tc.template})"))
+
+    observe(on_pair)
+    return tc
+
+
+def format_pairs(res: dict) -> list[str]:
+    """Text lines for validate's report: length bias, similarity quantiles, truncation counts."""
+    out = []
+    lb = res.get("length_bias") or {}
+    if lb.get("pairs"):
+        out.append(f"pairs: chosen longer in {lb['chosen_longer_rate']:.0%} of {lb['pairs']}, median length ratio "
+                   f"{lb['median_length_ratio']}")
+    sim = res.get("similarity")
+    if sim and sim["quantiles"]:
+        out.append(f"pairs: chosen/rejected similarity ({sim['method']}) quantiles "
+                   + "  ".join(f"p{q} {v}" for q, v in sim["quantiles"].items()))
+    tr = res.get("truncation")
+    if tr:
+        out.append(f"pairs at cutoff_len {tr['cutoff_len']} ({tr['template']}): "
+                   + (", ".join(f"{k} {v}" for k, v in sorted(tr["counts"].items())) or "no degenerate pair"))
+    return out

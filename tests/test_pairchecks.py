@@ -1,0 +1,190 @@
+"""Degenerate preference pairs: format asymmetry, near-identical answers, length bias, truncation to cutoff_len."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from dsforge import pairchecks as pc
+from dsforge.cli import cli
+from dsforge.validate import format_report, validate_path
+
+
+def _row(prompt, chosen, rejected, system=None):
+    r = {"conversations": [{"from": "human", "value": prompt}],
+         "chosen": {"from": "gpt", "value": chosen}, "rejected": {"from": "gpt", "value": rejected}}
+    if system:
+        r["system"] = system
+    return r
+
+
+PLANTED = [  # (chosen, rejected, expected reasons)
+    ("<think>add them</think>4", "4 is the sum", {"pair_think_one_side"}),
+    ("<think>add</think>The answer is four.", "<think> </think>It is 5, I think.", {"pair_think_empty_vs_full"}),
+    ("Paris is the capital.<|im_end|>", "Lyon, probably.", {"pair_stop_one_side"}),
+    ("Sure, the answer is Paris.</s>", "Berlin is it.", {"pair_stop_one_side"}),
+    ("```python\nprint(1)\n```", "Use print with one.", {"pair_fence_one_side"}),
+    ("The quick brown fox jumps over the lazy dog.", "The quick brown fox jumps over the lazy dog!",
+     {"pair_near_identical"}),
+    ("A fine, correct, well explained answer.", "Wrong.", set()),
+    ("<think>x</think>```\ncode\n```<|eot_id|>", "plain", {"pair_think_one_side", "pair_stop_one_side",
+                                                        "pair_fence_one_side"}),
+]
+
+
+@pytest.mark.parametrize("chosen,rejected,want", PLANTED)
+def test_each_planted_pair_gets_exactly_its_reasons(chosen, rejected, want):
+    st = pc.PairStats(max_similarity=0.95)
+    assert set(st.add(chosen, rejected)) == want
+
+
+def test_similarity_methods_and_bounds():
+    assert pc.similarity("a  b", "a b") == 1.0
+    assert pc.similarity("abc", "xyz") == 0.0
+    assert pc.similarity("the cat sat", "the cat ran", "jaccard") == pytest.approx(2 / 4)
+    with pytest.raises(ValueError):
+        pc.similarity("a", "b", "cosine")
+
+
+def test_length_bias_numbers():
+    lb = pc.length_bias([10, 20, 30, 5], [5, 10, 10, 10], warn_above=0.7)
+    assert lb == {"pairs": 4, "chosen_longer_rate": 0.75, "median_length_ratio": 2.0, "warn": True}
+    assert pc.length_bias([], [])["chosen_longer_rate"] is None
+
+
+def _write(tmp_path, rows, name="pairs.jsonl"):
+    p = tmp_path / name
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(p)
+
+
+def test_validate_counts_planted_reasons_with_lines(tmp_path):
+    rows = [_row(f"question {i}?", c, r) for i, (c, r, _) in enumerate(PLANTED)]
+    p = _write(tmp_path, rows)
+    r = validate_path(p, stage="dpo")
+    got = {k: v for k, v in r.counts.items() if k.startswith("pair_")}
+    assert got == {"pair_think_one_side": 2, "pair_think_empty_vs_full": 1, "pair_stop_one_side": 3,
+                   "pair_fence_one_side": 2, "pair_near_identical": 1, "pair_length_bias": 1}
+    assert [f.line for f in r.examples["pair_stop_one_side"]] == [3, 4, 8]
+    assert r.would_train == len(rows)     # warnings: LLaMA-Factory trains these rows
+    lb = r.pairs["length_bias"]
+    assert lb["pairs"] == 8 and lb["chosen_longer_rate"] == 0.875 and lb["warn"]
+    assert set(r.pairs["similarity"]["quantiles"]) == {0, 10, 25, 50, 75, 90, 100}
+    text = format_report(r)
+    assert "pair_length_bias" in text and "similarity (ratio) quantiles" in text
+    assert f"{p}:1: a <think> block in one answer only" in text
+
+
+def test_validate_alpaca_ranking_and_no_bias_warning_when_balanced(tmp_path):
+    rows = [{"instruction": "q1", "chosen": "short", "rejected": "a much longer answer"},
+            {"instruction": "q2", "chosen": "a much longer answer", "rejected": "short"}]
+    r = validate_path(_write(tmp_path, rows, "a.jsonl"), stage="rm")
+    assert r.pairs["length_bias"]["chosen_longer_rate"] == 0.5
+    assert not [c for c in r.counts if c.startswith("pair_")]
+
+
+def test_sft_file_gets_no_pair_checks(tmp_path):
+    rows = [{"instruction": "q", "output": "<think>a</think>b</s>"}]
+    r = validate_path(_write(tmp_path, rows, "s.jsonl"), stage="sft")
+    assert r.pairs is None
+
+
+# ---------------------------------------------------------------- truncation under a real tokenizer
+
+SMOL = __import__("pathlib").Path.home() / ".cache" / "dsforge" / "models" / "SmolLM2-135M-Instruct"
+CUT = 128
+SYSTEM = "You are terse."
+SHARED = " ".join(f"step {i}." for i in range(80))   # far more than the budget left after the prompt
+
+
+def _trunc_rows():
+    """(row, expected reasons) under SmolLM2's template at cutoff_len 128."""
+    long_prompt = " ".join(f"fact {i}" for i in range(200))
+    return [
+        (_row("Count.", SHARED + " Done, correct.", SHARED + " Oops, wrong.", SYSTEM), {"pair_identical_after_cutoff"}),
+        (_row("Count.", "Correct: " + SHARED, "Wrong: " + SHARED, SYSTEM), set()),
+        (_row(long_prompt, "Yes.", "No.", SYSTEM), {"pair_prompt_no_room"}),
+        # answers of ~80 tokens (>= cutoff/2) against a ~12k-token prompt: int(128 * 80 / 12080) == 0 tokens each
+        (_row(" ".join(f"fact {i}" for i in range(4000)), "A " + SHARED[:300], "B " + SHARED[:300], SYSTEM),
+         {"pair_prompt_no_room", "pair_response_emptied"}),
+        (_row("Hi", "Hello there.", "Go away.", SYSTEM), set()),
+    ]
+
+
+@pytest.fixture(scope="module")
+def smol_tok():
+    if not (SMOL / "tokenizer.json").exists():
+        pytest.skip("embedded SmolLM2 tokenizer not prepared (scripts/setup.sh)")
+    pytest.importorskip("transformers")
+    return str(SMOL)
+
+
+def test_truncation_check_reasons_per_row(smol_tok):
+    tc = pc.TruncationCheck(smol_tok, CUT, "auto")
+    assert tc.template == "chat"
+    for row, want in _trunc_rows():
+        msgs = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": row["conversations"][0]["value"]}]
+        assert set(tc.check(msgs, row["chosen"]["value"], row["rejected"]["value"])) == want, row
+    assert tc.counts == {"pair_identical_after_cutoff": 1, "pair_prompt_no_room": 2, "pair_response_emptied": 1}
+
+
+def test_validate_cli_reports_truncation_with_lines(tmp_path, smol_tok):
+    p = _write(tmp_path, [r for r, _ in _trunc_rows()])
+    res = CliRunner().invoke(cli, ["validate", p, "--stage", "dpo", "--tokenizer", smol_tok,
+                                   "--cutoff-len", str(CUT), "--json"])
+    rep = json.loads(res.output)[0]
+    counts = {k: v["n"] for k, v in rep["counts"].items() if k.startswith("pair_") and "trunc" not in k}
+    assert {k: counts.get(k) for k in ("pair_identical_after_cutoff", "pair_prompt_no_room",
+                                      "pair_response_emptied")} == {
+        "pair_identical_after_cutoff": 1, "pair_prompt_no_room": 2, "pair_response_emptied": 1}
+    assert [e["line"] for e in rep["examples"]["pair_identical_after_cutoff"]] == [1]
+    tr = rep["pairs"]["truncation"]
+    assert tr["cutoff_len"] == CUT and len(tr["token_lengths"]["chosen"]) == 5
+
+
+LF_SCRIPT = r"""
+import json, sys, os, tempfile
+sys.path.insert(0, sys.argv[4])
+import shim; shim.install()
+from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
+from llamafactory.hparams import get_train_args
+from llamafactory.model import load_tokenizer
+with tempfile.TemporaryDirectory() as out:
+    args = dict(model_name_or_path=sys.argv[2], stage="dpo", do_train=True, finetuning_type="lora", dataset="p",
+                dataset_dir=sys.argv[1], template=sys.argv[3], cutoff_len=int(sys.argv[5]), output_dir=out,
+                overwrite_cache=True, report_to="none", preprocessing_num_workers=None)
+    m, d, t, _, _ = get_train_args(args)
+    tm = load_tokenizer(m)
+    tmpl = get_template_and_fix_tokenizer(tm["tokenizer"], d)
+    ds = get_dataset(tmpl, m, d, t, "rm", tm["tokenizer"], tm["processor"])["train_dataset"]
+    for ex in ds:
+        c = [i for i in ex["chosen_labels"] if i != -100]
+        r = [i for i in ex["rejected_labels"] if i != -100]
+        print("PAIR " + json.dumps({"same": c == r, "empty": not c or not r}))
+"""
+
+
+@pytest.mark.llamafactory
+@pytest.mark.slow
+def test_lf_pairwise_agrees_on_identical_after_cutoff(tmp_path, smol_tok, lf_py):
+    """LLaMA-Factory's own pairwise preprocessing (template smollm2) yields equal chosen/rejected label ids
+    exactly on the rows dsforge calls pair_identical_after_cutoff (or emptied)."""
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    rows = [r for r, _ in _trunc_rows()]
+    _write(tmp_path, rows, "p.jsonl")
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"p": {
+        "file_name": "p.jsonl", "formatting": "sharegpt", "ranking": True,
+        "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected", "system": "system"}}}))
+    proc = subprocess.run([lf_py, "-c", LF_SCRIPT, str(tmp_path), smol_tok, "smollm2", str(ROOT / "dsforge" / "lf"),
+                           str(CUT)], capture_output=True, text=True, timeout=600)
+    got = [json.loads(ln[5:]) for ln in proc.stdout.splitlines() if ln.startswith("PAIR ")]
+    assert len(got) == len(rows), proc.stderr[-3000:]
+    tc = pc.TruncationCheck(smol_tok, CUT, "auto")
+    for row, lf in zip(rows, got):
+        msgs = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": row["conversations"][0]["value"]}]
+        ours = set(tc.check(msgs, row["chosen"]["value"], row["rejected"]["value"]))
+        assert ("pair_identical_after_cutoff" in ours or "pair_response_emptied" in ours) == lf["same"], (row, lf)
+        assert ("pair_response_emptied" in ours) == lf["empty"], (row, lf)
