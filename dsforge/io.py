@@ -777,10 +777,12 @@ def guard_outputs(inputs, outputs, *, output_dirs=None, hint: str | None = None)
 # An empty file is never data, so it may be replaced.
 
 OUTPUT_KINDS = {"sample": ("candidates",), "merge": ("candidates",), "judge": ("judged",),
-                "pairs": ("pairs",), "kto": ("kto",), "convert": ("convert",), "report": ("report",)}
+                "pairs": ("pairs",), "kto": ("kto",), "convert": ("convert",), "report": ("report",),
+                "dedup": ("dedup",), "contamination": ("decontaminated",)}
 _KIND_WORDS = {"candidates": "a candidates file", "judged": "a judged file", "pairs": "a pairs file",
                "kto": "a KTO file written by pairs", "convert": "an earlier output of convert",
-               "report": "an HTML report"}
+               "report": "an HTML report", "dedup": "an earlier output of dedup",
+               "decontaminated": "an earlier output of contamination --drop"}
 
 
 def _ledger_path(path: str) -> Path:

@@ -83,6 +83,7 @@ from dsforge.cli import pref as _pref  # noqa: E402
 from dsforge.cli import review as _review  # noqa: E402
 from dsforge.cli import trainer as _trainer  # noqa: E402
 from dsforge.cli import pipeline as _pipeline  # noqa: E402
+from dsforge.cli import quality as _quality  # noqa: E402
 
 _data.add_commands(cli)
 _gen.add_commands(cli)
@@ -90,6 +91,7 @@ _pref.add_commands(cli)
 _review.add_commands(cli)
 _trainer.add_commands(cli)
 _pipeline.add_commands(cli)
+_quality.add_commands(cli)
 
 
 def main() -> None:

@@ -1,0 +1,420 @@
+"""Near-duplicate detection: MinHash signatures (rensa) + LSH banding, streaming.
+
+Memory is bounded by the signatures, not the text: pass one reads rows, keeps per row only its
+location, its LSH band hashes (bands x 8 bytes) and a 16-bit-per-permutation ("b-bit minwise
+hashing", Li & Koenig 2010) copy of its signature for verification; the clusters are found by
+sorting the band hashes (numpy), candidate pairs are verified against the Jaccard threshold, and
+joined with union-find. Pass two re-reads the inputs and writes the first row of each cluster.
+
+Library: rensa (Rust MinHash) computes the signatures; datasketch's pure-Python MinHash was 30x
+slower on the same rows (scripts/bench_dedup.py compares both), so datasketch is only the
+benchmark's baseline.
+
+Text of a row (`row_texts`): pt text; sft/ranking/kto/candidates prompt (system + turns up to the
+last user turn) and answer (last assistant turn, or chosen + rejected, or a candidate's text).
+Normalisation (`tokens`): lowercase, split on anything that is not a letter/digit/underscore.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+from dsforge.errors import UsageError
+
+NUM_PERM = 128
+_WORD = re.compile(r"\w+", re.UNICODE)
+ON_CHOICES = ("prompt", "all")
+PROMPT_KEYS = ("instruction", "prompt", "question", "query", "text", "problem")
+ANSWER_KEYS = ("output", "answer", "reference", "response", "solution", "completion")
+CHUNK = 8192
+MAX_EXAMPLES = 20
+
+
+def tokens(text: str) -> list[str]:
+    """Lowercased word tokens (letters, digits, underscore); punctuation and whitespace split."""
+    return _WORD.findall(text.lower())
+
+
+@dataclass(frozen=True)
+class Shingling:
+    """How a text becomes a set of shingles: `word:K` (K consecutive tokens) or `char:K`
+    (K characters of the normalised text). A text shorter than K is one shingle, itself."""
+
+    unit: str = "word"
+    k: int = 3
+
+    @classmethod
+    def parse(cls, spec: str) -> "Shingling":
+        """'word:3' / 'char:5' -> Shingling; UsageError (exit 2) for anything else."""
+        unit, _, k = (spec or "").partition(":")
+        if unit not in ("word", "char") or not k.isdigit() or not 1 <= int(k) <= 64:
+            raise UsageError(f"--shingle {spec!r} is not word:K or char:K (1 <= K <= 64)",
+                             "e.g. --shingle word:3 (prose) or --shingle char:5 (short or code-like text)")
+        return cls(unit, int(k))
+
+    def __str__(self) -> str:
+        return f"{self.unit}:{self.k}"
+
+    def __call__(self, text: str) -> list[str]:
+        toks = tokens(text)
+        if not toks:
+            return []
+        if self.unit == "word":
+            k = self.k
+            if len(toks) <= k:
+                return [" ".join(toks)]
+            return [" ".join(toks[i:i + k]) for i in range(len(toks) - k + 1)]
+        s = " ".join(toks)
+        if len(s) <= self.k:
+            return [s]
+        return [s[i:i + self.k] for i in range(len(s) - self.k + 1)]
+
+
+def _content(v) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, dict):
+        return _content(v.get("content", v.get("value", "")))
+    if isinstance(v, list):   # multimodal content parts
+        return " ".join(_content(p.get("text", "")) if isinstance(p, dict) else _content(p) for p in v)
+    return "" if v is None else str(v)
+
+
+def row_texts(rec) -> tuple[str, str]:
+    """(prompt, answer) of any row the readers yield: pt {"text"}, alpaca, sharegpt, openai,
+    ranking (answer = chosen + rejected), kto, candidates (messages + text), task/eval files
+    (prompt/question + answer/reference). A row of no known shape is its JSON text, as prompt."""
+    if not isinstance(rec, dict):
+        return json.dumps(rec, ensure_ascii=False, sort_keys=True), ""
+    if "prompt_id" in rec and isinstance(rec.get("text"), str):   # a candidate (judged or not)
+        msgs = rec.get("messages") or []
+        return " ".join(_content(m) for m in msgs if isinstance(m, dict)), rec["text"]
+    msgs = rec.get("messages", rec.get("conversations"))
+    answer_parts = [_content(rec[k]) for k in ("chosen", "rejected") if rec.get(k) is not None]
+    if isinstance(msgs, list):
+        turns = [m for m in msgs if isinstance(m, dict)]
+        roles = [m.get("role", m.get("from")) for m in turns]
+        prompt_turns = turns
+        if not answer_parts and roles and roles[-1] in ("assistant", "gpt"):
+            answer_parts = [_content(turns[-1])]
+            prompt_turns = turns[:-1]
+        prompt = " ".join(_content(m) for m in prompt_turns)
+        if rec.get("system"):
+            prompt = f"{_content(rec['system'])} {prompt}"
+        return prompt, " ".join(answer_parts)
+    prompt_key = next((k for k in PROMPT_KEYS if isinstance(rec.get(k), str)), None)
+    if prompt_key is None:
+        return json.dumps(rec, ensure_ascii=False, sort_keys=True), ""
+    if prompt_key == "text" and not answer_parts and not any(k in rec for k in ANSWER_KEYS):
+        return rec["text"], ""   # pretraining text: the text is the prompt
+    prompt = rec[prompt_key]
+    if isinstance(rec.get("input"), str) and rec["input"]:
+        prompt = f"{prompt} {rec['input']}"
+    hist = rec.get("history")
+    if isinstance(hist, list):
+        prompt = " ".join(_content(x) for pair in hist if isinstance(pair, list) for x in pair) + " " + prompt
+    if rec.get("system"):
+        prompt = f"{_content(rec['system'])} {prompt}"
+    if not answer_parts:
+        key = next((k for k in ANSWER_KEYS if rec.get(k) is not None), None)
+        if key:
+            answer_parts = [_content(rec[key])]
+    return prompt, " ".join(answer_parts)
+
+
+def identity_text(rec, on: str) -> str:
+    """The text whose near-duplicates count as the same row: the prompt (on='prompt'), or prompt
+    and answer (on='all')."""
+    p, a = row_texts(rec)
+    return p if on == "prompt" else f"{p}\n{a}"
+
+
+def lsh_params(threshold: float, num_perm: int = NUM_PERM) -> tuple[int, int]:
+    """(bands, rows per band) minimising the equal-weight sum of false-positive and false-negative
+    probability mass around `threshold` (the rule datasketch's MinHashLSH uses)."""
+    import numpy as np
+
+    xs = np.linspace(0, 1, 201)
+    best, best_err = (1, num_perm), float("inf")
+    for b in range(1, num_perm + 1):
+        for r in range(1, num_perm // b + 1):
+            p = 1 - (1 - xs ** r) ** b
+            fp = np.trapezoid(np.where(xs < threshold, p, 0), xs)
+            fn = np.trapezoid(np.where(xs >= threshold, 1 - p, 0), xs)
+            if fp + fn < best_err:
+                best, best_err = (b, r), fp + fn
+    return best
+
+
+def check_threshold(threshold: float) -> None:
+    if not 0 < threshold <= 1:
+        raise UsageError(f"--threshold {threshold:g} must be in (0, 1]", "e.g. --threshold 0.8 (Jaccard similarity)")
+
+
+class Signer:
+    """MinHash signatures and LSH band hashes for batches of texts.
+
+    sign(texts) -> (sigs uint32 [n, num_perm], empty bool [n]); bands(sigs) -> uint64 [n, bands].
+    Texts with no word characters are `empty` and never match anything.
+    """
+
+    def __init__(self, shingling: Shingling, threshold: float, num_perm: int = NUM_PERM, seed: int = 1):
+        import numpy as np
+
+        check_threshold(threshold)
+        self.shingling, self.threshold, self.num_perm, self.seed = shingling, threshold, num_perm, seed
+        self.b, self.r = lsh_params(threshold, num_perm)
+        rng = np.random.default_rng(seed)
+        self._mix = rng.integers(1, 2**63, size=self.r, dtype=np.uint64) | np.uint64(1)
+
+    def sign(self, texts: list[str]):
+        import numpy as np
+        import rensa
+
+        sets = [self.shingling(t) for t in texts]
+        empty = np.fromiter((not s for s in sets), dtype=bool, count=len(sets))
+        if not sets:
+            return np.zeros((0, self.num_perm), np.uint32), empty
+        m = rensa.RMinHash.digest_matrix_from_token_sets([s or ["\x00"] for s in sets], num_perm=self.num_perm,
+                                                         seed=self.seed)
+        return np.asarray(m.to_rows(), dtype=np.uint32), empty
+
+    def bands(self, sigs):
+        import numpy as np
+
+        n = sigs.shape[0]
+        used = sigs[:, : self.b * self.r].astype(np.uint64).reshape(n, self.b, self.r)
+        with np.errstate(over="ignore"):
+            h = (used * self._mix).sum(axis=2, dtype=np.uint64)
+            h ^= h >> np.uint64(29)
+            h *= np.uint64(0xBF58476D1CE4E5B9)
+        return h
+
+    def similarity(self, a, b):
+        """Estimated Jaccard between rows of two signature arrays (any integer dtype, same shape)."""
+        return (a == b).mean(axis=1)
+
+
+@dataclass
+class Clusters:
+    """Result of `find_clusters`: n rows, rep[i] = index of the first row of i's cluster (i itself
+    when i starts a cluster or has none), sizes = Counter of cluster size (>= 2) -> count."""
+
+    n: int
+    rep: object                      # numpy int64 [n]
+    sizes: Counter = field(default_factory=Counter)
+    candidates: int = 0              # LSH candidate pairs checked
+    verified: int = 0                # of which at or above the threshold
+
+    @property
+    def dropped(self) -> int:
+        return int((self.rep != __import__("numpy").arange(self.n)).sum())
+
+    def is_dropped(self):
+        import numpy as np
+
+        return self.rep != np.arange(self.n)
+
+
+def find_clusters(texts: Iterable[str], signer: Signer, progress=None) -> Clusters:
+    """Cluster near-duplicate texts (streamed; only signatures are kept). Rows whose estimated
+    Jaccard similarity reaches signer.threshold with a row sharing an LSH band are joined
+    (union-find, so clusters are connected components); each cluster's representative is its
+    first row."""
+    import numpy as np
+
+    band_chunks, sig_chunks, empty_chunks, buf = [], [], [], []
+
+    def flush():
+        sigs, empty = signer.sign(buf)
+        band_chunks.append(signer.bands(sigs))
+        sig_chunks.append(sigs.astype(np.uint16))   # b-bit minwise hashing: 16 bits verify Jaccard
+        empty_chunks.append(empty)
+        if progress:
+            progress(len(buf))
+        buf.clear()
+
+    for t in texts:
+        buf.append(t)
+        if len(buf) >= CHUNK:
+            flush()
+    if buf:
+        flush()
+    if not band_chunks:
+        return Clusters(0, np.zeros(0, np.int64))
+    bands = np.concatenate(band_chunks)
+    del band_chunks
+    sig16 = np.concatenate(sig_chunks)
+    del sig_chunks
+    empty = np.concatenate(empty_chunks)
+    n = bands.shape[0]
+    idx = np.flatnonzero(~empty)
+    pairs = []
+    for j in range(signer.b):
+        h = bands[idx, j]
+        order = np.argsort(h, kind="stable")
+        hs, ids = h[order], idx[order]
+        same = hs[1:] == hs[:-1]
+        if not same.any():
+            continue
+        start = np.concatenate(([True], ~same))
+        first = ids[np.maximum.accumulate(np.where(start, np.arange(len(ids)), 0))]
+        member = ~start
+        pairs.append(np.stack([first[member], ids[member]], axis=1))               # with the bucket's first row
+        pairs.append(np.stack([ids[:-1][same], ids[1:][same]], axis=1))            # with the previous member
+    rep = np.arange(n, dtype=np.int64)
+    out = Clusters(n, rep)
+    if not pairs:
+        return out
+    p = np.unique(np.concatenate(pairs), axis=0)
+    p = p[p[:, 0] != p[:, 1]]
+    out.candidates = len(p)
+    ok = np.empty(len(p), bool)
+    for s in range(0, len(p), 1 << 16):
+        q = p[s:s + (1 << 16)]
+        ok[s:s + len(q)] = signer.similarity(sig16[q[:, 0]], sig16[q[:, 1]]) >= signer.threshold
+    p = p[ok]
+    out.verified = len(p)
+    parent: dict[int, int] = {}
+
+    def find(x: int) -> int:
+        root = x
+        while parent.get(root, root) != root:
+            root = parent[root]
+        while parent.get(x, x) != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    for a, b in p.tolist():
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            lo, hi = (ra, rb) if ra < rb else (rb, ra)
+            parent[hi] = lo
+    for x in parent:
+        rep[x] = find(x)
+    out.sizes = Counter(Counter(rep[list(parent)].tolist()).values())   # members besides the first
+    out.sizes = Counter({k + 1: v for k, v in out.sizes.items()})
+    return out
+
+
+# ---------------------------------------------------------------- files
+
+
+@dataclass
+class DedupOptions:
+    """Options of `dedup_files` and `convert --dedup near` (validated by check())."""
+
+    on: str = "all"
+    shingle: str = "word:3"
+    threshold: float = 0.8
+    num_perm: int = NUM_PERM
+
+    def check(self) -> Shingling:
+        if self.on not in ON_CHOICES:
+            raise UsageError(f"--on {self.on!r}: use one of {', '.join(ON_CHOICES)}")
+        check_threshold(self.threshold)
+        return Shingling.parse(self.shingle)
+
+    def signer(self) -> Signer:
+        return Signer(self.check(), self.threshold, self.num_perm)
+
+
+@dataclass
+class DedupReport:
+    """The cluster report written to OUT.dedup.json (stable keys, version 1)."""
+
+    inputs: list[str]
+    out: str | None
+    options: dict
+    rows: int = 0
+    kept: int = 0
+    dropped: int = 0
+    clusters: int = 0
+    histogram: dict = field(default_factory=dict)   # cluster size (str) -> number of clusters
+    examples: list = field(default_factory=list)    # [{"size", "kept": "file:line", "dropped": [...]}]
+    candidates: int = 0
+    verified_pairs: int = 0
+
+    def to_dict(self) -> dict:
+        return {"kind": "dedup", "version": 1, "inputs": self.inputs, "out": self.out, "options": self.options,
+                "rows": self.rows, "kept": self.kept, "dropped": self.dropped, "clusters": self.clusters,
+                "histogram": self.histogram, "examples": self.examples,
+                "lsh": {"candidate_pairs": self.candidates, "verified_pairs": self.verified_pairs}}
+
+
+def report_for(cl: Clusters, locs, inputs: list[str], out: str | None, opts: DedupOptions, signer: Signer,
+               max_examples: int = MAX_EXAMPLES) -> DedupReport:
+    """A DedupReport from clusters; locs(i) -> 'file:line' of row i."""
+    import numpy as np
+
+    rep = cl.rep
+    dropped_idx = np.flatnonzero(rep != np.arange(cl.n))
+    examples: dict[int, list[int]] = {}
+    for i in dropped_idx.tolist():
+        r = int(rep[i])
+        if r in examples or len(examples) < max_examples:
+            members = examples.setdefault(r, [])
+            if len(members) < 10:
+                members.append(i)
+    return DedupReport(
+        inputs=inputs, out=out,
+        options={"on": opts.on, "shingle": opts.shingle, "threshold": opts.threshold, "num_perm": signer.num_perm,
+                 "bands": signer.b, "rows_per_band": signer.r, "library": "rensa"},
+        rows=cl.n, kept=cl.n - len(dropped_idx), dropped=len(dropped_idx), clusters=sum(cl.sizes.values()),
+        histogram={str(k): v for k, v in sorted(cl.sizes.items())},
+        examples=[{"size": int((rep == r).sum()), "kept": locs(r), "dropped": [locs(i) for i in ms]}
+                  for r, ms in examples.items()],
+        candidates=cl.candidates, verified_pairs=cl.verified)
+
+
+def _records(files: list[str]) -> Iterator[tuple[int, int, object]]:
+    from dsforge import io as dio
+
+    for fi, path in enumerate(files):
+        for line, rec in dio.iter_records(path):
+            yield fi, line, rec
+
+
+def dedup_files(inputs: list[str], out: str, opts: DedupOptions, progress=None) -> DedupReport:
+    """Remove near-duplicate rows from `inputs` (any file kind the readers take) into `out`
+    (.jsonl/.json), keeping the first row of each cluster; writes the report to OUT.dedup.json.
+    Both files are written atomically; inputs and a file dedup did not write are never replaced
+    (UsageError, exit 2)."""
+    import numpy as np
+
+    from dsforge import io as dio
+
+    signer = opts.signer()
+    files = dio.expand_inputs(inputs, dio.JSON_EXTS | dio.TABLE_EXTS | dio.TEXT_EXTS)
+    if not files:
+        raise UsageError("no input files found", "pass .jsonl/.json/.csv/.parquet/.txt files, globs or directories")
+    sidecar = out + ".dedup.json"
+    dio.guard_outputs([("INPUT", f) for f in files], {"-o": out, "report": sidecar})
+    dio.guard_kind(out, "dedup")
+    file_idx, lines = [], []
+
+    def texts():
+        for fi, line, rec in _records(files):
+            file_idx.append(fi)
+            lines.append(line)
+            yield identity_text(rec, opts.on)
+
+    cl = find_clusters(texts(), signer, progress)
+    fidx, lns = np.asarray(file_idx, np.int32), np.asarray(lines, np.int64)
+    del file_idx, lines
+    rep = report_for(cl, lambda i: f"{files[fidx[i]]}:{lns[i]}", files, out, opts, signer)
+    drop = cl.is_dropped()
+    with dio.atomic_files() as af:
+        w = dio.RowWriter(af.open(out), "json" if out.lower().endswith(".json") else "jsonl")
+        for i, (_, _, rec) in enumerate(_records(files)):
+            if not drop[i]:
+                w.write(rec)
+        w.close()
+        json.dump(rep.to_dict(), af.open(sidecar), indent=2, ensure_ascii=False)
+    dio.note_output(out, "dedup")
+    return rep
+

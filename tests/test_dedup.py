@@ -1,0 +1,134 @@
+"""Near-duplicate removal: planted clusters found exactly, every row kind read, guards, convert --dedup near."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from click.testing import CliRunner
+
+from dsforge.cli import cli
+from dsforge.dedup import DedupOptions, Shingling, Signer, find_clusters, row_texts
+
+WORDS = [f"w{i}" for i in range(3000)]
+
+
+def doc(rng: random.Random, n: int = 60) -> list[str]:
+    return [rng.choice(WORDS) for _ in range(n)]
+
+
+def planted(seed: int = 0, sizes=(1, 2, 3, 1, 4, 1, 2)) -> tuple[list[str], list[int]]:
+    """Texts and the expected representative of each: cluster members differ from the first by
+    one word at the end (Jaccard ~0.97) and follow it at random later positions."""
+    rng = random.Random(seed)
+    slots: list[tuple[int, list[str]]] = []
+    for c, size in enumerate(sizes):
+        base = doc(rng)
+        slots.append((c, base))
+        for _ in range(size - 1):
+            slots.append((c, base[:-1] + [f"variant{rng.random()}"]))
+    rng.shuffle(slots)
+    first: dict[int, int] = {}
+    expect = []
+    for i, (c, _) in enumerate(slots):
+        expect.append(first.setdefault(c, i))
+    return [" ".join(w) for _, w in slots], expect
+
+
+def test_planted_clusters_found_exactly():
+    texts, expect = planted()
+    cl = find_clusters(texts, Signer(Shingling.parse("word:3"), 0.8))
+    assert cl.rep.tolist() == expect
+    assert dict(cl.sizes) == {2: 2, 3: 1, 4: 1}
+
+
+def test_below_threshold_and_empty_rows_stay_apart():
+    rng = random.Random(1)
+    a = doc(rng)
+    b = a[:30] + doc(rng, 30)            # Jaccard ~0.3
+    cl = find_clusters([" ".join(a), " ".join(b), "", "  ", "!!"], Signer(Shingling.parse("word:3"), 0.8))
+    assert cl.rep.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_char_shingles_catch_small_edits():
+    tail = " and the sun shines warmly over the green hills of the quiet valley below"
+    texts = ["The colour of the sky is blue on a clear day" + tail, "The color of the sky is blue on a clear day" + tail,
+             "Completely different sentence here" + tail[:20]]
+    cl = find_clusters(texts, Signer(Shingling.parse("char:5"), 0.8))
+    assert cl.rep.tolist() == [0, 0, 2]
+
+
+@pytest.mark.parametrize("spec", ["word", "word:0", "char:x", "line:3", "word:100", ""])
+def test_bad_shingle_is_a_usage_error(tmp_path, spec):
+    f = tmp_path / "a.jsonl"
+    f.write_text('{"text": "x"}\n')
+    r = CliRunner().invoke(cli, ["dedup", str(f), "-o", str(tmp_path / "o.jsonl"), "--shingle", spec])
+    assert r.exit_code == 2, r.output
+    assert "--shingle" in r.output and "Traceback" not in r.output
+
+
+ROWS = {
+    "pt": lambda t, a: {"text": f"{t} {a}"},
+    "alpaca": lambda t, a: {"instruction": t, "input": "", "output": a},
+    "sharegpt": lambda t, a: {"conversations": [{"from": "human", "value": t}, {"from": "gpt", "value": a}]},
+    "openai": lambda t, a: {"messages": [{"role": "user", "content": t}, {"role": "assistant", "content": a}]},
+    "ranking": lambda t, a: {"conversations": [{"from": "human", "value": t}],
+                             "chosen": {"from": "gpt", "value": a}, "rejected": {"from": "gpt", "value": "no"}},
+    "kto": lambda t, a: {"instruction": t, "output": a, "kto_tag": True},
+    "candidates": lambda t, a: {"prompt_id": "p", "messages": [{"role": "user", "content": t}], "text": a,
+                                "temperature": 0.7},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ROWS))
+def test_dedup_command_every_kind(tmp_path, kind):
+    texts, expect = planted(seed=3)
+    make = ROWS[kind]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(make(t, "the same answer for all")) + "\n" for t in texts))
+    out = tmp_path / "out.jsonl"
+    r = CliRunner().invoke(cli, ["dedup", str(src), "-o", str(out), "--on", "prompt"])
+    assert r.exit_code == 0, r.output
+    kept = [json.loads(x) for x in out.read_text().splitlines()]
+    want = [make(t, "the same answer for all") for i, t in enumerate(texts) if expect[i] == i]
+    assert kept == want
+    rep = json.loads((tmp_path / "out.jsonl.dedup.json").read_text())
+    assert rep["kind"] == "dedup" and rep["rows"] == len(texts) and rep["dropped"] == len(texts) - len(want)
+    assert rep["histogram"] == {"2": 2, "3": 1, "4": 1}
+    ex = rep["examples"][0]
+    assert ex["kept"].startswith(f"{src}:") and all(d.startswith(f"{src}:") for d in ex["dropped"])
+    line = int(ex["kept"].rsplit(":", 1)[1])
+    assert expect[line - 1] == line - 1   # the kept row is the first of its cluster
+
+
+def test_on_prompt_vs_all():
+    row = {"instruction": "same prompt words here for the test of identity", "output": "answer one"}
+    other = {**row, "output": "a completely different and much longer answer text that dominates"}
+    assert row_texts(row)[0] == row_texts(other)[0]
+    s = Signer(Shingling.parse("word:3"), 0.8)
+    from dsforge.dedup import identity_text
+    assert find_clusters([identity_text(r, "prompt") for r in (row, other)], s).rep.tolist() == [0, 0]
+    assert find_clusters([identity_text(r, "all") for r in (row, other)], s).rep.tolist() == [0, 1]
+
+
+def test_guards_input_and_foreign_output(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "a b c d"}\n{"text": "a b c d"}\n')
+    other = tmp_path / "mine.jsonl"
+    other.write_text('{"text": "precious"}\n')
+    r = CliRunner().invoke(cli, ["dedup", str(src), "-o", str(src)])
+    assert r.exit_code == 2 and "would destroy the input" in r.output
+    r = CliRunner().invoke(cli, ["dedup", str(src), "-o", str(other)])
+    assert r.exit_code == 2 and "not replacing it" in r.output
+    assert other.read_text() == '{"text": "precious"}\n'
+    out = tmp_path / "o.json"
+    assert CliRunner().invoke(cli, ["dedup", str(src), "-o", str(out)]).exit_code == 0
+    assert json.loads(out.read_text()) == [{"text": "a b c d"}]
+    r = CliRunner().invoke(cli, ["dedup", str(src), "-o", str(out)])   # its own earlier output: replaced
+    assert r.exit_code == 0, r.output
+
+
+def test_dedup_options_checked():
+    with pytest.raises(Exception, match="--on"):
+        DedupOptions(on="answer").check()
