@@ -283,3 +283,29 @@ def format_pairs(res: dict) -> list[str]:
         out.append(f"pairs at cutoff_len {tr['cutoff_len']} ({tr['template']}): "
                    + (", ".join(f"{k} {v}" for k, v in sorted(tr["counts"].items())) or "no degenerate pair"))
     return out
+
+
+NEAR_ZERO = 0.05   # a margin within 5% of the judge's observed score range is "near zero"
+
+
+def margin_summary(margins: list[float], score_range: list[float] | None, near_zero: float = NEAR_ZERO) -> dict:
+    """Quantiles of the written pairs' score margins and how many are near zero (<= near_zero x score range)."""
+    span = (score_range[1] - score_range[0]) if score_range else 0
+    return {"quantiles": quantiles(margins), "near_zero": sum(m <= near_zero * span for m in margins),
+            "near_zero_below": round(near_zero * span, 4)}
+
+
+def format_degenerate(d: dict) -> list[str]:
+    """Text lines for `dsforge pairs`: degenerate-pair counts, similarity and margin distributions."""
+    out = []
+    if d.get("counts"):
+        out.append("degenerate candidate pairs (checked before taking a pair): "
+                   + ", ".join(f"{k} {v}" for k, v in sorted(d["counts"].items())))
+    q = d.get("similarity", {}).get("quantiles")
+    if q:
+        out.append(f"answer similarity ({d['similarity']['method']}) quantiles: "
+                   + "  ".join(f"p{k} {v}" for k, v in q.items()))
+    m = d.get("margin")
+    if m and m["quantiles"]:
+        out.append(f"near-zero margins (<= {m['near_zero_below']}): {m['near_zero']} of the written pairs")
+    return out

@@ -16,6 +16,7 @@ import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
+from dsforge import pairchecks as pc
 from dsforge.errors import InputError, UsageError
 from dsforge.formats.convert import entry_for, from_conversation
 from dsforge.io import atomic_files, guard_kind, guard_outputs, note_output
@@ -38,6 +39,13 @@ class PairConfig:
     kto_threshold: float | None = None
     combine: str | None = None       # several judged files: "human-overrides" or "agree-only" (see combine_sources)
     score: str = "score"             # or "expected_score": the judge's probability-weighted score (fewer ties)
+    # degenerate pairs (dsforge.pairchecks), checked on every candidate pair before it is taken
+    max_similarity: float | None = None   # drop pairs whose answers are at least this similar (0..1)
+    similarity: str = "ratio"        # "ratio" (normalized edit distance) or "jaccard" (word-set overlap)
+    drop_format_asymmetry: bool = False   # drop pairs whose answers differ in <think>/stop string/code fence
+    tokenizer: str | None = None     # with cutoff_len: drop pairs LLaMA-Factory's truncation makes degenerate
+    template: str = "auto"
+    cutoff_len: int | None = None
 
 
 def _norm(text: str) -> str:
@@ -66,7 +74,9 @@ def _order(cands: list[dict], tiered: bool, rng: random.Random) -> list[dict]:
     return sorted(cands, key=lambda c: -c["judge"]["score"])
 
 
-def select(cands: list[dict], cfg: PairConfig, rng: random.Random, drops: Counter) -> list[tuple[dict, dict]]:
+def select(cands: list[dict], cfg: PairConfig, rng: random.Random, drops: Counter,
+           check=None) -> list[tuple[dict, dict]]:
+    """Pairs for one prompt; `check(chosen, rejected)` returns a drop reason or None (degenerate pairs)."""
     ranked = _order(cands, cfg.length_tiered, rng)
     best = ranked[0]
     top = best["judge"]["score"]
@@ -84,6 +94,9 @@ def select(cands: list[dict], cfg: PairConfig, rng: random.Random, drops: Counte
             return False
         if cfg.max_length_ratio and len(c["text"]) > cfg.max_length_ratio * max(1, len(r["text"])):
             drops["length_ratio"] += 1
+            return False
+        if check is not None and (why := check(c, r)):
+            drops[why] += 1
             return False
         return True
 
@@ -121,6 +134,50 @@ def select(cands: list[dict], cfg: PairConfig, rng: random.Random, drops: Counte
     return out
 
 
+DROP_ALWAYS = ("pair_identical_after_cutoff", "pair_response_emptied", "pair_prompt_no_room")
+
+
+def _degenerate_check(cfg: PairConfig):
+    """(check(chosen, rejected) -> drop reason | None, report(rows) -> summary dict) for one pairs run.
+
+    Every candidate pair that passes the score rules is measured: format asymmetry, similarity, and with
+    cfg.tokenizer the token-level truncation checks. Dropped: truncation-degenerate pairs (always, when a
+    tokenizer is given), similarity >= cfg.max_similarity (when set), format asymmetry (when asked).
+    """
+    if cfg.max_similarity is not None and not 0 < cfg.max_similarity <= 1:
+        raise UsageError(f"--max-similarity {cfg.max_similarity} is not in (0, 1]", "e.g. --max-similarity 0.9")
+    if cfg.similarity not in pc.SIM_METHODS:
+        raise UsageError(f"unknown --similarity '{cfg.similarity}'", f"use one of {', '.join(pc.SIM_METHODS)}")
+    if (cfg.tokenizer is None) != (cfg.cutoff_len is None):
+        raise UsageError("--tokenizer and --cutoff-len go together (the truncation check needs both)",
+                         "add --cutoff-len N (LLaMA-Factory's cutoff_len) and --tokenizer MODEL_DIR")
+    stats = pc.PairStats(cfg.max_similarity if cfg.max_similarity is not None else 2.0, cfg.similarity)
+    tc = pc.TruncationCheck(cfg.tokenizer, cfg.cutoff_len, cfg.template) if cfg.tokenizer else None
+
+    def check(c: dict, r: dict) -> str | None:
+        reasons = stats.add(c["text"], r["text"])
+        if tc is not None:
+            reasons += tc.check(c["messages"], c["text"], r["text"])
+        for why in reasons:
+            if why in DROP_ALWAYS or why == "pair_near_identical" or (
+                    cfg.drop_format_asymmetry and why in pc.FORMAT_REASONS):
+                return why
+        return None
+
+    def report(rows: list[dict], margins: list[float]) -> dict:
+        scores = [x["judge"]["score"] for x in rows if x["judge"].get("score") is not None]
+        res = stats.result()
+        res["similarity"]["threshold"] = cfg.max_similarity
+        res["counts"].update(tc.counts if tc else {})
+        if tc is not None:
+            res["truncation"] = {"cutoff_len": cfg.cutoff_len, "template": tc.template}
+        res["score_range"] = [min(scores), max(scores)] if scores else None
+        res["margin"] = pc.margin_summary(margins, res["score_range"])
+        return res
+
+    return check, report
+
+
 def _conversation(prompt: list[dict]) -> Conversation:
     system = prompt[0]["content"] if prompt and prompt[0]["role"] == "system" else None
     msgs = prompt[1:] if system is not None else list(prompt)
@@ -154,6 +211,7 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
     for r in rows:
         groups[r["prompt_id"]].append(r)
     rng = random.Random(cfg.seed)
+    degenerate, degenerate_report = _degenerate_check(cfg)
     drops: Counter = Counter()
     excluded: Counter = Counter()
     pairs, side, kto_rows = [], [], []
@@ -181,7 +239,7 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
         if len(eligible) < 2:
             drops["single_candidate" if eligible else "no_candidate"] += 1
             continue
-        chosen_pairs = select(eligible, cfg, rng, drops)
+        chosen_pairs = select(eligible, cfg, rng, drops, degenerate)
         if cfg.combine == "agree-only":
             chosen_pairs = _agreeing(chosen_pairs, drops)
         if not chosen_pairs:
@@ -201,17 +259,16 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
                                 "truncated": bool(x.get("truncated"))} for x in cands],
                 "strategy": cfg.strategy, "judge": {k: c["judge"].get(k) for k in ("kind", "model", "rubric", "rubric_hash")},
             })
-    ratios = [s["chosen"]["len"] / max(1, s["rejected"]["len"]) for s in side]
+    lb = pc.length_bias([s["chosen"]["len"] for s in side], [s["rejected"]["len"] for s in side])
     margins = sorted(s["margin"] for s in side)
     summary = {
         "prompts": len(groups), "pairs": len(pairs), "strategy": cfg.strategy, "min_margin": cfg.min_margin,
         "format": cfg.fmt, "excluded_candidates": dict(excluded), "dropped": dict(drops), "combine": combined,
-        "chosen_longer_rate": round(sum(r > 1 for r in ratios) / len(ratios), 4) if ratios else None,
-        "median_length_ratio": round(statistics.median(ratios), 4) if ratios else None,
+        "chosen_longer_rate": lb["chosen_longer_rate"], "median_length_ratio": lb["median_length_ratio"],
         "margin_quantiles": {q: margins[min(len(margins) - 1, int(q / 100 * len(margins)))]
                              for q in (0, 25, 50, 75, 100)} if margins else {},
         "dataset_info_entry": entry_for("ranking", cfg.fmt, system=any("system" in p for p in pairs)),
-        "out": out, "sidecar": sidecar,
+        "out": out, "sidecar": sidecar, "degenerate": degenerate_report(rows, margins),
     }
     if not pairs and not kto_rows:
         # decided before anything is written: a run that yields nothing leaves the previous outputs as they were
@@ -276,8 +333,10 @@ def format_summary(s: dict) -> str:
         lines.append(f"chosen longer than rejected in {s['chosen_longer_rate']:.0%} of pairs; median length ratio "
                      f"{s['median_length_ratio']}; margin quantiles {s['margin_quantiles']}")
         if s["chosen_longer_rate"] > 0.7:
-            lines.append("warning: chosen answers are mostly the longer ones; DPO will learn length. Consider "
-                         "--max-length-ratio or --length-tiered.")
+            lines.append("warning: " + pc.length_bias_message({k: s[k] for k in ("chosen_longer_rate",
+                                                                             "median_length_ratio")}))
+    if s.get("degenerate"):
+        lines.extend(pc.format_degenerate(s["degenerate"]))
     if "kto" in s:
         k = s["kto"]
         lines.append(f"KTO: {k['rows']} rows, {k['desirable']} desirable / {k['undesirable']} undesirable "

@@ -188,3 +188,85 @@ def test_lf_pairwise_agrees_on_identical_after_cutoff(tmp_path, smol_tok, lf_py)
         ours = set(tc.check(msgs, row["chosen"]["value"], row["rejected"]["value"]))
         assert ("pair_identical_after_cutoff" in ours or "pair_response_emptied" in ours) == lf["same"], (row, lf)
         assert ("pair_response_emptied" in ours) == lf["empty"], (row, lf)
+
+
+# ---------------------------------------------------------------- dsforge pairs applies the checks
+
+
+def _judged(tmp_path, prompts, name="j.jsonl"):
+    """prompts: list of (question, [(text, score), ...]) -> a judged candidates file."""
+    rows = []
+    for k, (q, cands) in enumerate(prompts):
+        for i, (t, sc) in enumerate(cands):
+            rows.append({"prompt_id": f"p{k}", "messages": [{"role": "system", "content": SYSTEM},
+                                                            {"role": "user", "content": q}],
+                         "text": t, "sample_index": i, "truncated": False,
+                         "judge": {"score": sc, "model": "j", "rubric": "additive", "rubric_hash": "h"}})
+    p = tmp_path / name
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(p)
+
+
+PAIR_PROMPTS = [
+    ("q0", [("<think>add</think>4", 5), ("4 is it", 1)]),                         # think one side
+    ("q1", [("Paris.<|im_end|>", 5), ("Lyon is the capital of France.", 1)]),      # stop one side
+    ("q2", [("The quick brown fox jumps over the lazy dog.", 5),
+            ("The quick brown fox jumps over the lazy dog!", 4.9)]),               # near identical, near-zero margin
+    ("q3", [("A complete and correct answer.", 5), ("No.", 0)]),                   # clean
+    ("q4", [("```\nx = 1\n```", 4), ("set x to one", 2)]),                         # fence one side
+]
+
+
+def test_pairs_counts_and_drops_by_reason(tmp_path):
+    from dsforge.pairs import PairConfig, build_pairs, format_summary
+
+    j = _judged(tmp_path, PAIR_PROMPTS)
+    s = build_pairs(j, str(tmp_path / "a.jsonl"), PairConfig())   # default: count, drop nothing new
+    assert s["pairs"] == 5
+    assert s["degenerate"]["counts"] == {"pair_think_one_side": 1, "pair_stop_one_side": 1,
+                                         "pair_fence_one_side": 1}
+    assert s["degenerate"]["margin"]["near_zero"] == 1      # 0.1 <= 5% of the 0..5 range
+    s = build_pairs(j, str(tmp_path / "b.jsonl"), PairConfig(max_similarity=0.9, drop_format_asymmetry=True))
+    assert s["pairs"] == 1
+    assert s["dropped"] == {"pair_think_one_side": 1, "pair_stop_one_side": 1, "pair_near_identical": 1,
+                            "pair_fence_one_side": 1, "prompt_without_pair": 4}
+    assert set(s["degenerate"]["similarity"]["quantiles"]) == {0, 10, 25, 50, 75, 90, 100}
+    text = format_summary(s)
+    assert "pair_near_identical 1" in text and "near-zero margins" in text
+
+
+def test_pairs_jaccard_threshold_and_nothing_left(tmp_path):
+    from dsforge.errors import InputError
+    from dsforge.pairs import PairConfig, build_pairs
+
+    j = _judged(tmp_path, [("q", [("the cat sat on the mat", 5), ("the cat sat on a mat", 1)])])
+    # word sets {the,cat,sat,on,mat} and the same + {a}: Jaccard 5/6 = 0.833
+    assert build_pairs(j, str(tmp_path / "a.jsonl"), PairConfig(max_similarity=0.9, similarity="jaccard"))[
+        "pairs"] == 1
+    with pytest.raises(InputError, match="pair_near_identical"):
+        build_pairs(j, str(tmp_path / "b.jsonl"), PairConfig(max_similarity=0.8, similarity="jaccard"))
+    assert not (tmp_path / "b.jsonl").exists()
+
+
+def test_pairs_cli_flags_and_usage_errors(tmp_path):
+    j = _judged(tmp_path, PAIR_PROMPTS)
+    r = CliRunner().invoke(cli, ["pairs", j, "-o", str(tmp_path / "o.jsonl"), "--max-similarity", "0.9"])
+    assert r.exit_code == 0, r.output
+    assert "dropped: {'pair_near_identical': 1, 'prompt_without_pair': 1}" in r.output
+    assert "degenerate candidate pairs" in r.output
+    r = CliRunner().invoke(cli, ["pairs", j, "-o", str(tmp_path / "o2.jsonl"), "--max-similarity", "1.5"])
+    assert r.exit_code == 2 and "--max-similarity" in r.output
+    r = CliRunner().invoke(cli, ["pairs", j, "-o", str(tmp_path / "o3.jsonl"), "--tokenizer", str(tmp_path)])
+    assert r.exit_code == 2 and "--cutoff-len" in r.output and "Traceback" not in r.output
+
+
+def test_pairs_drops_truncation_degenerate_pairs(tmp_path, smol_tok):
+    from dsforge.pairs import PairConfig, build_pairs
+
+    prompts = [("Count.", [(SHARED + " Done, correct.", 5), (SHARED + " Oops, wrong.", 1)]),
+               ("Count.", [("Correct: " + SHARED, 5), ("Wrong: " + SHARED, 1)]),
+               ("Hi", [("Hello there.", 5), ("Go away.", 1)])]
+    j = _judged(tmp_path, prompts)
+    s = build_pairs(j, str(tmp_path / "a.jsonl"), PairConfig(tokenizer=smol_tok, cutoff_len=CUT))
+    assert s["pairs"] == 2 and s["dropped"] == {"pair_identical_after_cutoff": 1, "prompt_without_pair": 1}
+    assert s["degenerate"]["truncation"] == {"cutoff_len": CUT, "template": "chat"}

@@ -7,7 +7,7 @@ import sys
 import click
 
 from dsforge.cli.gen import engine_flags, engine_options
-from dsforge.cli.types import JSON_OUT, JSONL_OUT, MAX_RETRIES, MAX_TOKENS, MAX_VOTES, SEED, FiniteFloat, FloatList
+from dsforge.cli.types import JSON_OUT, JSONL_OUT, MAX_RETRIES, MAX_WORKERS, MAX_TOKENS, MAX_VOTES, SEED, FiniteFloat, FloatList
 from dsforge.errors import UsageError
 
 
@@ -51,10 +51,15 @@ def _prices(text: str | None):
 @click.option("--price", type=FloatList(0, example="0.15,0.60", count=2, distinct=False), help="IN,OUT USD per 1M prompt/completion tokens, for a cost estimate.")
 @click.option("--audit", is_flag=True, help="First probe the judge: identical answers, swapped pairs, padded copies.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Judge sampling seed (where honoured).")
+@click.option("--ray", "ray_address", metavar="ADDRESS",
+              help="With --engine vllm|hf, run as a Ray job: auto, HOST:PORT, ray://HOST:PORT, or local[:N]; one actor "
+                   "per worker owns a judge engine and judges the prompts of shard i/N into OUT.ray-i-of-N.jsonl "
+                   "(own cache, resumable); the shards are merged into --out.")
+@click.option("--ray-workers", type=click.IntRange(1, MAX_WORKERS), help="Workers for --ray (default: one per GPU, else per node).")
 @click.option("-o", "--out", type=JSONL_OUT, required=True, help="Judged candidates (.jsonl).")
 def judge(candidates, judge_model, engine, engine_opts, base_url, api_key, rubric, mode, votes, temperature,
           max_tokens, parse_retries, no_structured, no_logprobs, max_pairs_per_prompt, include_truncated, cache_path,
-          price, audit, seed, out):
+          price, audit, seed, ray_address, ray_workers, out):
     """Score sampled candidates with a judge LLM; failures are recorded, never given a default score.
 
     Exit 1 when no candidate was scored or when judge calls failed (server errors: rerun to retry
@@ -74,8 +79,11 @@ def judge(candidates, judge_model, engine, engine_opts, base_url, api_key, rubri
                         max_tokens=max_tokens, parse_retries=parse_retries, structured=not no_structured,
                         logprobs=not no_logprobs, seed=seed, max_pairs_per_prompt=max_pairs_per_prompt,
                         include_truncated=include_truncated, prices=_prices(price))
-    summary = j.judge_file(candidates, out, cfg, engine_options=options,
-                           cache_path=None if cache_path == "none" else cache_path, audit=audit)
+    cache_path = None if cache_path == "none" else cache_path
+    if ray_address or ray_workers:
+        summary = _judge_ray(candidates, out, cfg, ray_address, ray_workers, options, cache_path, audit)
+    else:
+        summary = j.judge_file(candidates, out, cfg, engine_options=options, cache_path=cache_path, audit=audit)
     click.echo(j.format_summary(summary))
     click.echo(f"judged: {out}  (summary: {out}.summary.json)")
     if summary["failed_calls"] or not summary["scored"]:   # the rule `sample` follows: failed requests exit 1
@@ -84,6 +92,23 @@ def judge(candidates, judge_model, engine, engine_opts, base_url, api_key, rubri
                       f"rerun the same command to retry them, finished calls come from the cache"
                       if summary["failed_calls"] else "; no reply could be parsed as a score"), err=True)
         sys.exit(1)
+
+
+def _judge_ray(candidates, out, cfg, address, workers, options, cache_path, audit) -> dict:
+    from dsforge import distributed
+
+    if not address:
+        raise UsageError("--ray-workers needs --ray ADDRESS", "e.g. --ray auto --ray-workers 8")
+    if audit:
+        raise UsageError("--audit cannot be combined with --ray", "run the audit once without --ray (it needs a few calls)")
+    res = distributed.judge_ray(candidates, out, cfg, address=address, workers=workers, engine_options=options,
+                                cache_path=cache_path)
+    if res["merged"] is None:
+        click.echo("\n".join(distributed.lost_lines(res, "calls")
+                             + ["not merged: rerun the same command; each shard judges only what its cache lacks"]))
+        sys.exit(1)
+    click.echo(f"ray: merged {res['workers']} shards ({', '.join(res['paths'])})")
+    return res["merged"]
 
 
 @click.command()
@@ -108,9 +133,22 @@ def judge(candidates, judge_model, engine, engine_opts, base_url, api_key, rubri
 @click.option("--kto-threshold", type=FiniteFloat(), help="Score at or above which a candidate is desirable (with --kto).")
 @click.option("--score", "score_field", type=click.Choice(["score", "expected_score"]), default="score",
               show_default=True, help="Rank by the parsed score, or by the judge's logprob-weighted expected score.")
+@click.option("--max-similarity", type=FiniteFloat(0, 1, min_open=True),
+              help="Drop pairs whose answers are at least this similar (0-1, see --similarity), e.g. 0.9.")
+@click.option("--similarity", "sim_method", type=click.Choice(["ratio", "jaccard"]), default="ratio", show_default=True,
+              help="ratio: normalized edit distance of the texts; jaccard: overlap of their word sets.")
+@click.option("--drop-format-asymmetry", is_flag=True,
+              help="Drop pairs whose answers differ in form: <think> on one side, empty vs filled <think>, a "
+                   "trailing stop string or a code fence on one side (always counted).")
+@click.option("--tokenizer", help="Local tokenizer folder: drop pairs that LLaMA-Factory's truncation to --cutoff-len "
+                                  "makes identical or empty, or whose prompt fills cutoff_len.")
+@click.option("--template", default="auto", show_default=True,
+              help="With --tokenizer: 'auto' (the tokenizer's chat template), 'none', or a LLaMA-Factory template name.")
+@click.option("--cutoff-len", type=click.IntRange(1), help="LLaMA-Factory cutoff_len of the training run (with --tokenizer).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="For random choices and tie order.")
 def pairs(judged, out, combine, fmt, strategy, min_margin, max_pairs_per_prompt, max_length_ratio, length_tiered,
-          include_truncated, kto_out, kto_threshold, score_field, seed):
+          include_truncated, kto_out, kto_threshold, score_field, max_similarity, sim_method, drop_format_asymmetry,
+          tokenizer, template, cutoff_len, seed):
     """Build DPO chosen/rejected pairs (and KTO rows) from judged candidates, with a policy you can see."""
     import json
 
@@ -119,7 +157,9 @@ def pairs(judged, out, combine, fmt, strategy, min_margin, max_pairs_per_prompt,
     cfg = p.PairConfig(strategy=strategy, min_margin=min_margin, max_pairs_per_prompt=max_pairs_per_prompt,
                        max_length_ratio=max_length_ratio, length_tiered=length_tiered,
                        include_truncated=include_truncated, fmt=fmt, seed=seed, kto_threshold=kto_threshold,
-                       score=score_field, combine=combine)
+                       score=score_field, combine=combine, max_similarity=max_similarity, similarity=sim_method,
+                       drop_format_asymmetry=drop_format_asymmetry, tokenizer=tokenizer, template=template,
+                       cutoff_len=cutoff_len)
     s = p.build_pairs(list(judged), out, cfg, kto_out=kto_out)
     click.echo(p.format_summary(s))
     if not s["pairs"]:   # KTO rows were written; the pairs file was left as it was
