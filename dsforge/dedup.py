@@ -17,6 +17,7 @@ Normalisation (`tokens`): lowercase, split on anything that is not a letter/digi
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections import Counter
@@ -133,9 +134,14 @@ def identity_text(rec, on: str) -> str:
     return p if on == "prompt" else f"{p}\n{a}"
 
 
-def lsh_params(threshold: float, num_perm: int = NUM_PERM) -> tuple[int, int]:
-    """(bands, rows per band) minimising the equal-weight sum of false-positive and false-negative
-    probability mass around `threshold` (the rule datasketch's MinHashLSH uses)."""
+FN_WEIGHT = 0.9   # every LSH candidate is verified against its signature, so a miss costs more than a check
+
+
+@functools.lru_cache(maxsize=16)
+def lsh_params(threshold: float, num_perm: int = NUM_PERM, fn_weight: float = FN_WEIGHT) -> tuple[int, int]:
+    """(bands, rows per band) minimising the weighted sum of false-positive and false-negative
+    probability mass around `threshold` (datasketch MinHashLSH's rule, with its `weights`); at
+    0.8 and 128 permutations: 14 bands of 9, which finds a pair of Jaccard 0.84 with p=0.96."""
     import numpy as np
 
     xs = np.linspace(0, 1, 201)
@@ -145,8 +151,9 @@ def lsh_params(threshold: float, num_perm: int = NUM_PERM) -> tuple[int, int]:
             p = 1 - (1 - xs ** r) ** b
             fp = np.trapezoid(np.where(xs < threshold, p, 0), xs)
             fn = np.trapezoid(np.where(xs >= threshold, 1 - p, 0), xs)
-            if fp + fn < best_err:
-                best, best_err = (b, r), fp + fn
+            err = (1 - fn_weight) * fp + fn_weight * fn
+            if err < best_err:
+                best, best_err = (b, r), err
     return best
 
 
@@ -171,16 +178,50 @@ class Signer:
         rng = np.random.default_rng(seed)
         self._mix = rng.integers(1, 2**63, size=self.r, dtype=np.uint64) | np.uint64(1)
 
+    def shingle_hashes(self, texts: list[str]):
+        """(flat uint64 shingle hashes, row offsets [n+1], empty bool [n]); vectorised: tokens are
+        hashed once (rensa, deterministic), word shingles are a mix of K neighbouring token hashes."""
+        import numpy as np
+        import rensa
+
+        sh = self.shingling
+        if sh.unit == "word":
+            toks = [tokens(t) for t in texts]
+        else:
+            toks = [sh(t) for t in texts]   # char shingles are the tokens
+        lens = np.fromiter(map(len, toks), dtype=np.int64, count=len(toks))
+        flat_toks = [x for tk in toks for x in tk]
+        th = np.asarray(rensa.RMinHash.hash_token_sets([flat_toks])[0] if flat_toks else [], dtype=np.uint64)
+        empty = lens == 0
+        k = sh.k if sh.unit == "word" else 1
+        counts = np.where(empty, 1, np.maximum(lens - k + 1, 1))
+        offsets = np.zeros(len(texts) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        starts = np.zeros(len(texts), np.int64)
+        np.cumsum(lens[:-1], out=starts[1:])
+        total = int(offsets[-1])
+        row = np.repeat(np.arange(len(texts)), counts)
+        pos = starts[row] + (np.arange(total) - offsets[:-1][row])
+        end = (starts + lens)[row]
+        h = np.zeros(total, np.uint64)
+        padded = np.concatenate([th, np.zeros(1, np.uint64)])
+        with np.errstate(over="ignore"):
+            for j in range(k):
+                idx = pos + j
+                val = np.where(idx < end, padded[np.minimum(idx, len(th))], np.uint64(0))
+                h = h * np.uint64(0x9E3779B97F4A7C15) + val
+            h ^= h >> np.uint64(31)
+            h *= np.uint64(0x94D049BB133111EB)
+        return h, offsets, empty
+
     def sign(self, texts: list[str]):
         import numpy as np
         import rensa
 
-        sets = [self.shingling(t) for t in texts]
-        empty = np.fromiter((not s for s in sets), dtype=bool, count=len(sets))
-        if not sets:
-            return np.zeros((0, self.num_perm), np.uint32), empty
-        m = rensa.RMinHash.digest_matrix_from_token_sets([s or ["\x00"] for s in sets], num_perm=self.num_perm,
-                                                         seed=self.seed)
+        if not texts:
+            return np.zeros((0, self.num_perm), np.uint32), np.zeros(0, bool)
+        h, offsets, empty = self.shingle_hashes(texts)
+        m = rensa.RMinHash.digest_matrix_from_flat_token_hashes(h, offsets, num_perm=self.num_perm, seed=self.seed)
         return np.asarray(m.to_rows(), dtype=np.uint32), empty
 
     def bands(self, sigs):
@@ -338,6 +379,7 @@ class DedupReport:
     examples: list = field(default_factory=list)    # [{"size", "kept": "file:line", "dropped": [...]}]
     candidates: int = 0
     verified_pairs: int = 0
+    drop_mask: object = field(default=None, repr=False)   # numpy bool [rows]: True = dropped (not in to_dict)
 
     def to_dict(self) -> dict:
         return {"kind": "dedup", "version": 1, "inputs": self.inputs, "out": self.out, "options": self.options,
@@ -379,6 +421,37 @@ def _records(files: list[str]) -> Iterator[tuple[int, int, object]]:
             yield fi, line, rec
 
 
+def write_kept_jsonl(f, files: list[str], fidx, lns, drop) -> int:
+    """Write the rows not in `drop` as JSONL bytes to `f`: a .jsonl input's kept lines are copied
+    as they are (no re-parse, formatting kept), other inputs are re-read and serialised. Row i is
+    line lns[i] of files[fidx[i]] (as pass one read them). Returns the number of rows written."""
+    from dsforge import io as dio
+
+    n = 0
+    for fi, path in enumerate(files):
+        keep = lns[(fidx == fi) & ~drop]   # ascending line numbers
+        if path.endswith(".jsonl") and not dio.is_hf_dataset_dir(path):
+            nxt = iter(keep.tolist())
+            want = next(nxt, None)
+            with open(path, "rb") as src:
+                for lineno, raw in enumerate(src, 1):
+                    if lineno == want:
+                        if lineno == 1 and raw.startswith(dio.BOM):
+                            raw = raw[3:]
+                        f.write(raw.rstrip(b"\r\n") + b"\n")
+                        n += 1
+                        want = next(nxt, None)
+                        if want is None:
+                            break
+            continue
+        want = set(keep.tolist())
+        for line, rec in dio.iter_records(path):
+            if line in want:
+                f.write((dio.dumps_row(rec) + "\n").encode("utf-8"))
+                n += 1
+    return n
+
+
 def dedup_files(inputs: list[str], out: str, opts: DedupOptions, progress=None) -> DedupReport:
     """Remove near-duplicate rows from `inputs` (any file kind the readers take) into `out`
     (.jsonl/.json), keeping the first row of each cluster; writes the report to OUT.dedup.json.
@@ -407,13 +480,16 @@ def dedup_files(inputs: list[str], out: str, opts: DedupOptions, progress=None) 
     fidx, lns = np.asarray(file_idx, np.int32), np.asarray(lines, np.int64)
     del file_idx, lines
     rep = report_for(cl, lambda i: f"{files[fidx[i]]}:{lns[i]}", files, out, opts, signer)
-    drop = cl.is_dropped()
+    drop = rep.drop_mask = cl.is_dropped()
     with dio.atomic_files() as af:
-        w = dio.RowWriter(af.open(out), "json" if out.lower().endswith(".json") else "jsonl")
-        for i, (_, _, rec) in enumerate(_records(files)):
-            if not drop[i]:
-                w.write(rec)
-        w.close()
+        if out.lower().endswith(".jsonl"):
+            write_kept_jsonl(af.open(out, "wb", encoding=None), files, fidx, lns, drop)
+        else:
+            w = dio.RowWriter(af.open(out), "json")
+            for i, (_, _, rec) in enumerate(_records(files)):
+                if not drop[i]:
+                    w.write(rec)
+            w.close()
         json.dump(rep.to_dict(), af.open(sidecar), indent=2, ensure_ascii=False)
     dio.note_output(out, "dedup")
     return rep
