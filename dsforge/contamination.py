@@ -23,7 +23,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from dsforge.dedup import NUM_PERM, Shingling, Signer, check_threshold, row_texts, tokens
+from dsforge.dedup import NUM_PERM, Shingling, Signer, check_threshold, records, row_texts, tokens
 from dsforge.errors import UsageError
 
 MIN_TOKENS = 3
@@ -73,20 +73,17 @@ class EvalIndex:
         self.sigs: dict[int, object] = {}
 
     def add_files(self, files: list[str]) -> None:
-        from dsforge import io as dio
-
         batch: list[tuple[int, str]] = []
-        for path in files:
-            for line, rec in dio.iter_records(path):
-                for name, text in zip(FIELDS, row_texts(rec)):
-                    if not text.strip():
-                        continue
-                    eid = len(self.locs)
-                    self.locs.append(f"{path}:{line} {name}")
-                    self.texts += 1
-                    self._add_ngrams(eid, tokens(text))
-                    if self.signer:
-                        batch.append((eid, text))
+        for fi, line, rec in records(files):
+            for name, text in zip(FIELDS, row_texts(rec)):
+                if not text.strip():
+                    continue
+                eid = len(self.locs)
+                self.locs.append(f"{files[fi]}:{line} {name}")
+                self.texts += 1
+                self._add_ngrams(eid, tokens(text))
+                if self.signer:
+                    batch.append((eid, text))
         if self.signer and batch:
             for s in range(0, len(batch), 4096):
                 part = batch[s:s + 4096]
@@ -229,12 +226,11 @@ def check_files(train: list[str], against: list[str], opts: ContaminationOptions
 
     def batches() -> Iterator[list[tuple[str, int, object]]]:
         buf = []
-        for path in files:
-            for line, rec in dio.iter_records(path):
-                buf.append((path, line, rec))
-                if len(buf) >= 2048:
-                    yield buf
-                    buf = []
+        for fi, line, rec in records(files):
+            buf.append((files[fi], line, rec))
+            if len(buf) >= 2048:
+                yield buf
+                buf = []
         if buf:
             yield buf
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import random
+from array import array
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -50,6 +51,12 @@ class ConvertOptions:
     eval_ratio: float = 0.0
     eval_out: str | None = None
     skip_bad: bool = False
+    near_dedup: bool = False          # --dedup near: also drop near-duplicates (MinHash LSH, dsforge.dedup)
+    dedup_on: str = "all"             # what a near-duplicate shares: the prompt, or prompt + answer
+    dedup_shingle: str = "word:3"
+    dedup_threshold: float = 0.8
+    split_group: str = "exact"        # train/eval split groups exact prompts, or near-duplicate prompts
+    decontaminate: tuple[str, ...] = ()   # eval files whose overlapping rows are dropped (dsforge.contamination)
 
     def check(self) -> None:
         if self.to not in TARGETS:
@@ -70,6 +77,18 @@ class ConvertOptions:
             raise UsageError("--eval-ratio needs --eval-out FILE")
         if self.to != "pt" and (self.chunk_chars or self.chunk_tokens):
             raise UsageError("chunking applies to --to pt only")
+        if self.split_group not in ("exact", "near"):
+            raise UsageError(f"--split-group {self.split_group!r}: use exact or near")
+        if self.near_dedup and self.split_group == "exact" and self.eval_ratio:
+            self.split_group = "near"   # near-duplicates dropped but split apart would leak across the split
+        if self.near_dedup or self.split_group == "near":
+            self.near_options().check()
+
+    def near_options(self):
+        from dsforge.dedup import DedupOptions
+
+        return DedupOptions(on=self.dedup_on, shingle=self.dedup_shingle, threshold=self.dedup_threshold,
+                            flags="--dedup-")
 
     def _check_values(self) -> None:
         """Values that would be silently ignored or mean nothing are refused (0 is never 'off')."""
@@ -109,6 +128,8 @@ class ConvertStats:
     eval_written: int = 0
     skipped: Counter = field(default_factory=Counter)
     first_errors: list[str] = field(default_factory=list)
+    near_dedup: dict | None = None        # dsforge.dedup.DedupReport.to_dict() of the dropped near-duplicates
+    contamination: list = field(default_factory=list)   # first hits: {"train", "field", "eval", "method", "detail"}
     entry: dict = field(default_factory=dict)
     out: str = ""
     eval_out: str | None = None
@@ -117,7 +138,7 @@ class ConvertStats:
         return {"inputs": self.inputs, "read": self.read, "written": self.written,
                 "eval_written": self.eval_written, "skipped": dict(self.skipped),
                 "first_errors": self.first_errors, "out": self.out, "eval_out": self.eval_out,
-                "entry": self.entry}
+                "entry": self.entry, "near_dedup": self.near_dedup, "contamination": self.contamination}
 
 
 def _digest(text: str) -> bytes:
@@ -156,6 +177,50 @@ def _pt_rows(path: str, line: int, rec: dict, opts: ConvertOptions, offsets) -> 
         yield group, p
 
 
+def _near_plan(rows, stats: ConvertStats, opts: ConvertOptions, files: list[str], at: list[int]):
+    """Planning pass(es) over the converted rows for --dedup near / --split-group near; only
+    signatures are kept (dsforge.dedup). Returns (drop mask or None, prompt-cluster first row per
+    row or None, set of first rows with members); stats are left as they were."""
+    import numpy as np
+
+    from dsforge import dedup
+
+    want_drop, want_split = opts.near_dedup, bool(opts.eval_ratio) and opts.split_group == "near"
+    if not (want_drop or want_split):
+        return None, None, set()
+    nopts = opts.near_options()
+    signer = nopts.signer()
+    saved = (stats.read, Counter(stats.skipped), list(stats.first_errors))
+
+    def cluster(on: str):
+        fidx, lines = array("i"), array("q")   # where each row came from, 12 bytes a row
+
+        def texts():
+            for _, row in rows():
+                fidx.append(at[0])
+                lines.append(at[1])
+                yield dedup.identity_text(row, on)
+
+        cl = dedup.find_clusters(texts(), signer)
+        stats.read, stats.skipped, stats.first_errors = saved[0], Counter(saved[1]), list(saved[2])
+        return cl, (fidx, lines)
+
+    drop = rep = None
+    firsts: set[int] = set()
+    if want_drop:
+        cl, locs = cluster(nopts.on)
+        drop = cl.is_dropped()
+        stats.near_dedup = dedup.report_for(cl, lambda i: f"{files[locs[0][i]]}:{locs[1][i]}", files, None, nopts,
+                                            signer).to_dict()
+        if nopts.on == "prompt" and want_split:
+            rep = cl.rep
+    if want_split and rep is None:
+        rep = cluster("prompt")[0].rep
+    if rep is not None:
+        firsts = set(np.unique(rep[rep != np.arange(len(rep))]).tolist())
+    return drop, rep, firsts
+
+
 def convert(inputs: list[str], out: str, opts: ConvertOptions,
             progress: Callable[[int], None] | None = None) -> ConvertStats:
     """Convert `inputs` (files, globs, directories) into `out` (and `opts.eval_out`)."""
@@ -163,7 +228,8 @@ def convert(inputs: list[str], out: str, opts: ConvertOptions,
     files = dio.expand_inputs(inputs, dio.JSON_EXTS | dio.TABLE_EXTS | dio.TEXT_EXTS)
     if not files:
         raise UsageError("no input files found", "pass files, globs or directories of .txt/.md/.json/.jsonl/.csv/.parquet")
-    dio.guard_outputs([("INPUT", f) for f in files], {"-o": out, "--eval-out": opts.eval_out})
+    dio.guard_outputs([("INPUT", f) for f in files] + [("--decontaminate", f) for f in opts.decontaminate],
+                      {"-o": out, "--eval-out": opts.eval_out})
     dio.guard_kind(out, "convert")
     dio.guard_kind(opts.eval_out, "convert", "--eval-out")
     stats = ConvertStats(inputs=len(files), out=out, eval_out=opts.eval_out)
@@ -171,9 +237,12 @@ def convert(inputs: list[str], out: str, opts: ConvertOptions,
     seen: set[bytes] = set()
     features = {"system": False, "history": False, "tools": False}
 
+    at = [0, 0]   # (file index, line) of the record rows() is at
+
     def rows() -> Iterator[tuple[str, dict]]:
-        for path in files:
+        for fi, path in enumerate(files):
             for line, rec in dio.iter_records(path, text_split=opts.text_split):
+                at[:] = fi, line
                 stats.read += 1
                 if progress:
                     progress(1)
@@ -209,6 +278,14 @@ def convert(inputs: list[str], out: str, opts: ConvertOptions,
                     if len(stats.first_errors) < 5:
                         stats.first_errors.append(f"{where}: {err}")
 
+    guard = None
+    if opts.decontaminate:
+        from dsforge.contamination import ContaminationOptions, Guard
+
+        guard = Guard(list(opts.decontaminate), ContaminationOptions())
+    near_drop, near_rep, near_firsts = _near_plan(rows, stats, opts, files, at)
+    group_of_first: dict[int, str] = {}
+
     with ExitStack() as stack:
         tmpdir = None
         if opts.shuffle:
@@ -220,7 +297,22 @@ def convert(inputs: list[str], out: str, opts: ConvertOptions,
             writers = {"train": stack.enter_context(dio.open_rows(out))}
             if opts.eval_out:
                 writers["eval"] = stack.enter_context(dio.open_rows(opts.eval_out))
-        for group, row in rows():
+        for i, (group, row) in enumerate(rows()):
+            if near_rep is not None:   # the split groups near-duplicate prompts: the cluster's first row's group
+                if i in near_firsts:
+                    group_of_first[i] = group
+                elif near_rep[i] != i:
+                    group = group_of_first[int(near_rep[i])]
+            if near_drop is not None and near_drop[i]:
+                stats.skipped["near_duplicate"] += 1
+                continue
+            if guard is not None:
+                hit = guard.check([row])[0]
+                if hit is not None:
+                    stats.skipped["contaminated"] += 1
+                    if len(stats.contamination) < 20:
+                        stats.contamination.append({"train": f"{files[at[0]]}:{at[1]} {hit['field']}", **hit})
+                    continue
             line = json.dumps(row, ensure_ascii=False, separators=(", ", ": "))
             if opts.dedup:
                 d = _digest(line)

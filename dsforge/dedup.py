@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-from dsforge.errors import UsageError
+from dsforge.errors import InputError, UsageError
 
 NUM_PERM = 128
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -49,12 +49,12 @@ class Shingling:
     k: int = 3
 
     @classmethod
-    def parse(cls, spec: str) -> "Shingling":
-        """'word:3' / 'char:5' -> Shingling; UsageError (exit 2) for anything else."""
+    def parse(cls, spec: str, flag: str = "--shingle") -> "Shingling":
+        """'word:3' / 'char:5' -> Shingling; UsageError (exit 2) naming `flag` for anything else."""
         unit, _, k = (spec or "").partition(":")
         if unit not in ("word", "char") or not k.isdigit() or not 1 <= int(k) <= 64:
-            raise UsageError(f"--shingle {spec!r} is not word:K or char:K (1 <= K <= 64)",
-                             "e.g. --shingle word:3 (prose) or --shingle char:5 (short or code-like text)")
+            raise UsageError(f"{flag} {spec!r} is not word:K or char:K (1 <= K <= 64)",
+                             f"e.g. {flag} word:3 (prose) or {flag} char:5 (short or code-like text)")
         return cls(unit, int(k))
 
     def __str__(self) -> str:
@@ -157,9 +157,9 @@ def lsh_params(threshold: float, num_perm: int = NUM_PERM, fn_weight: float = FN
     return best
 
 
-def check_threshold(threshold: float) -> None:
+def check_threshold(threshold: float, flag: str = "--threshold") -> None:
     if not 0 < threshold <= 1:
-        raise UsageError(f"--threshold {threshold:g} must be in (0, 1]", "e.g. --threshold 0.8 (Jaccard similarity)")
+        raise UsageError(f"{flag} {threshold:g} must be in (0, 1]", f"e.g. {flag} 0.8 (Jaccard similarity)")
 
 
 class Signer:
@@ -353,12 +353,13 @@ class DedupOptions:
     shingle: str = "word:3"
     threshold: float = 0.8
     num_perm: int = NUM_PERM
+    flags: str = "--"    # how the options are spelled in messages ("--dedup-" for convert)
 
     def check(self) -> Shingling:
         if self.on not in ON_CHOICES:
-            raise UsageError(f"--on {self.on!r}: use one of {', '.join(ON_CHOICES)}")
-        check_threshold(self.threshold)
-        return Shingling.parse(self.shingle)
+            raise UsageError(f"{self.flags}on {self.on!r}: use one of {', '.join(ON_CHOICES)}")
+        check_threshold(self.threshold, f"{self.flags}threshold")
+        return Shingling.parse(self.shingle, f"{self.flags}shingle")
 
     def signer(self) -> Signer:
         return Signer(self.check(), self.threshold, self.num_perm)
@@ -413,12 +414,21 @@ def report_for(cl: Clusters, locs, inputs: list[str], out: str | None, opts: Ded
         candidates=cl.candidates, verified_pairs=cl.verified)
 
 
-def _records(files: list[str]) -> Iterator[tuple[int, int, object]]:
+def records(files: list[str]) -> Iterator[tuple[int, int, dict]]:
+    """(file index, line, row) of every row; a row that is not an object is an InputError (exit 1)
+    naming file:line, and so are inputs holding no row at all."""
     from dsforge import io as dio
 
+    n = 0
     for fi, path in enumerate(files):
         for line, rec in dio.iter_records(path):
+            if not isinstance(rec, dict):
+                raise InputError(f"row is {type(rec).__name__}, not an object", "every row of pt/sft/ranking/kto/"
+                                 "candidates data is a JSON object; fix or remove the line", path=path, line=line)
+            n += 1
             yield fi, line, rec
+    if not n:
+        raise InputError("no rows", "the input holds no rows; pass a file with data", path=", ".join(files[:3]))
 
 
 def write_kept_jsonl(f, files: list[str], fidx, lns, drop) -> int:
@@ -471,7 +481,7 @@ def dedup_files(inputs: list[str], out: str, opts: DedupOptions, progress=None) 
     file_idx, lines = [], []
 
     def texts():
-        for fi, line, rec in _records(files):
+        for fi, line, rec in records(files):
             file_idx.append(fi)
             lines.append(line)
             yield identity_text(rec, opts.on)
@@ -486,7 +496,7 @@ def dedup_files(inputs: list[str], out: str, opts: DedupOptions, progress=None) 
             write_kept_jsonl(af.open(out, "wb", encoding=None), files, fidx, lns, drop)
         else:
             w = dio.RowWriter(af.open(out), "json")
-            for i, (_, _, rec) in enumerate(_records(files)):
+            for i, (_, _, rec) in enumerate(records(files)):
                 if not drop[i]:
                     w.write(rec)
             w.close()

@@ -132,3 +132,80 @@ def test_guards_input_and_foreign_output(tmp_path):
 def test_dedup_options_checked():
     with pytest.raises(Exception, match="--on"):
         DedupOptions(on="answer").check()
+
+
+# ---------------------------------------------------------------- convert --dedup near / --split-group near
+
+
+def near_prompt_rows(n_clusters: int = 40, size: int = 3) -> list[dict]:
+    rng = random.Random(7)
+    rows = []
+    for c in range(n_clusters):
+        base = doc(rng, 40)
+        for m in range(size):
+            words = base if m == 0 else base[:-1] + [f"edit{c}x{m}"]
+            rows.append({"instruction": " ".join(words), "output": f"answer {c} {m} {rng.random()}"})
+    return rows
+
+
+def _sides(train, ev) -> dict[str, set[str]]:
+    side: dict[str, set[str]] = {}
+    for name, path in (("train", train), ("eval", ev)):
+        for line in path.read_text().splitlines():
+            cluster = json.loads(line)["output"].split()[1]
+            side.setdefault(cluster, set()).add(name)
+    return side
+
+
+@pytest.mark.parametrize("args, straddle", [([], True), (["--split-group", "near"], False),
+                                            (["--dedup", "near", "--dedup-on", "prompt"], False)])
+def test_convert_split_groups_near_duplicate_prompts(tmp_path, args, straddle):
+    src = tmp_path / "raw.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in near_prompt_rows()))
+    train, ev = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
+    r = CliRunner().invoke(cli, ["convert", str(src), "--to", "sft", "--format", "alpaca", "-o", str(train), "--eval-ratio", "0.5",
+                                 "--eval-out", str(ev), *args])
+    assert r.exit_code == 0, r.output
+    sides = _sides(train, ev)
+    assert any(len(s) == 2 for s in sides.values()) is straddle
+    if "--dedup" in args:   # near-duplicate prompts dropped: one row per cluster remains
+        assert len(train.read_text().splitlines()) + len(ev.read_text().splitlines()) == 40
+        assert "near_duplicate 80" in r.output
+
+
+def test_convert_dedup_near_report_and_flags(tmp_path):
+    src = tmp_path / "raw.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in near_prompt_rows(5)))
+    out = tmp_path / "o.jsonl"
+    r = CliRunner().invoke(cli, ["convert", str(src), "--to", "sft", "--format", "alpaca", "-o", str(out), "--dedup", "near",
+                                 "--dedup-on", "prompt", "--json"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.output[r.output.index("{"):])
+    assert s["skipped"] == {"near_duplicate": 10} and s["near_dedup"]["histogram"] == {"3": 5}
+    assert s["near_dedup"]["examples"][0] == {"size": 3, "kept": f"{src}:1", "dropped": [f"{src}:2", f"{src}:3"]}
+    for bad, flag in ((["--dedup-shingle", "x:1"], "--dedup-shingle"), (["--no-dedup"], "--no-dedup")):
+        r = CliRunner().invoke(cli, ["convert", str(src), "--to", "sft", "--format", "alpaca", "-o", str(tmp_path / "p.jsonl"),
+                                     "--dedup", "near", *bad])
+        assert r.exit_code == 2 and flag in r.output, r.output
+    # plain --dedup still means exact (the old flag), --no-dedup keeps duplicates
+    src.write_text('{"instruction": "q", "output": "a"}\n' * 2)
+    for args, n in ((["--dedup"], 1), (["--no-dedup"], 2), ([], 1)):
+        r = CliRunner().invoke(cli, ["convert", str(src), "--to", "sft", "--format", "alpaca", "-o", str(out), *args])
+        assert r.exit_code == 0, r.output
+        assert len(out.read_text().splitlines()) == n
+
+
+def test_convert_decontaminate(tmp_path):
+    src = tmp_path / "raw.jsonl"
+    q = "What is the name of the largest moon of Saturn and who discovered it in the seventeenth century"
+    src.write_text(json.dumps({"instruction": q, "output": "Titan"}) + "\n"
+                   + json.dumps({"instruction": "Name a prime number larger than ten", "output": "11"}) + "\n")
+    ev = tmp_path / "eval.jsonl"
+    ev.write_text(json.dumps({"question": q.lower() + "?", "answer": "Titan, Huygens"}) + "\n")
+    out = tmp_path / "o.jsonl"
+    r = CliRunner().invoke(cli, ["convert", str(src), "--to", "sft", "--format", "alpaca", "-o", str(out), "--decontaminate", str(ev)])
+    assert r.exit_code == 0, r.output
+    assert "contaminated 1" in r.output and f"{src}:1 prompt  <-  {ev}:1 prompt" in r.output
+    assert [json.loads(x)["output"] for x in out.read_text().splitlines()] == ["11"]
+    r = CliRunner().invoke(cli, ["convert", str(src), "--to", "sft", "--format", "alpaca", "-o", str(ev), "--decontaminate", str(ev)])
+    assert r.exit_code == 2 and "would destroy the input" in r.output

@@ -44,6 +44,8 @@ COMMANDS = {
     "run": [["{IN}"]],
     "report": [["{IN}", "-o", "{OUT}.html"]],
     "review": [["--stats", "{IN}"], ["{IN}", "--export", "labelstudio", "-o", "{OUT}.json"]],   # never serves
+    "dedup": [["{IN}", "-o", "{OUT}.jsonl"]],
+    "contamination": [["{IN}", "--against", "{GOOD}"], ["{GOOD}", "--against", "{IN}"]],
 }
 
 BAD_INPUTS = ["missing", "directory", "not_json", "empty", "binary", "json_scalar", "lone_surrogate"]

@@ -49,7 +49,19 @@ def _progress(desc: str, unit: str = "rows"):
 @click.option("--overlap", type=click.IntRange(0), default=0, show_default=True, help="Characters/tokens shared by neighbouring chunks.")
 @click.option("--min-chars", type=click.IntRange(0), default=1, show_default=True, help="pt: drop chunks shorter than this.")
 @click.option("--max-chars", type=click.IntRange(1), help="pt: drop chunks longer than this.")
-@click.option("--dedup/--no-dedup", default=True, show_default=True, help="Drop exact duplicate rows.")
+@click.option("--dedup", type=click.Choice(["exact", "near"]), is_flag=False, flag_value="exact", default="exact",
+              show_default=True, help="Drop exact duplicate rows; 'near' also drops near-duplicates (MinHash LSH, "
+              "the first of each cluster is kept) and makes the eval split group near-duplicate prompts.")
+@click.option("--no-dedup", is_flag=True, help="Keep duplicate rows.")
+@click.option("--dedup-on", type=click.Choice(["prompt", "all"]), default="all", show_default=True,
+              help="--dedup near: rows are near-duplicates by prompt only, or by prompt and answer.")
+@click.option("--dedup-shingle", default="word:3", show_default=True, help="--dedup near: word:K or char:K shingles.")
+@click.option("--dedup-threshold", type=FiniteFloat(0, 1, min_open=True), default=0.8, show_default=True,
+              help="--dedup near: Jaccard similarity at or above which rows are near-duplicates.")
+@click.option("--split-group", type=click.Choice(["exact", "near"]), default="exact", show_default=True,
+              help="--eval-ratio keeps rows with the same prompt (exact) or near-duplicate prompts (near) on one side.")
+@click.option("--decontaminate", "decontaminate", multiple=True, metavar="EVAL",
+              help="Drop rows that overlap this eval file (13-gram or near-duplicate; repeatable).")
 @click.option("--shuffle", is_flag=True, help="Shuffle rows (seeded, on-disk: memory stays flat).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--eval-ratio", type=FiniteFloat(0, 1, max_open=True), default=0.0, help="Share of prompts held out (grouped by prompt).")
@@ -57,15 +69,20 @@ def _progress(desc: str, unit: str = "rows"):
 @click.option("--skip-bad", is_flag=True, help="Skip rows that cannot be converted (counted) instead of failing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def convert(inputs, to, fmt, out, maps, system, text_split, chunk_chars, chunk_tokens, tokenizer, overlap,
-            min_chars, max_chars, dedup, shuffle, seed, eval_ratio, eval_out, skip_bad, as_json):
+            min_chars, max_chars, dedup, no_dedup, dedup_on, dedup_shingle, dedup_threshold, split_group,
+            decontaminate, shuffle, seed, eval_ratio, eval_out, skip_bad, as_json):
     """Convert raw corpora (txt/md, json/jsonl, csv, parquet, HF dataset dirs) into LLaMA-Factory files."""
     from dsforge.convert import ConvertOptions
     from dsforge.convert import convert as run
 
     opts = ConvertOptions(to=to, fmt=fmt, mapping=_mapping(maps), system=system, text_split=text_split,
                           chunk_chars=chunk_chars, chunk_tokens=chunk_tokens, tokenizer=tokenizer, overlap=overlap,
-                          min_chars=min_chars, max_chars=max_chars, dedup=dedup, shuffle=shuffle, seed=seed,
-                          eval_ratio=eval_ratio, eval_out=eval_out, skip_bad=skip_bad)
+                          min_chars=min_chars, max_chars=max_chars, dedup=not no_dedup, shuffle=shuffle, seed=seed,
+                          eval_ratio=eval_ratio, eval_out=eval_out, skip_bad=skip_bad, near_dedup=dedup == "near",
+                          dedup_on=dedup_on, dedup_shingle=dedup_shingle, dedup_threshold=dedup_threshold,
+                          split_group=split_group, decontaminate=tuple(decontaminate))
+    if no_dedup and dedup == "near":
+        raise UsageError("--no-dedup and --dedup near contradict each other", "keep one of them")
     bar = _progress("convert")
     try:
         stats = run(list(inputs), out, opts, progress=bar.update)
@@ -80,6 +97,14 @@ def convert(inputs, to, fmt, out, maps, system, text_split, chunk_chars, chunk_t
     click.echo(f"skipped: {skipped}")
     for e in stats.first_errors:
         click.echo(f"  {e}")
+    if stats.near_dedup:
+        nd = stats.near_dedup
+        click.echo(f"near-duplicates: {nd['dropped']} rows in {nd['clusters']} clusters (sizes: "
+                   + (", ".join(f"{k}: {v}" for k, v in nd["histogram"].items()) or "none") + ")")
+        for ex in nd["examples"][:3]:
+            click.echo(f"  kept {ex['kept']}, dropped {', '.join(ex['dropped'][:3])}")
+    for h in stats.contamination[:5]:
+        click.echo(f"  contaminated: {h['train']}  <-  {h['eval']}  [{h['method']}]")
     click.echo(f"next: dsforge validate {out}   |   dsforge register {out} --name NAME --dataset-dir DIR")
 
 
