@@ -194,19 +194,113 @@ def _token_lengths(pairs: list[dict], model: str | None) -> tuple[list[int], str
         return [], f"tokenizer unavailable ({type(err).__name__})"
     out = []
     for row in pairs:
-        msgs = []
-        if row.get("system"):
-            msgs.append({"role": "system", "content": row["system"]})
-        for m in row.get("conversations", []):
-            msgs.append({"role": "user" if m["from"] == "human" else "assistant", "content": m["value"]})
-        if not msgs and "instruction" in row:
-            msgs.append({"role": "user", "content": row["instruction"]})
-        answers = [row[k]["value"] if isinstance(row.get(k), dict) else row.get(k) for k in ("chosen", "rejected")]
+        msgs, answers = _row_parts(row)
         answers = [a for a in answers if a] or [row.get("output", "")]
         best = max(len(tok(tok.apply_chat_template(msgs + [{"role": "assistant", "content": a}], tokenize=False),
                                add_special_tokens=False)["input_ids"]) for a in answers)
         out.append(best)
     return out, f"tokenizer of {model}, chat template applied"
+
+
+def _row_parts(row: dict) -> tuple[list[dict], list]:
+    """A written pairs row (sharegpt or alpaca) -> (OpenAI-role prompt messages, [chosen, rejected])."""
+    msgs = []
+    if row.get("system"):
+        msgs.append({"role": "system", "content": row["system"]})
+    for m in row.get("conversations", []):
+        msgs.append({"role": "user" if m["from"] == "human" else "assistant", "content": m["value"]})
+    if not msgs and "instruction" in row:
+        msgs.append({"role": "user", "content": row["instruction"]})
+    return msgs, [row[k]["value"] if isinstance(row.get(k), dict) else row.get(k) for k in ("chosen", "rejected")]
+
+
+def _pair_panels(data: dict) -> list[tuple[str, str, str]]:
+    """Degenerate-pair counts and chosen vs rejected token lengths under the template, with cutoff_len."""
+    from dsforge import pairchecks as pc
+
+    rows = [(m, c, r) for m, (c, r) in map(_row_parts, data["pairs"]) if isinstance(c, str) and isinstance(r, str)]
+    if not rows:
+        return []
+    cutoff = data["cutoff_len"]
+    stats = pc.PairStats()
+    counts = {}
+    for _, c, r in rows:
+        stats.add(c, r)
+    figs = []
+    try:
+        from dsforge import models
+
+        tc = pc.TruncationCheck(str(models.resolve(data.get("model"), prepare_missing=False)), cutoff, "auto")
+        for m, c, r in rows:
+            tc.check(m, c, r)
+    except Exception as err:  # noqa: BLE001 - the report still renders, with a note
+        tc, note = None, f"tokenizer unavailable ({type(err).__name__}): token-level checks skipped"
+    if tc is not None:
+        note = f"template {tc.template}, cutoff_len {cutoff}"
+        cl, rl = tc.lens["chosen"], tc.lens["rejected"]
+        over = sum(max(a, b) > cutoff for a, b in zip(cl, rl))
+        figs.append(("Chosen vs rejected: tokens under the template",
+                     svg_hist({"chosen": cl, "rejected": rl}, "Prompt + answer tokens, chosen vs rejected",
+                              f"tokens ({note})", vline=cutoff, vlabel=f"cutoff_len {cutoff}"),
+                     f"{over} of {len(rows)} pairs pass cutoff_len {cutoff}; LLaMA-Factory cuts both answers to the "
+                     f"longer one's budget. Median chosen {statistics.median(cl):.0f}, rejected "
+                     f"{statistics.median(rl):.0f} tokens."))
+        counts.update({f"file: {k[5:]}": v for k, v in tc.counts.items()})
+    counts.update({f"file: {k[5:]}": v for k, v in stats.counts.items()})
+    dropped = (data.get("pairs_summary") or {}).get("dropped", {})
+    counts.update({f"dropped: {k[5:]}": v for k, v in dropped.items() if k.startswith("pair_")})
+    lb = stats.result()["length_bias"]
+    sim = stats.result()["similarity"]["quantiles"]
+    figs.append(("Degenerate pairs", svg_bars(counts or {"none found": 0}, "Degenerate pairs by reason"),
+                 f"{len(rows)} pairs. Format asymmetry and near-identical answers (similarity >= "
+                 f"{stats.max_similarity}) counted on the written file ('file:'); 'dropped:' pairs were removed by "
+                 f"dsforge pairs before writing. Chosen is longer in {lb['chosen_longer_rate']:.0%} of pairs (median length ratio "
+                 f"{lb['median_length_ratio']}). Similarity quantiles: "
+                 + ", ".join(f"p{q} {v}" for q, v in sim.items()) + "."))
+    return figs
+
+
+def _quality_sidecars(p: Path, manifest: dict | None) -> dict:
+    """Near-dup and contamination summaries next to the target: FILE.dedup.json / FILE.contamination.json
+    (written by dsforge dedup / contamination --drop), in a run's stage folders, or in convert's summary."""
+    found: dict = {"dedup": [], "contamination": []}
+    files = [Path(str(p) + ".dedup.json"), Path(str(p) + ".contamination.json")] if not p.is_dir() else \
+        sorted(x for d in p.iterdir() if d.is_dir() and d.name[:2].isdigit()
+               for x in d.glob("*.json") if x.name.endswith((".dedup.json", ".contamination.json")))
+    for f in files:
+        if f.is_file():
+            s = _json(f)
+            if s.get("kind") in found:
+                found[s["kind"]].append(s)
+    conv = (((manifest or {}).get("stages") or {}).get("convert") or {}).get("summary") or {}
+    if conv.get("near_dedup"):
+        found["dedup"].append(conv["near_dedup"])
+    if conv.get("contamination") or (conv.get("skipped") or {}).get("contaminated"):
+        found["contamination"].append({"contaminated": conv["skipped"].get("contaminated", 0),
+                                       "rows": conv.get("read"), "hits": conv.get("contamination", []),
+                                       "by_method": {}})
+    return found
+
+
+def _quality_panels(data: dict) -> list[tuple[str, str, str]]:
+    """Near-duplicate cluster histogram and contamination counts (dsforge.dedup, dsforge.contamination)."""
+    figs = []
+    q = data.get("quality") or {}
+    for d in q.get("dedup", []):
+        hist = {f"size {k}": v for k, v in d.get("histogram", {}).items()}
+        ex = "; ".join(f"kept {e['kept']}, dropped {', '.join(e['dropped'][:2])}" for e in d.get("examples", [])[:3])
+        figs.append(("Near-duplicate clusters", svg_bars(hist, "Near-duplicate clusters by size"),
+                     f"{d.get('dropped')} of {d.get('rows')} rows dropped in {d.get('clusters')} clusters "
+                     f"(MinHash, Jaccard >= {(d.get('options') or {}).get('threshold')}, "
+                     f"{(d.get('options') or {}).get('shingle')} shingles, on {(d.get('options') or {}).get('on')}). "
+                     + (f"Examples: {ex}." if ex else "")))
+    for c in q.get("contamination", []):
+        bars = {f"by {k}": v for k, v in (c.get("by_method") or {}).items()} or {"contaminated": c.get("contaminated", 0)}
+        ex = "; ".join(f"{h['train']} <- {h['eval']} ({h['method']})" for h in c.get("hits", [])[:3])
+        figs.append(("Eval contamination", svg_bars(bars, "Training rows overlapping eval sets"),
+                     f"{c.get('contaminated')} of {c.get('rows')} training rows overlap the eval set(s) "
+                     f"({(c.get('options') or {}).get('ngram', 13)}-gram or near-duplicate). " + (f"Examples: {ex}." if ex else "")))
+    return figs
 
 
 def collect(target: str) -> dict:
@@ -236,7 +330,8 @@ def collect(target: str) -> dict:
                 data["pairs"] = _jsonl(d / "pairs.jsonl")
                 data["sidecar"] = _jsonl(d / "pairs.jsonl.sidecar.jsonl")
                 if (d / "pairs.jsonl.summary.json").exists():
-                    data["drops"]["pairs"] = _json(d / "pairs.jsonl.summary.json").get("dropped", {})
+                    data["pairs_summary"] = _json(d / "pairs.jsonl.summary.json")
+                    data["drops"]["pairs"] = data["pairs_summary"].get("dropped", {})
             elif kind == "train":
                 state = d / "trainer_state.json"
                 if state.exists():
@@ -268,6 +363,8 @@ def collect(target: str) -> dict:
         elif rows and ("chosen" in rows[0]):
             data["pairs"] = rows
             data["sidecar"] = _jsonl(str(p) + ".sidecar.jsonl")
+            if Path(str(p) + ".summary.json").exists():
+                data["pairs_summary"] = _json(Path(str(p) + ".summary.json"))
         elif "text" in rows[0]:
             data["candidates"] = rows
         else:   # training data or any other JSON Lines: a page of empty charts would look like a result
@@ -277,6 +374,7 @@ def collect(target: str) -> dict:
                              "check training data with dsforge validate", path=str(p), line=1)
         data["model"] = rows[0].get("model") if rows and "model" in rows[0] else None
     data["review_stats"] = _review_stats(p)
+    data["quality"] = _quality_sidecars(p, data.get("manifest"))
     return data
 
 
@@ -332,6 +430,8 @@ def render(data: dict) -> str:
                                                                "characters"),
                          f"{len(cands)} candidates; {truncated} hit max_tokens; completion token counts unknown for "
                          f"{len(cands) - len(toks)} (the engine did not report them), so lengths are in characters."))
+    figs.extend(_pair_panels(data))
+    figs.extend(_quality_panels(data))
     if data["judged"]:
         by_t = defaultdict(list)
         for r in data["judged"]:
@@ -417,9 +517,10 @@ def report_inputs(target: str) -> list[str]:
     return files
 
 
-def write_report(target: str, out: str) -> str:
+def write_report(target: str, out: str, *, model: str | None = None, cutoff_len: int | None = None) -> str:
     """Render the report of `target` (a run directory or a data file) into `out`, atomically.
 
+    `model` (a model folder or alias) and `cutoff_len` override what the run recorded, for token counts.
     `out` may not be one of the files the report reads, and an existing `out` is replaced only when
     it is an earlier HTML report (UsageError otherwise). Returns `out`.
     """
@@ -427,7 +528,12 @@ def write_report(target: str, out: str) -> str:
         raise UsageError(f"{target}: no such run directory or file")
     guard_outputs([("TARGET", f) for f in report_inputs(target)], {"-o": out})
     guard_kind(out, "report")
-    page = render(collect(target))
+    data = collect(target)
+    if model:
+        data["model"] = model
+    if cutoff_len:
+        data["cutoff_len"] = cutoff_len
+    page = render(data)
     with atomic_write(out) as f:
         f.write(page)
     return out

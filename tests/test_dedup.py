@@ -209,3 +209,44 @@ def test_convert_decontaminate(tmp_path):
     assert [json.loads(x)["output"] for x in out.read_text().splitlines()] == ["11"]
     r = CliRunner().invoke(cli, ["convert", str(src), "--to", "sft", "--format", "alpaca", "-o", str(ev), "--decontaminate", str(ev)])
     assert r.exit_code == 2 and "would destroy the input" in r.output
+
+
+def _quality_files(tmp_path):
+    rows = [{"conversations": [{"from": "human", "value": f"question {i} about the topic at hand"}],
+             "chosen": {"from": "gpt", "value": f"good answer {i}"}, "rejected": {"from": "gpt", "value": "bad"}}
+            for i in range(6)]
+    src = tmp_path / "raw.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows + rows[:2]))
+    pairs = tmp_path / "pairs.jsonl"
+    assert CliRunner().invoke(cli, ["dedup", str(src), "-o", str(pairs)]).exit_code == 0
+    ev = tmp_path / "eval.jsonl"
+    ev.write_text(json.dumps({"question": "question 3 about the topic at hand", "answer": "x"}) + "\n")
+    r = CliRunner().invoke(cli, ["contamination", str(pairs), "--against", str(ev), "--drop", "-o",
+                                 str(tmp_path / "clean.jsonl")])
+    assert r.exit_code == 0, r.output
+    import shutil
+    shutil.copy(tmp_path / "clean.jsonl.contamination.json", tmp_path / "pairs.jsonl.contamination.json")
+    return pairs
+
+
+def test_report_panels_read_the_sidecars(tmp_path):
+    from dsforge import report
+
+    pairs = _quality_files(tmp_path)
+    q = report._quality_sidecars(pairs, None)
+    assert [d["histogram"] for d in q["dedup"]] == [{"2": 2}] and q["contamination"][0]["contaminated"] == 1
+    figs = report._quality_panels({"quality": q})
+    assert [f[0] for f in figs] == ["Near-duplicate clusters", "Eval contamination"]
+    assert "size 2" in figs[0][1] and "2 of 8 rows dropped in 2 clusters" in figs[0][2]
+    assert "1 of 6 training rows overlap" in figs[1][2] and f"{pairs}:4 prompt" in figs[1][2]
+
+
+@pytest.mark.slow
+def test_report_shows_near_dup_and_contamination_panels(tmp_path):
+    pairs = _quality_files(tmp_path)
+    html = tmp_path / "r.html"
+    r = CliRunner().invoke(cli, ["report", str(pairs), "-o", str(html)])
+    assert r.exit_code == 0, r.output
+    page = html.read_text()
+    assert "Near-duplicate clusters" in page and "size 2" in page and "2 of 8 rows dropped in 2 clusters" in page
+    assert "Eval contamination" in page and "1 of 6 training rows overlap" in page
