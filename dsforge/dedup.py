@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
@@ -478,7 +479,7 @@ def dedup_files(inputs: list[str], out: str, opts: DedupOptions, progress=None) 
     sidecar = out + ".dedup.json"
     dio.guard_outputs([("INPUT", f) for f in files], {"-o": out, "report": sidecar})
     dio.guard_kind(out, "dedup")
-    file_idx, lines = [], []
+    file_idx, lines = array("i"), array("q")   # 12 bytes a row
 
     def texts():
         for fi, line, rec in records(files):
@@ -487,7 +488,7 @@ def dedup_files(inputs: list[str], out: str, opts: DedupOptions, progress=None) 
             yield identity_text(rec, opts.on)
 
     cl = find_clusters(texts(), signer, progress)
-    fidx, lns = np.asarray(file_idx, np.int32), np.asarray(lines, np.int64)
+    fidx, lns = np.frombuffer(file_idx, np.int32), np.frombuffer(lines, np.int64)
     del file_idx, lines
     rep = report_for(cl, lambda i: f"{files[fidx[i]]}:{lns[i]}", files, out, opts, signer)
     drop = rep.drop_mask = cl.is_dropped()
