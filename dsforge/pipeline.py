@@ -55,10 +55,25 @@ class ConvertStage(_Strict):
     chunk_chars: int | None = None
     overlap: int = 0
     dedup: bool = True
+    near_dedup: bool = Field(False, description="also drop near-duplicates (convert --dedup near)")
+    dedup_on: Literal["prompt", "all"] = "all"
+    dedup_shingle: str = "word:3"
+    dedup_threshold: float = 0.8
+    decontaminate: list[str] = Field(default_factory=list, description="eval files whose overlapping rows are dropped")
     shuffle: bool = False
     seed: int = 0
     skip_bad: bool = False
     limit: int | None = Field(None, description="keep only the first N converted rows (quick runs)")
+
+    def options(self):
+        """The convert.ConvertOptions of this stage (not yet checked)."""
+        from dsforge.convert import ConvertOptions
+
+        return ConvertOptions(to=self.to, fmt=self.format, mapping=dict(self.map), system=self.system,
+                              chunk_chars=self.chunk_chars, overlap=self.overlap, dedup=self.dedup,
+                              shuffle=self.shuffle, seed=self.seed, skip_bad=self.skip_bad, near_dedup=self.near_dedup,
+                              dedup_on=self.dedup_on, dedup_shingle=self.dedup_shingle,
+                              dedup_threshold=self.dedup_threshold, decontaminate=tuple(self.decontaminate))
 
 
 class SampleStage(_Strict):
@@ -229,12 +244,10 @@ def check_semantics(r: PipelineRecipe) -> list[tuple[str, str]]:
 def _convert_option_problems(c: ConvertStage, where: str) -> list[tuple[str, str]]:
     """convert's own value checks on a recipe's convert stage, with each CLI flag in the message
     (--chunk-chars) spelled as the recipe field it came from (stages[i].convert.chunk_chars)."""
-    from dsforge.convert import ConvertOptions
     from dsforge.errors import UsageError
 
     try:
-        ConvertOptions(to=c.to, fmt=c.format, mapping=dict(c.map), system=c.system, chunk_chars=c.chunk_chars,
-                       overlap=c.overlap, dedup=c.dedup, shuffle=c.shuffle, seed=c.seed, skip_bad=c.skip_bad).check()
+        c.options().check()
     except UsageError as err:
         flags = re.findall(r"--([a-z][a-z-]*)", err.message)
         spell = lambda m: f"{where}.{m.group(1).replace('-', '_')}"  # noqa: E731

@@ -189,12 +189,10 @@ class Runner:
     # ------------------------------------------------------------------ stages
 
     def stage_convert(self, o, d: Path):
-        from dsforge.convert import ConvertOptions, convert
+        from dsforge.convert import convert
 
         out = str(d / "data.jsonl")
-        opts = ConvertOptions(to=o.to, fmt=o.format, mapping=dict(o.map), system=o.system, chunk_chars=o.chunk_chars,
-                              overlap=o.overlap, dedup=o.dedup, shuffle=o.shuffle, seed=o.seed, skip_bad=o.skip_bad)
-        stats = convert(list(self.r.inputs), out, opts)
+        stats = convert(list(self.r.inputs), out, o.options())
         if o.limit:
             with open(out, encoding="utf-8") as f:
                 keep = [next(f) for _ in range(min(o.limit, stats.written))]
