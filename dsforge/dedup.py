@@ -288,16 +288,23 @@ def find_clusters(texts: Iterable[str], signer: Signer, progress=None) -> Cluste
         flush()
     if not band_chunks:
         return Clusters(0, np.zeros(0, np.int64))
-    bands = np.concatenate(band_chunks)
-    del band_chunks
-    sig16 = np.concatenate(sig_chunks)
-    del sig_chunks
+    # the chunks are never concatenated whole (that would double the peak): one band column at a
+    # time, and signatures gathered from their chunk (row i is chunk i // CHUNK, row i % CHUNK)
     empty = np.concatenate(empty_chunks)
-    n = bands.shape[0]
+    n = len(empty)
     idx = np.flatnonzero(~empty)
+
+    def gather(rows):
+        out = np.empty((len(rows), signer.num_perm), np.uint16)
+        c, o = np.divmod(rows, CHUNK)
+        for ch in np.unique(c).tolist():
+            m = c == ch
+            out[m] = sig_chunks[ch][o[m]]
+        return out
+
     pairs = []
     for j in range(signer.b):
-        h = bands[idx, j]
+        h = np.concatenate([bc[:, j] for bc in band_chunks])[idx]
         order = np.argsort(h, kind="stable")
         hs, ids = h[order], idx[order]
         same = hs[1:] == hs[:-1]
@@ -318,7 +325,7 @@ def find_clusters(texts: Iterable[str], signer: Signer, progress=None) -> Cluste
     ok = np.empty(len(p), bool)
     for s in range(0, len(p), 1 << 16):
         q = p[s:s + (1 << 16)]
-        ok[s:s + len(q)] = signer.similarity(sig16[q[:, 0]], sig16[q[:, 1]]) >= signer.threshold
+        ok[s:s + len(q)] = signer.similarity(gather(q[:, 0]), gather(q[:, 1])) >= signer.threshold
     p = p[ok]
     out.verified = len(p)
     parent: dict[int, int] = {}

@@ -596,6 +596,8 @@ def test_dataset_clash_shows_every_differing_key_whole(tmp_path):
     ({"to": "pt", "chunk_chars": 0}, "stages[0].convert.chunk_chars", "0 must be >= 1"),
     ({"to": "pt", "chunk_chars": 10, "overlap": -1}, "stages[0].convert.overlap", "-1 must be >= 0"),
     ({"to": "sft", "map": {"sytem": "s"}}, "stages[0].convert.map", "unknown destination 'sytem'"),
+    ({"near_dedup": True, "dedup_shingle": "line:3"}, "stages[0].convert.dedup_shingle", "word:K or char:K"),
+    ({"near_dedup": True, "dedup_threshold": 1.5}, "stages[0].convert.dedup_threshold", "(0, 1]"),
 ])
 def test_recipe_convert_errors_name_the_recipe_field_not_the_flag(tmp_path, convert, field, words):
     from dsforge.errors import ConfigError
