@@ -4,6 +4,11 @@ Streaming throughout: records are read one at a time, deduplicated with an 8-byt
 split into train/eval by a hash of the prompt (so rows sharing a prompt never straddle the
 split), and shuffled with an on-disk bucket shuffle, so memory stays flat as inputs grow.
 Outputs are written atomically: a failure leaves no partial file.
+
+`--dedup near` and `--split-group near` add a planning pass (dsforge.dedup: MinHash signatures
+only, no text kept) before the writing pass: near-duplicates are dropped (the first of each
+cluster kept) and near-duplicate prompts share one side of the split. `--decontaminate EVAL`
+drops rows that overlap an eval file (dsforge.contamination), counted as `contaminated`.
 """
 
 from __future__ import annotations
