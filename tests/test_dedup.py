@@ -257,3 +257,17 @@ def test_recipe_convert_stage_carries_near_dedup_options():
 
     o = ConvertStage(near_dedup=True, dedup_on="prompt", decontaminate=["heldout.jsonl"]).options()
     assert (o.near_dedup, o.dedup_on, o.decontaminate) == (True, "prompt", ("heldout.jsonl",))
+
+
+@pytest.mark.parametrize("bad, code", [("42\n", 1), ('{"text": "a"}\n{oops\n', 1)])
+def test_failed_dedup_leaves_the_earlier_output(tmp_path, bad, code):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "one two three four"}\n{"text": "one two three four"}\n')
+    out = tmp_path / "o.jsonl"
+    assert CliRunner().invoke(cli, ["dedup", str(src), "-o", str(out)]).exit_code == 0
+    before = out.read_bytes(), (tmp_path / "o.jsonl.dedup.json").read_bytes()
+    src.write_text('{"text": "x y"}\n' + bad)
+    r = CliRunner().invoke(cli, ["dedup", str(src), "-o", str(out)])
+    assert r.exit_code == code and f"{src}:" in r.output and "Traceback" not in r.output, r.output
+    assert (out.read_bytes(), (tmp_path / "o.jsonl.dedup.json").read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "o.jsonl", "o.jsonl.dedup.json"]
