@@ -1,4 +1,4 @@
-"""`dsforge sample --ray ADDRESS`: the same sampling run spread over a Ray cluster.
+"""`dsforge sample --ray ADDRESS` (and `judge --ray` with a local engine): the same run spread over a Ray cluster.
 
 One Ray actor per worker owns an engine and runs `dsforge.sample.sample()` on its slice of the prompts
 (`--shard i/N`, by prompt id), writing OUT's shard file `OUT.ray-i-of-N.jsonl`; each shard resumes on its
@@ -18,6 +18,7 @@ Ray is an optional extra (`pip install 'dsforge[ray]'`); only this module import
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -51,16 +52,14 @@ def shard_path(out: str, i: int, n: int) -> str:
 
 
 class ShardWorker:
-    """A Ray actor: owns one engine for one shard of the prompts (the engine lives in sample())."""
+    """A Ray actor: owns one engine for one shard (the engine lives in the stage function it runs)."""
 
     def where(self) -> dict:
         return {"host": socket.gethostname(), "pid": os.getpid(),
                 "gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
-    def run(self, inputs, out, cfg, shard, kwargs) -> dict:
-        from dsforge import sample as s
-
-        return s.sample(inputs, out, cfg, shard=shard, progress=False, log=lambda m: None, **kwargs)
+    def run(self, stage, out, shard) -> dict:
+        return stage(out, shard)
 
 
 def _connect(address: str, local_workers: int | None):
@@ -103,35 +102,24 @@ def _cause(err) -> str:
     return (text[-1] if text else type(err).__name__).split(". ")[0]
 
 
-def sample_ray(inputs: list[str], out: str, cfg, *, address: str, workers: int | None = None,
-               engine_options: dict | None = None, mapping: dict | None = None, limit: int | None = None,
-               skip_bad: bool = False, overwrite: bool = False, log=None) -> dict:
-    """Run `sample` as N Ray actors (shard i/N each) and merge into `out`. Returns {"shards": [...],
-    "merged": merge()'s dict or None, "lost": [(i, reason)]}. Raises UsageError for a bad address or
-    options, DsforgeError when the cluster cannot be reached; a lost or failed shard is reported in
-    "lost" (its finished groups stay in its shard file for the next run)."""
-    from dsforge import logs
-    from dsforge import sample as s
+def run_shards(stage, out: str, *, address: str, workers: int | None, describe, log) -> dict:
+    """Run `stage(shard_path, (i, n))` on N Ray actors, one shard each; return when every actor has
+    finished or died. `stage` must be picklable (a module-level function, or a functools.partial of
+    one) and returns the shard's summary dict; `describe(summary)` is the log line's tail.
 
-    log = log or logs.say
-    if not out.endswith(".jsonl"):
-        raise UsageError(f"{out}: the candidates file must be .jsonl")
+    Returns {"shards": [summary or None], "paths": [shard files], "lost": [(i, reason)], "workers": n}.
+    Raises UsageError for a bad address, DsforgeError when the cluster cannot be reached; a lost or
+    failed shard is reported in "lost" (what it finished stays with its shard file for the next run)."""
     kind, local_n = parse_address(address)
     if kind == "local":
         workers = workers or local_n or 2
-    if limit:   # a worker applies --limit after its shard's filter: the union would not be the first N
-        raise UsageError("--limit cannot be combined with --ray", "cut the prompt file instead (head -n N)")
-    prompts = s.read_prompts(inputs, mapping=mapping, system=cfg.system, skip_bad=skip_bad)
-    if not prompts:
-        raise UsageError("no prompts to sample", "check the input files and --map")
     ray = _connect(kind, workers)
     n, resources = _workers(ray, workers)
     actor_cls = ray.remote(max_restarts=0)(ShardWorker)
     paths = [shard_path(out, i, n) for i in range(n)]
     actors = [actor_cls.options(**resources).remote() for _ in range(n)]
-    kwargs = dict(engine_options=engine_options, mapping=mapping, skip_bad=skip_bad, overwrite=overwrite)
     log(f"ray: {n} workers ({'one GPU each' if 'num_gpus' in resources else 'CPU'}), shards {paths[0]} ...")
-    pending = {actors[i].run.remote(inputs, paths[i], cfg, (i, n), kwargs): i for i in range(n)}
+    pending = {actors[i].run.remote(stage, paths[i], (i, n)): i for i in range(n)}
     shards: list = [None] * n
     lost: list = []
     while pending:
@@ -139,17 +127,83 @@ def sample_ray(inputs: list[str], out: str, cfg, *, address: str, workers: int |
         i = pending.pop(done[0])
         try:
             shards[i] = ray.get(done[0])
-            log(f"ray: shard {i}/{n} done: {shards[i]['groups_sampled']} groups sampled, "
-                f"{shards[i]['groups_resumed']} already there")
+            log(f"ray: shard {i}/{n} done: {describe(shards[i])}")
         except Exception as err:   # RayActorError (worker lost), RayTaskError (the shard failed)
             lost.append((i, _cause(err)))
             log(f"ray: shard {i}/{n} ({paths[i]}) did not finish: {_cause(err)}")
     for a in actors:
         ray.kill(a)
-    merged = None
-    if not lost and not any(sh["failed_requests"] for sh in shards):
-        merged = s.merge(paths, out, n=cfg.n, temps=list(cfg.temps), prompts=prompts, prompt_files=list(inputs))
-    return {"shards": shards, "paths": paths, "lost": lost, "merged": merged, "workers": n}
+    return {"shards": shards, "paths": paths, "lost": lost, "workers": n}
+
+
+def _sample_shard(inputs, cfg, kwargs, out, shard) -> dict:
+    from dsforge import sample as s
+
+    return s.sample(inputs, out, cfg, shard=shard, progress=False, log=lambda m: None, **kwargs)
+
+
+def sample_ray(inputs: list[str], out: str, cfg, *, address: str, workers: int | None = None,
+               engine_options: dict | None = None, mapping: dict | None = None, limit: int | None = None,
+               skip_bad: bool = False, overwrite: bool = False, log=None) -> dict:
+    """Run `sample` as N Ray actors (shard i/N each) and merge into `out`. Returns run_shards()'s dict
+    plus "merged": merge()'s dict, or None while a shard is lost or has failed requests."""
+    from dsforge import logs
+    from dsforge import sample as s
+
+    if not out.endswith(".jsonl"):
+        raise UsageError(f"{out}: the candidates file must be .jsonl")
+    parse_address(address)
+    if limit:   # a worker applies --limit after its shard's filter: the union would not be the first N
+        raise UsageError("--limit cannot be combined with --ray", "cut the prompt file instead (head -n N)")
+    prompts = s.read_prompts(inputs, mapping=mapping, system=cfg.system, skip_bad=skip_bad)
+    if not prompts:
+        raise UsageError("no prompts to sample", "check the input files and --map")
+    kwargs = dict(engine_options=engine_options, mapping=mapping, skip_bad=skip_bad, overwrite=overwrite)
+    res = run_shards(functools.partial(_sample_shard, inputs, cfg, kwargs), out, address=address, workers=workers,
+                     log=log or logs.say,
+                     describe=lambda sh: f"{sh['groups_sampled']} groups sampled, {sh['groups_resumed']} already there")
+    res["merged"] = None
+    if not res["lost"] and not any(sh["failed_requests"] for sh in res["shards"]):
+        res["merged"] = s.merge(res["paths"], out, n=cfg.n, temps=list(cfg.temps), prompts=prompts,
+                                prompt_files=list(inputs))
+    return res
+
+
+def _judge_shard(candidates, cfg, engine_options, cache, out, shard) -> dict:
+    from dsforge import judge as j
+
+    if cache not in (None, "auto"):   # one SQLite file per shard: shards never share a cache
+        cache = f"{cache}.ray-{shard[0]}-of-{shard[1]}"
+    return j.judge_file(candidates, out, cfg, engine_options=engine_options, cache_path=cache, shard=shard,
+                        progress=False, log=lambda m: None)
+
+
+def judge_ray(candidates: str, out: str, cfg, *, address: str, workers: int | None = None,
+              engine_options: dict | None = None, cache_path: str | None = "auto", log=None) -> dict:
+    """Run `judge` as N Ray actors, each judging the candidates of its prompt ids (shard i/N, so a
+    prompt's candidates stay together for pairwise mode) into OUT.ray-i-of-N.jsonl with its own call
+    cache (OUT.ray-i-of-N.jsonl.cache.sqlite, or --cache's path + .ray-i-of-N); then merge into `out`
+    (`judge.merge_judged`: every candidate exactly once, one judge setting). Returns run_shards()'s
+    dict plus "merged": the merged summary, or None while a shard is lost. Raises UsageError for a
+    remote engine (openai: a server is already the place to scale) or a bad address."""
+    from dsforge import judge as j
+    from dsforge import logs
+
+    if cfg.engine not in ("vllm", "hf"):
+        raise UsageError(f"--ray needs a local judge engine (--engine vllm or hf), not --engine {cfg.engine}",
+                         "an OpenAI-compatible server already serves many clients: run judge without --ray, "
+                         "or use --engine vllm/hf so each Ray worker owns an engine")
+    if not out.endswith(".jsonl"):
+        raise UsageError(f"{out}: the judged file must be .jsonl")
+    parse_address(address)
+    items = j.load_candidates(candidates)
+    j.check_outputs(candidates, out, cfg)
+    res = run_shards(functools.partial(_judge_shard, candidates, cfg, engine_options, cache_path), out,
+                     address=address, workers=workers, log=log or logs.say,
+                     describe=lambda sh: f"{sh['items']} candidates, {sh['scored']} scored, "
+                                         f"{sh['cached_calls']} of {sh['calls']} calls from its cache")
+    res["merged"] = None if res["lost"] else j.merge_judged(res["paths"], out, items, cfg, candidates=candidates)
+    return res
 
 
 def format_ray_summary(res: dict, out: str) -> str:
@@ -164,10 +218,15 @@ def format_ray_summary(res: dict, out: str) -> str:
         lines.append(f"merged {m['shards']} shards: {m['prompts']} prompts, {m['groups']} groups, "
                      f"{m['candidates']} candidates -> {out}")
     else:
-        for i, why in res["lost"]:
-            lines.append(f"shard {i}: lost ({why}); its finished groups are kept in {res['paths'][i]}")
+        lines += lost_lines(res, "groups")
         failed = sum(sh["failed_requests"] for sh in done)
         if failed:
             lines.append(f"{failed} requests failed in finished shards")
         lines.append("not merged: rerun the same command to finish the unfinished groups")
     return "\n".join(lines)
+
+
+def lost_lines(res: dict, what: str) -> list[str]:
+    """One line per lost shard: why, and where its finished `what` wait for the rerun."""
+    return [f"shard {i}: lost ({why}); its finished {what} are kept in {res['paths'][i]}"
+            + (" (and its call cache)" if what == "calls" else "") for i, why in res["lost"]]

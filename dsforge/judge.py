@@ -470,24 +470,35 @@ def keep_good_scores(judged: list[dict], previous: dict[str, dict], out: str) ->
     return kept
 
 
+def check_outputs(candidates: str, out: str, cfg: JudgeConfig, cache_path: str | None = None) -> None:
+    """Refuse (UsageError) outputs that are inputs, and an existing `out` that is not a judged file."""
+    guard_outputs({"CANDIDATES": candidates, "--rubric": getattr(cfg.rubric, "source", None)},
+                  {"-o": out, "summary": out + ".summary.json", "--cache": cache_path, "log": out + ".log",
+                   "comparisons": out + ".comparisons.jsonl" if cfg.rubric.mode == "pairwise" else None})
+    guard_kind(out, "judge")
+
+
 def judge_file(candidates: str, out: str, cfg: JudgeConfig, *, engine=None, engine_options: dict | None = None,
-               cache_path: str | None = "auto", audit: bool = False, progress: bool = True, log=None) -> dict:
+               cache_path: str | None = "auto", audit: bool = False, progress: bool = True, log=None,
+               shard: tuple[int, int] | None = None) -> dict:
     """Judge the candidates file into `out` (+ OUT.summary.json, OUT.comparisons.jsonl in pairwise mode).
 
     Rerunning onto an existing `out` keeps its valid scores where this run failed (see
     `keep_good_scores`); the outputs are written together and atomically, so a failure leaves the
     previous ones as they were. No output may be an input (the candidates, a custom rubric file).
+    shard (i, n): judge only the candidates whose prompt id falls in slice i of n (`sample.in_shard`).
     """
     log = log or logs.say
     t0 = time.time()
     if cache_path == "auto":
         cache_path = out + ".cache.sqlite"
     pairwise = cfg.rubric.mode == "pairwise"
-    guard_outputs({"CANDIDATES": candidates, "--rubric": getattr(cfg.rubric, "source", None)},
-                  {"-o": out, "summary": out + ".summary.json", "--cache": cache_path, "log": out + ".log",
-                   "comparisons": out + ".comparisons.jsonl" if pairwise else None})
-    guard_kind(out, "judge")
+    check_outputs(candidates, out, cfg, cache_path)
     items = load_candidates(candidates)
+    if shard:
+        from dsforge.sample import in_shard
+
+        items = [it for it in items if in_shard(it["prompt_id"], shard)]
     previous = previous_scores(out)
     owned = engine is None
     if owned:
@@ -517,9 +528,15 @@ def judge_file(candidates: str, out: str, cfg: JudgeConfig, *, engine=None, engi
         log(f"kept {kept} earlier score(s) from {out} for candidates the judge failed on this time")
     summary = summarize(judged, judge, cfg, time.time() - t0)
     summary.update(candidates=candidates, out=out, cache=cache_path, dsforge=__version__, kept_previous=kept,
-                   engine_info=engine.describe() if engine is not None else None)
+                   engine_info=engine.describe() if engine is not None else None,
+                   shard=f"{shard[0]}/{shard[1]}" if shard else None)
     if audit_res is not None:
         summary["audit"] = audit_res
+    _write_judged(out, judged, comparisons, summary)
+    return summary
+
+
+def _write_judged(out: str, judged: list[dict], comparisons: list[dict] | None, summary: dict) -> None:
     with atomic_files() as group:
         f = group.open(out)
         for row in judged:
@@ -529,11 +546,116 @@ def judge_file(candidates: str, out: str, cfg: JudgeConfig, *, engine=None, engi
             for rec in comparisons:
                 f.write(json.dumps(rec) + "\n")
         json.dump(summary, group.open(out + ".summary.json"), indent=2)
+
+
+_SUMMED = ("calls", "cached_calls", "failed_calls", "prompt_tokens", "completion_tokens", "cache_hits",
+           "cache_misses", "comparisons", "swap_decided", "kept_previous")
+
+
+def merge_judged(paths: list[str], out: str, items: list[dict], cfg: JudgeConfig, *, candidates: str) -> dict:
+    """Join the judged shard files of one run (`judge --ray`) into `out`, in the candidates' order.
+
+    Checks: every candidate of `items` is in exactly one shard row (by prompt id, temperature, sample
+    index and text) and nothing else is; every row was judged with cfg's model, rubric and mode.
+    Writes `out`, OUT.summary.json (the shards' summaries added up; score statistics recomputed from
+    the merged rows) and, pairwise, OUT.comparisons.jsonl, together and atomically. A good score
+    already in `out` is kept where the shards failed (`keep_good_scores`). Returns the summary with
+    "shards": len(paths). Raises DsforgeError (nothing written) when a check fails."""
+    pairwise = cfg.rubric.mode == "pairwise"
+    check_outputs(candidates, out, cfg)
+    want = Counter(_candidate_key(it) for it in items)
+    order: dict[str, list[int]] = defaultdict(list)
+    for i, it in enumerate(items):
+        order[_candidate_key(it)].append(i)
+    merged: list = [None] * len(items)
+    problems, comparisons, summaries = [], [] if pairwise else None, []
+    config = (cfg.judge_model, cfg.rubric.hash, cfg.rubric.mode)
+    for path in paths:
+        for line, row in read_candidates(path):
+            key = _candidate_key(row)
+            if not isinstance(row.get("judge"), dict) or _judge_config_id(row["judge"]) != config:
+                problems.append(f"{path}:{line} was judged with other settings than this run "
+                                f"({_judge_config_id(row.get('judge') or {})} vs {config})")
+            elif not order.get(key):
+                problems.append(f"{path}:{line} is " + ("in more than one shard" if want[key] else
+                                                         "not a candidate of " + candidates))
+            else:
+                merged[order[key].pop(0)] = row
+        if pairwise:
+            if not os.path.exists(path + ".comparisons.jsonl"):
+                problems.append(f"{path}: no comparisons file beside it")
+            else:
+                with open(path + ".comparisons.jsonl") as f:
+                    comparisons.extend(json.loads(x) for x in f if x.strip())
+        with open(path + ".summary.json") as f:
+            summaries.append(json.load(f))
+    missing = sum(1 for r in merged if r is None)
+    if missing:
+        problems.append(f"{missing} candidate(s) of {candidates} are in no shard")
+    if problems:
+        raise DsforgeError(f"the judge shards do not merge into {out}: " + "; ".join(problems[:5])
+                           + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""),
+                           "rerun the same command (each shard redoes only what it lacks)")
+    kept = keep_good_scores(merged, previous_scores(out), out)
+    summary = merge_summaries(summaries, merged, cfg)
+    summary.update(candidates=candidates, out=out, shards=len(paths), shard_files=list(paths), dsforge=__version__,
+                   kept_previous=summary.get("kept_previous", 0) + kept)
+    _write_judged(out, merged, comparisons, summary)
     return summary
+
+
+def merge_summaries(summaries: list[dict], judged: list[dict], cfg: JudgeConfig) -> dict:
+    """One summary for a run judged in shards: counters added up, score statistics from `judged`."""
+    s = _row_stats(judged, cfg)
+    for k in _SUMMED:
+        if any(k in x for x in summaries):
+            s[k] = sum(x.get(k) or 0 for x in summaries)
+    for k in ("parse_failures_first_try", "failures_final", "slot_picks"):
+        if any(k in x for x in summaries):
+            s[k] = dict(sum((Counter(x.get(k) or {}) for x in summaries), Counter()))
+    s["structured_output"] = all(x.get("structured_output") for x in summaries)
+    s["seconds"] = max(x.get("seconds") or 0 for x in summaries)   # the shards ran side by side
+    s["engine_info"] = summaries[0].get("engine_info")
+    if cfg.rubric.mode == "pairwise":
+        d = s.get("swap_decided") or 0
+        s["swap_consistency"] = (round(sum((x.get("swap_consistency") or 0) * (x.get("swap_decided") or 0)
+                                           for x in summaries) / d, 4) if d else None)
+        picks = s.get("slot_picks") or {}
+        fs = (picks.get("first") or 0) + (picks.get("second") or 0)
+        s["first_slot_rate"] = round(picks.get("first", 0) / fs, 4) if fs else None
+    if cfg.prices:
+        s["cost_usd"] = round(sum(x.get("cost_usd") or 0 for x in summaries), 6)
+    return s
 
 
 def summarize(judged: list[dict], judge: Judge, cfg: JudgeConfig, seconds: float) -> dict:
     st = judge.stats
+    s = _row_stats(judged, cfg)
+    s.update({
+        "parse_failures_first_try": dict(st.first_try_failures),
+        "failures_final": dict(st.final_failures),
+        "structured_output": judge.structured,
+        "calls": st.usage["calls"] + st.usage["cached_calls"] + st.usage["failed_calls"],
+        "cached_calls": st.usage["cached_calls"], "failed_calls": st.usage["failed_calls"],
+        "prompt_tokens": st.usage["prompt_tokens"], "completion_tokens": st.usage["completion_tokens"],
+        "cache_hits": judge.cache.hits, "cache_misses": judge.cache.misses, "seconds": round(seconds, 2),
+    })
+    if cfg.rubric.mode == "pairwise":
+        d = st.counts["swap_decided"]
+        s["comparisons"] = st.counts["comparisons"]
+        s["swap_decided"] = d
+        s["swap_consistency"] = round(st.counts["swap_consistent"] / d, 4) if d else None
+        picks = {k: st.counts[f"slot_{k}"] for k in ("first", "second", "tie")}
+        s["slot_picks"] = picks   # per call (each pair is asked in both orders)
+        s["first_slot_rate"] = (round(picks["first"] / (picks["first"] + picks["second"]), 4)
+                                if picks["first"] + picks["second"] else None)
+    if cfg.prices:
+        s["cost_usd"] = round(s["prompt_tokens"] / 1e6 * cfg.prices[0] + s["completion_tokens"] / 1e6 * cfg.prices[1], 6)
+    return s
+
+
+def _row_stats(judged: list[dict], cfg: JudgeConfig) -> dict:
+    """The summary fields that follow from the judged rows alone."""
     scored = [r for r in judged if r["judge"].get("score") is not None]
     by_t = defaultdict(list)
     for r in scored:
@@ -544,32 +666,14 @@ def summarize(judged: list[dict], judge: Judge, cfg: JudgeConfig, seconds: float
     s = {
         "judge_model": cfg.judge_model, "rubric": cfg.rubric.name, "rubric_hash": cfg.rubric.hash,
         "mode": cfg.rubric.mode, "votes": cfg.votes, "items": len(judged), "scored": len(scored),
-        "not_judged_truncated": st.counts["skipped_truncated"] if cfg.rubric.mode == "pointwise"
-        else sum(1 for r in judged if r["judge"].get("error") == "truncated_not_judged"),
+        "not_judged_truncated": sum(1 for r in judged if r["judge"].get("error") == "truncated_not_judged"),
         "failed": sum(1 for r in judged if r["judge"].get("score") is None
                       and r["judge"].get("error") not in ("truncated_not_judged", "not_compared")),
         "not_compared": sum(1 for r in judged if r["judge"].get("error") == "not_compared"),
-        "parse_failures_first_try": dict(st.first_try_failures),
-        "failures_final": dict(st.final_failures),
-        "structured_output": judge.structured,
         "mean_score_by_temperature": {t: round(sum(v) / len(v), 4) for t, v in sorted(by_t.items())},
         "score_histogram": dict(sorted(hist.items(), key=lambda kv: float(kv[0]))),
         "spearman_score_length": spearman([r["judge"]["score"] for r in scored], [len(r["text"]) for r in scored]),
-        "calls": st.usage["calls"] + st.usage["cached_calls"] + st.usage["failed_calls"],
-        "cached_calls": st.usage["cached_calls"], "failed_calls": st.usage["failed_calls"],
-        "prompt_tokens": st.usage["prompt_tokens"], "completion_tokens": st.usage["completion_tokens"],
-        "cache_hits": judge.cache.hits, "cache_misses": judge.cache.misses, "seconds": round(seconds, 2),
     }
-    if cfg.rubric.mode == "pairwise":
-        d = st.counts["swap_decided"]
-        s["comparisons"] = st.counts["comparisons"]
-        s["swap_consistency"] = round(st.counts["swap_consistent"] / d, 4) if d else None
-        picks = {k: st.counts[f"slot_{k}"] for k in ("first", "second", "tie")}
-        s["slot_picks"] = picks   # per call (each pair is asked in both orders)
-        s["first_slot_rate"] = (round(picks["first"] / (picks["first"] + picks["second"]), 4)
-                                if picks["first"] + picks["second"] else None)
-    if cfg.prices:
-        s["cost_usd"] = round(s["prompt_tokens"] / 1e6 * cfg.prices[0] + s["completion_tokens"] / 1e6 * cfg.prices[1], 6)
     return s
 
 

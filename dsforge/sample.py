@@ -98,13 +98,22 @@ def read_prompts(inputs: list[str], *, mapping: dict | None = None, system: str 
             if pid in seen:
                 stats["duplicate_prompts"] += 1
                 continue
-            if shard and int(pid, 16) % shard[1] != shard[0]:
+            if shard and not in_shard(pid, shard):
                 stats["other_shards"] += 1
                 continue
             seen[pid] = Prompt(pid, msgs, f"{path}:{line}")
             if limit and len(seen) >= limit:
                 return list(seen.values())
     return list(seen.values())
+
+
+def in_shard(prompt_id: str, shard: tuple[int, int]) -> bool:
+    """True when `prompt_id` (dsforge's hex id; any other string is hashed) falls in shard (i, n)."""
+    try:
+        h = int(prompt_id, 16)
+    except (TypeError, ValueError):
+        h = int(hashlib.sha256(str(prompt_id).encode()).hexdigest(), 16)
+    return h % shard[1] == shard[0]
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

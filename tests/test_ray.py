@@ -2,6 +2,7 @@
 tiny model through the hf engine; one worker is killed mid-run, a rerun finishes with each group exactly once."""
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ from click.testing import CliRunner
 
 from dsforge.cli import cli
 from dsforge.distributed import parse_address, shard_path
+from dsforge.judge import _candidate_key
 from dsforge.errors import UsageError
 from tests.servers import free_port
 from tests.test_sample import exactly_once, lines, write
@@ -47,11 +49,14 @@ def test_cli_mistakes_exit_2_with_one_message(tmp_path, tiny_model, args, msg):
     assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output, r.output
 
 
-@pytest.fixture
-def ray_head(tmp_path):
-    """`ray start --head --block` on 127.0.0.1 in its own session; stopped by that session's process ids."""
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """`ray start --head --block` on 127.0.0.1 in its own session (one per module); stopped by that
+    session's process ids."""
     pytest.importorskip("ray")
     import psutil
+
+    tmp_path = tmp_path_factory.mktemp("ray_head")
 
     port = free_port()
     short = tempfile.mkdtemp(prefix="ray", dir="/tmp")   # Ray's socket paths must stay under 107 bytes
@@ -132,6 +137,90 @@ def test_ray_cluster_worker_killed_mid_run_then_rerun_completes_exactly_once(tmp
     s1 = json.load(open(victim + ".summary.json"))
     assert s0["groups_sampled"] == 0 and s0["groups_resumed"] == s0["prompts"], "the finished shard is not redone"
     assert s1["groups_resumed"] >= partial // 2 - 1 and s1["groups_sampled"] == s1["prompts"] - s1["groups_resumed"]
+
+
+@pytest.mark.parametrize("args,msg", [(["--engine", "openai", "--ray", "local"], "--ray needs a local judge engine"),
+                                      (["--engine", "hf", "--ray-workers", "2"], "--ray-workers needs --ray"),
+                                      (["--engine", "hf", "--ray", "local", "--audit"], "--audit cannot be combined"),
+                                      (["--engine", "hf", "--ray", "nowhere"], "not a Ray address")])
+def test_judge_ray_mistakes_exit_2_with_one_message(tmp_path, tiny_model, args, msg):
+    c = write(tmp_path / "c.jsonl", _candidates(2))
+    r = CliRunner().invoke(cli, ["judge", c, "-m", tiny_model, "-o", str(tmp_path / "j.jsonl"), *args])
+    assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output, r.output
+    assert not os.path.exists(tmp_path / "j.jsonl")
+
+
+def _candidates(prompts: int) -> list[dict]:
+    """Two candidates per prompt, with dsforge's hex prompt ids (so the shards split them by prompt)."""
+    return [{"prompt_id": hashlib.sha256(f"p{i}".encode()).hexdigest()[:16],
+             "messages": [{"role": "user", "content": f"question number {i}"}], "text": f"answer {k} to {i}",
+             "temperature": 0.7, "sample_index": k, "duplicate_indices": [], "truncated": False,
+             "finish_reason": "stop"} for i in range(prompts) for k in range(2)]
+
+
+def _cached_calls(path: str) -> int:
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)) as db:
+            return db.execute("SELECT count(*) FROM calls").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_judge_ray_kill_a_worker_rerun_equals_one_process_exactly_once(tmp_path, tiny_model, ray_head):
+    """hf engine, tiny model as judge (seeded; temperature 0.7 because at 0 the tiny model's replies are empty;
+    float32, one thread and one prompt per generate call, so nothing can move a logit): a 2-worker Ray judge whose shard-1 worker is SIGKILLed mid-run, then rerun, gives the same
+    judged records, in the same order, as one process; each candidate exactly once; the killed shard reuses
+    the calls its cache holds and the finished shard redoes nothing."""
+    address, env = ray_head
+    rows = _candidates(16)
+    c = write(tmp_path / "c.jsonl", rows)
+    common = [c, "-m", tiny_model, "--engine", "hf", "--engine-opt", "batch_size=1", "--engine-opt", "dtype=float32",
+              "--max-tokens", "16", "--parse-retries", "0", "--seed", "5", "--temperature", "0.7"]
+    env = {**env, "OMP_NUM_THREADS": "1"}   # what a Ray worker with one CPU gets
+    single = str(tmp_path / "single.jsonl")
+    one = subprocess.Popen(DSFORGE + ["judge", *common, "-o", single], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, env=env)   # the reference, beside the Ray run
+    out = str(tmp_path / "j.jsonl")
+    cmd = DSFORGE + ["judge", *common, "--ray", address, "--ray-workers", "2", "-o", out]
+    victim_cache = shard_path(out, 1, 2) + ".cache.sqlite"
+    run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.time() + 300
+    while time.time() < deadline and run.poll() is None:
+        if os.path.exists(victim_cache) and _cached_calls(victim_cache) >= 2:
+            break
+        time.sleep(0.02)
+    worker = _writer_of(victim_cache)
+    assert worker is not None, f"shard 1's worker was not found judging (finished too early?) {run.poll()} " + \
+        (run.communicate()[0] if run.poll() is not None else "")
+    worker.send_signal(signal.SIGKILL)
+    first, _ = run.communicate(timeout=300)
+    print(first)
+    assert run.returncode == 1, first
+    assert "shard 1: lost" in first and "rerun the same command" in first and "Traceback" not in first
+    assert not os.path.exists(out) and not os.path.exists(shard_path(out, 1, 2)), "nothing merged, no torn shard"
+    partial = _cached_calls(victim_cache)
+    alone_out, _ = one.communicate(timeout=300)
+    assert "Traceback" not in alone_out and os.path.exists(single), alone_out
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    print(done.stdout, done.stderr[-2000:])
+    assert "ray: merged 2 shards" in done.stdout and "Traceback" not in done.stderr, done.stdout + done.stderr[-3000:]
+    assert done.returncode == one.returncode, "the same exit rule as one process (1: no reply parsed as a score)"
+    merged, alone = lines(out), lines(single)
+    assert [_candidate_key(r) for r in merged] == [_candidate_key(r) for r in rows], "each candidate once, in order"
+    assert merged == alone, "the same judged records as one process"
+    s = json.load(open(out + ".summary.json"))
+    one_s = json.load(open(single + ".summary.json"))
+    assert s["items"] == 32 and s["shards"] == 2
+    assert all(r["judge"]["raw"][0].strip() for r in merged), "real replies were compared, not empty ones"
+    assert {k: s[k] for k in ("scored", "failed", "failures_final", "score_histogram")} == \
+           {k: one_s[k] for k in ("scored", "failed", "failures_final", "score_histogram")}
+    s0 = json.load(open(shard_path(out, 0, 2) + ".summary.json"))
+    s1 = json.load(open(shard_path(out, 1, 2) + ".summary.json"))
+    assert s0["items"] + s1["items"] == 32 and s0["items"] and s1["items"]
+    assert s0["cache_misses"] == 0, "the finished shard's calls all come from its cache"
+    assert s1["cache_hits"] >= partial >= 2 and s1["cache_misses"] == s1["items"] - s1["cache_hits"]
 
 
 def test_without_ray_installed_says_how_to_get_it(monkeypatch):

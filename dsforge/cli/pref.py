@@ -68,6 +68,7 @@ def judge(candidates, judge_model, engine, engine_opts, base_url, api_key, rubri
     \b
     dsforge judge candidates.jsonl -m judge --base-url http://127.0.0.1:8000/v1 -o judged.jsonl
     dsforge judge candidates.jsonl -m judge --mode pairwise --audit -o judged.jsonl
+    dsforge judge candidates.jsonl -m MODEL --engine vllm --ray auto -o judged.jsonl   # one actor per GPU
     """
     from dsforge import judge as j
     from dsforge import models as m
