@@ -270,3 +270,17 @@ def test_pairs_drops_truncation_degenerate_pairs(tmp_path, smol_tok):
     s = build_pairs(j, str(tmp_path / "a.jsonl"), PairConfig(tokenizer=smol_tok, cutoff_len=CUT))
     assert s["pairs"] == 2 and s["dropped"] == {"pair_identical_after_cutoff": 1, "prompt_without_pair": 1}
     assert s["degenerate"]["truncation"] == {"cutoff_len": CUT, "template": "chat"}
+
+
+def test_report_panels_degenerate_counts_and_token_lengths(tmp_path, smol_tok):
+    from dsforge.pairs import PairConfig, build_pairs
+    from dsforge.report import write_report
+
+    prompts = [("Count.", [(SHARED + " Done, correct.", 5), (SHARED + " Oops, wrong.", 1)]),
+               ("Hi", [("<think>greet</think>Hello there.", 5), ("Go away.", 1)])]
+    out = str(tmp_path / "p.jsonl")
+    build_pairs(_judged(tmp_path, prompts), out, PairConfig())
+    page = open(write_report(out, str(tmp_path / "r.html"), model=smol_tok, cutoff_len=CUT)).read()
+    assert "Chosen vs rejected: tokens under the template" in page and f"cutoff_len {CUT}" in page
+    assert "Degenerate pairs by reason" in page
+    assert "file: identical_after_cutoff</text>" in page and "file: think_one_side</text>" in page

@@ -42,14 +42,18 @@ def run(recipe, sets, from_stage, until, force, no_report):
 @click.command()
 @click.argument("target")
 @click.option("--out", "-o", type=HTML_OUT, help="HTML file (default: TARGET/report.html for a run, TARGET.report.html for a file).")
-def report(target, out):
+@click.option("--model", help="Model folder or alias whose tokenizer and chat template count tokens (default: the "
+                             "run's sampler).")
+@click.option("--cutoff-len", type=click.IntRange(1), help="LLaMA-Factory cutoff_len for the length plots (default: "
+                                                           "the run's training config, else 2048).")
+def report(target, out, model, cutoff_len):
     """Write a self-contained HTML report (inline SVG plots) for a run directory or a data file."""
     import os
 
     from dsforge.report import write_report
 
     out = out or (os.path.join(target, "report.html") if os.path.isdir(target) else target + ".report.html")
-    click.echo(write_report(target, out))
+    click.echo(write_report(target, out, model=model, cutoff_len=cutoff_len))
 
 
 def add_commands(cli: click.Group) -> None:
