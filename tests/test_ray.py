@@ -230,3 +230,53 @@ def test_without_ray_installed_says_how_to_get_it(monkeypatch):
     with pytest.raises(UsageError, match="needs Ray") as err:
         distributed._connect("local", 2)
     assert "dsforge[ray]" in err.value.hint
+
+
+def _shard_files(tmp_path, rows, cfg, split, mode_of=lambda r: "pointwise"):
+    """Hand-made judged shard files: rows[i] goes to the shards listed in split[i]."""
+    paths = [tmp_path / f"j.ray-{i}-of-2.jsonl" for i in range(2)]
+    for i, p in enumerate(paths):
+        mine = [{**r, "judge": {"kind": "llm", "model": cfg.judge_model, "rubric": cfg.rubric.name,
+                                "rubric_hash": cfg.rubric.hash, "mode": mode_of(r), "score": 3.0}}
+                for r, where in zip(rows, split) if i in where]
+        write(p, mine)
+        json.dump({"items": len(mine), "calls": len(mine), "cached_calls": 0, "failures_final": {"x": 1},
+                   "structured_output": True, "seconds": 1.5 + i}, open(f"{p}.summary.json", "w"))
+    return [str(p) for p in paths]
+
+
+@pytest.mark.parametrize("case,msg", [("twice", "in more than one shard"), ("missing", "are in no shard"),
+                                      ("other_judge", "judged with other settings")])
+def test_merge_judged_refuses_and_writes_nothing(tmp_path, case, msg):
+    from dsforge.errors import DsforgeError
+    from dsforge.judge import JudgeConfig, merge_judged
+    from dsforge.rubrics import load_rubric
+
+    rows = _candidates(3)
+    c = write(tmp_path / "c.jsonl", rows)
+    cfg = JudgeConfig(judge_model="m", rubric=load_rubric("additive", "pointwise"), engine="hf")
+    split = [{0}] * 3 + [{1}] * 3
+    if case == "twice":
+        split[0] = {0, 1}
+    if case == "missing":
+        split[5] = set()
+    paths = _shard_files(tmp_path, rows, cfg, split,
+                         mode_of=lambda r: "pairwise" if case == "other_judge" and r is rows[4] else "pointwise")
+    with pytest.raises(DsforgeError, match=msg):
+        merge_judged(paths, str(tmp_path / "j.jsonl"), rows, cfg, candidates=c)
+    assert not os.path.exists(tmp_path / "j.jsonl") and not os.path.exists(tmp_path / "j.jsonl.summary.json")
+
+
+def test_merge_judged_orders_like_the_candidates_and_adds_up_the_summaries(tmp_path):
+    from dsforge.judge import JudgeConfig, merge_judged
+    from dsforge.rubrics import load_rubric
+
+    rows = _candidates(3)
+    c = write(tmp_path / "c.jsonl", rows)
+    cfg = JudgeConfig(judge_model="m", rubric=load_rubric("additive", "pointwise"), engine="hf")
+    paths = _shard_files(tmp_path, rows, cfg, [{1}, {0}, {1}, {0}, {0}, {1}])
+    s = merge_judged(paths, str(tmp_path / "j.jsonl"), rows, cfg, candidates=c)
+    out = lines(tmp_path / "j.jsonl")
+    assert [_candidate_key(r) for r in out] == [_candidate_key(r) for r in rows]
+    assert (s["items"], s["scored"], s["calls"], s["failures_final"], s["seconds"], s["shards"]) == (6, 6, 6, {"x": 2}, 2.5, 2)
+    assert json.load(open(tmp_path / "j.jsonl.summary.json"))["score_histogram"] == {"3.0": 6}
