@@ -187,8 +187,10 @@ class TruncationCheck:
         return out
 
     def result(self) -> dict:
+        from dsforge.lengths import _pct
+
         return {"cutoff_len": self.cutoff, "template": self.template, "counts": dict(self.counts),
-                "token_lengths": self.lens}
+                "token_lengths": {k: _pct(v) for k, v in self.lens.items()}}
 
 
 def _common(a: list[int], b: list[int]) -> list[int]:

@@ -981,12 +981,13 @@ def _iter_table_lf(path: str):
 def validate_files(files: list[str], entry: dict, stage: str, *, name: str = "(file)",
                    inferred: str | None = None, max_examples: int = 5, display_files: list[str] | None = None,
                    progress=None, template: str | None = None, media_dir: str | None = None,
-                   seed: int = 42) -> Report:
+                   seed: int = 42, pair_checks: dict | None = None) -> Report:
     """Validate the files of one dataset (in LLaMA-Factory's read order) against an entry and a stage.
 
     `template` is the LLaMA-Factory template of the run (None: its text-only default rules); `media_dir` is
     where LLaMA-Factory resolves media paths (its default is dataset_dir); `seed` is the run's seed, which
-    decides the rows a `num_samples` entry draws. Raises UsageError for an unknown stage or template.
+    decides the rows a `num_samples` entry draws; `pair_checks` are dsforge.pairchecks.observe_pairs options
+    for ranking data (max_similarity, method, warn_above). Raises UsageError for an unknown stage or template.
     """
     if stage not in STAGES:
         raise UsageError(f"unknown stage '{stage}'", f"use one of {', '.join(STAGES)}")
@@ -996,7 +997,7 @@ def validate_files(files: list[str], entry: dict, stage: str, *, name: str = "(f
     for f in check_entry(entry, stage, name):
         report.add(f)
     checker = RowChecker(LFAttrs.from_entry(entry), stage, report, template=tmpl, media_dir=media_dir)
-    finish_pairs = observe_pairs(checker, report) if stage in ("rm", "dpo") else None
+    finish_pairs = observe_pairs(checker, report, **(pair_checks or {})) if stage in ("rm", "dpo") else None
     exts = {Path(p).suffix.lower().lstrip(".") for p in files}
     if len(exts) > 1:
         report.add(Finding("mixed_file_types", files[0], detail=f"file types {sorted(exts)} in one dataset"))

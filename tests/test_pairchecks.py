@@ -139,7 +139,7 @@ def test_validate_cli_reports_truncation_with_lines(tmp_path, smol_tok):
         "pair_identical_after_cutoff": 1, "pair_prompt_no_room": 2, "pair_response_emptied": 1}
     assert [e["line"] for e in rep["examples"]["pair_identical_after_cutoff"]] == [1]
     tr = rep["pairs"]["truncation"]
-    assert tr["cutoff_len"] == CUT and len(tr["token_lengths"]["chosen"]) == 5
+    assert tr["cutoff_len"] == CUT and tr["token_lengths"]["chosen"]["max"] > 1000
 
 
 LF_SCRIPT = r"""
@@ -284,3 +284,21 @@ def test_report_panels_degenerate_counts_and_token_lengths(tmp_path, smol_tok):
     assert "Chosen vs rejected: tokens under the template" in page and f"cutoff_len {CUT}" in page
     assert "Degenerate pairs by reason" in page
     assert "file: identical_after_cutoff</text>" in page and "file: think_one_side</text>" in page
+
+
+def test_validate_cli_thresholds_are_configurable(tmp_path):
+    rows = [_row(f"question {i}?", c, r) for i, (c, r, _) in enumerate(PLANTED)]
+    p = _write(tmp_path, rows)
+
+    def counts(*flags):
+        res = CliRunner().invoke(cli, ["validate", p, "--stage", "dpo", "--json", *flags])
+        return {k: v["n"] for k, v in json.loads(res.output)[0]["counts"].items()
+                if k in ("pair_near_identical", "pair_length_bias")}
+
+    assert counts() == {"pair_near_identical": 1, "pair_length_bias": 1}
+    assert counts("--max-similarity", "0.999", "--length-bias-warn", "0.9") == {}
+    # jaccard over word sets: 8 words each, 'dog.' vs 'dog!' differ -> 7/9 = 0.78
+    assert counts("--similarity", "jaccard", "--max-similarity", "0.75") == {"pair_near_identical": 1,
+                                                                          "pair_length_bias": 1}
+    res = CliRunner().invoke(cli, ["validate", p, "--max-similarity", "0"])
+    assert res.exit_code == 2 and "--max-similarity" in res.output

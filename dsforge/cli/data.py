@@ -125,8 +125,14 @@ def convert(inputs, to, fmt, out, maps, system, text_split, chunk_chars, chunk_t
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 @click.option("--json", "as_json", is_flag=True, help="Print reports as JSON.")
 @click.option("--reasons", is_flag=True, help="List every check with its severity and fix, then exit.")
+@click.option("--max-similarity", type=FiniteFloat(0, 1, min_open=True), default=0.95, show_default=True,
+              help="Ranking data: flag pairs whose answers are at least this similar (pair_near_identical).")
+@click.option("--similarity", "sim_method", type=click.Choice(["ratio", "jaccard"]), default="ratio",
+              show_default=True, help="ratio: normalized edit distance; jaccard: overlap of the word sets.")
+@click.option("--length-bias-warn", type=FiniteFloat(0, 1), default=0.7, show_default=True,
+              help="Ranking data: warn (pair_length_bias) when chosen is the longer answer in more than this share.")
 def validate(files, info, names, stage, tokenizer, template, media_dir, cutoff_len, examples, strict, as_json,
-             reasons):
+             reasons, max_similarity, sim_method, length_bias_warn):
     """Check datasets with LLaMA-Factory's own loading rules: what would train, and why rows would not.
 
     Exit 0 when every row is usable, 1 when some are not (or, with --strict, on warnings), 2 on usage errors.
@@ -140,16 +146,17 @@ def validate(files, info, names, stage, tokenizer, template, media_dir, cutoff_l
     if not files and not info:
         raise UsageError("nothing to validate", "pass FILE... or --dataset-info PATH [--name NAME]")
     reports = []
+    pc = {"max_similarity": max_similarity, "method": sim_method, "warn_above": length_bias_warn}
     bar = _progress("validate")
     try:
         for f in files:
             reports.append(v.validate_path(f, stage=stage, max_examples=examples, progress=bar.update,
-                                           template=template, media_dir=media_dir))
+                                           template=template, media_dir=media_dir, pair_checks=pc))
         if info:
             entries = v.load_dataset_info(info)
             for n in names or list(entries):
                 reports.append(v.validate_registered(info, n, stage, max_examples=examples, progress=bar.update,
-                                                     template=template, **({"media_dir": media_dir} if media_dir else {})))
+                                                     template=template, pair_checks=pc, **({"media_dir": media_dir} if media_dir else {})))
         if tokenizer:
             from dsforge.lengths import audit
 
