@@ -97,7 +97,7 @@ def select(cands: list[dict], cfg: PairConfig, rng: random.Random, drops: Counte
             return False
         if check is not None and (why := check(c, r)):
             drops[why] += 1
-            return False
+            return None   # degenerate: a candidate further down may still make a good pair
         return True
 
     if cfg.strategy == "all-pairs":
@@ -125,12 +125,12 @@ def select(cands: list[dict], cfg: PairConfig, rng: random.Random, drops: Counte
         raise UsageError(f"unknown strategy '{cfg.strategy}'", f"choose one of: {', '.join(STRATEGIES)}")
     out = []
     for r in others:
-        if ok(best, r):
+        if verdict := ok(best, r):
             out.append((best, r))
             if len(out) >= cfg.max_pairs_per_prompt:
                 break
-        elif cfg.strategy in ("best-vs-worst", "best-vs-mean-2sd") and not cfg.length_tiered:
-            break   # the worst (or the target) did not qualify: others are no further from best
+        elif verdict is False and cfg.strategy in ("best-vs-worst", "best-vs-mean-2sd") and not cfg.length_tiered:
+            break   # the worst (or the target) did not qualify on score: others are no further from best
     return out
 
 

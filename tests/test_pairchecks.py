@@ -302,3 +302,16 @@ def test_validate_cli_thresholds_are_configurable(tmp_path):
                                                                           "pair_length_bias": 1}
     res = CliRunner().invoke(cli, ["validate", p, "--max-similarity", "0"])
     assert res.exit_code == 2 and "--max-similarity" in res.output
+
+
+@pytest.mark.parametrize("strategy", ["best-vs-worst", "best-vs-mean-2sd", "best-vs-random", "all-pairs"])
+def test_pairs_falls_back_to_the_next_rejected_when_the_worst_is_degenerate(tmp_path, strategy):
+    from dsforge.pairs import PairConfig, build_pairs
+
+    best = "The quick brown fox jumps over the lazy dog."
+    j = _judged(tmp_path, [("q", [(best, 5), ("A different, weaker answer.", 3), (best[:-1] + "!", 1)])])
+    out = str(tmp_path / "a.jsonl")
+    s = build_pairs(j, out, PairConfig(strategy=strategy, max_similarity=0.9))
+    assert s["pairs"] == 1 and s["dropped"].get("pair_near_identical", 0) <= 1
+    row = json.loads(open(out).readline())
+    assert row["chosen"]["value"] == best and row["rejected"]["value"] == "A different, weaker answer."
