@@ -25,7 +25,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from dsforge import __version__, logs
-from dsforge.engines import Request, SamplingParams
+from dsforge.engines import Request, SamplingParams, derive_seed
 from dsforge.errors import DsforgeError, InputError, UsageError
 from dsforge.io import atomic_files, guard_kind, guard_outputs
 from dsforge.rubrics import Rubric, expected_score, parse_reply
@@ -299,11 +299,11 @@ def judge_pairwise(judge: Judge, items: list[dict]) -> tuple[list[dict], list[di
     for i, it in enumerate(items):
         if cfg.include_truncated or not it.get("truncated"):
             groups[it["prompt_id"]].append(i)
-    rng = random.Random(cfg.seed)
     pairs = []
     for pid, idx in groups.items():
         combos = list(itertools.combinations(idx, 2))
-        rng.shuffle(combos)
+        # one draw per prompt: its pairs do not depend on the other prompts in the file (or shard)
+        random.Random(derive_seed(cfg.seed, "pairs", pid)).shuffle(combos)
         pairs.extend(combos[:cfg.max_pairs_per_prompt])
     calls = []
     for a, b in pairs:
@@ -558,7 +558,8 @@ def merge_judged(paths: list[str], out: str, items: list[dict], cfg: JudgeConfig
     Checks: every candidate of `items` is in exactly one shard row (by prompt id, temperature, sample
     index and text) and nothing else is; every row was judged with cfg's model, rubric and mode.
     Writes `out`, OUT.summary.json (the shards' summaries added up; score statistics recomputed from
-    the merged rows) and, pairwise, OUT.comparisons.jsonl, together and atomically. A good score
+    the merged rows) and, pairwise, OUT.comparisons.jsonl (a/b renumbered to rows of `out`), together
+    and atomically. A good score
     already in `out` is kept where the shards failed (`keep_good_scores`). Returns the summary with
     "shards": len(paths). Raises DsforgeError (nothing written) when a check fails."""
     pairwise = cfg.rubric.mode == "pairwise"
@@ -571,8 +572,10 @@ def merge_judged(paths: list[str], out: str, items: list[dict], cfg: JudgeConfig
     problems, comparisons, summaries = [], [] if pairwise else None, []
     config = (cfg.judge_model, cfg.rubric.hash, cfg.rubric.mode)
     for path in paths:
+        where = []   # shard row j -> its index in `items` (a comparison's a/b are shard row numbers)
         for line, row in read_candidates(path):
             key = _candidate_key(row)
+            where.append(None)
             if not isinstance(row.get("judge"), dict) or _judge_config_id(row["judge"]) != config:
                 problems.append(f"{path}:{line} was judged with other settings than this run "
                                 f"({_judge_config_id(row.get('judge') or {})} vs {config})")
@@ -580,13 +583,18 @@ def merge_judged(paths: list[str], out: str, items: list[dict], cfg: JudgeConfig
                 problems.append(f"{path}:{line} is " + ("in more than one shard" if want[key] else
                                                          "not a candidate of " + candidates))
             else:
-                merged[order[key].pop(0)] = row
+                where[-1] = order[key].pop(0)
+                merged[where[-1]] = row
         if pairwise:
             if not os.path.exists(path + ".comparisons.jsonl"):
                 problems.append(f"{path}: no comparisons file beside it")
-            else:
-                with open(path + ".comparisons.jsonl") as f:
-                    comparisons.extend(json.loads(x) for x in f if x.strip())
+                continue
+            with open(path + ".comparisons.jsonl") as f:
+                for rec in (json.loads(x) for x in f if x.strip()):
+                    try:
+                        comparisons.append({**rec, "a": where[rec["a"]], "b": where[rec["b"]]})
+                    except (KeyError, IndexError, TypeError):
+                        problems.append(f"{path}.comparisons.jsonl names a row its shard does not hold")
         with open(path + ".summary.json") as f:
             summaries.append(json.load(f))
     missing = sum(1 for r in merged if r is None)
@@ -612,7 +620,10 @@ def merge_summaries(summaries: list[dict], judged: list[dict], cfg: JudgeConfig)
             s[k] = sum(x.get(k) or 0 for x in summaries)
     for k in ("parse_failures_first_try", "failures_final", "slot_picks"):
         if any(k in x for x in summaries):
-            s[k] = dict(sum((Counter(x.get(k) or {}) for x in summaries), Counter()))
+            total = Counter()
+            for x in summaries:
+                total.update(x.get(k) or {})   # update, not +: a zero count stays
+            s[k] = dict(total)
     s["structured_output"] = all(x.get("structured_output") for x in summaries)
     s["seconds"] = max(x.get("seconds") or 0 for x in summaries)   # the shards ran side by side
     s["engine_info"] = summaries[0].get("engine_info")

@@ -280,3 +280,51 @@ def test_merge_judged_orders_like_the_candidates_and_adds_up_the_summaries(tmp_p
     assert [_candidate_key(r) for r in out] == [_candidate_key(r) for r in rows]
     assert (s["items"], s["scored"], s["calls"], s["failures_final"], s["seconds"], s["shards"]) == (6, 6, 6, {"x": 2}, 2.5, 2)
     assert json.load(open(tmp_path / "j.jsonl.summary.json"))["score_histogram"] == {"3.0": 6}
+
+
+class _CoinJudge:
+    """A fake judge engine for the sharding bookkeeping: its verdict is a hash of the whole prompt."""
+
+    def __init__(self):
+        from dsforge.engines import Engine, EngineOptions
+
+        self.engine = type("Coin", (Engine,), {"name": "coin", "generate": self._generate})("j", EngineOptions())
+
+    @staticmethod
+    def _generate(self, requests):
+        from dsforge.engines import Completion, Result
+
+        for req in requests:
+            h = hashlib.sha256(json.dumps(req.messages).encode()).digest()[0]
+            text = f"Winner: {'AB'[h % 2]}" if h % 5 else "no idea"
+            yield Result(request=req, completions=[Completion(text=text, finish_reason="stop")] * req.params.n,
+                         prompt_tokens=10, meta={"usage": {"prompt_tokens": 10, "completion_tokens": 3}})
+
+
+def test_pairwise_in_shards_merges_to_the_one_process_result(tmp_path):
+    """Pairwise mode, 6 candidates per prompt and at most 3 pairs per prompt (so pairs are drawn): judging
+    shard 0/2 and 1/2 apart and merging gives the rows and comparisons of one unsharded run."""
+    from dsforge.judge import JudgeConfig, judge_file, merge_judged
+    from dsforge.rubrics import load_rubric
+
+    rows = [{**r, "sample_index": k, "text": f"{r['text']} v{k}"} for r in _candidates(8) for k in range(3)]
+    rows = list({_candidate_key(r): r for r in rows}.values())
+    c = write(tmp_path / "c.jsonl", rows)
+    cfg = JudgeConfig(judge_model="j", rubric=load_rubric("pairwise", "pairwise"), engine="hf", max_pairs_per_prompt=3,
+                      parse_retries=1)
+    one = str(tmp_path / "one.jsonl")
+    judge_file(c, one, cfg, engine=_CoinJudge().engine, cache_path=None, progress=False, log=lambda m: None)
+    out = str(tmp_path / "j.jsonl")
+    paths = [shard_path(out, i, 2) for i in range(2)]
+    for i, p in enumerate(paths):
+        judge_file(c, p, cfg, engine=_CoinJudge().engine, cache_path=None, progress=False, log=lambda m: None,
+                   shard=(i, 2))
+    assert all(lines(p) for p in paths), "both shards hold prompts"
+    s = merge_judged(paths, out, rows, cfg, candidates=c)
+    assert lines(out) == lines(one)
+    key = lambda r: json.dumps(r, sort_keys=True)   # noqa: E731
+    assert sorted(lines(out + ".comparisons.jsonl"), key=key) == sorted(lines(one + ".comparisons.jsonl"), key=key)
+    alone = json.load(open(one + ".summary.json"))
+    for k in ("items", "scored", "comparisons", "swap_decided", "swap_consistency", "slot_picks", "first_slot_rate",
+              "failures_final", "calls"):
+        assert s[k] == alone[k], k
