@@ -302,25 +302,27 @@ def find_clusters(texts: Iterable[str], signer: Signer, progress=None) -> Cluste
             out[m] = sig_chunks[ch][o[m]]
         return out
 
-    pairs = []
+    keys = np.zeros(0, np.int64)   # candidate pairs (a < b) as one int64 a * n + b, deduplicated per band
     for j in range(signer.b):
         h = np.concatenate([bc[:, j] for bc in band_chunks])[idx]
         order = np.argsort(h, kind="stable")
         hs, ids = h[order], idx[order]
+        del h, order
         same = hs[1:] == hs[:-1]
         if not same.any():
             continue
         start = np.concatenate(([True], ~same))
         first = ids[np.maximum.accumulate(np.where(start, np.arange(len(ids)), 0))]
         member = ~start
-        pairs.append(np.stack([first[member], ids[member]], axis=1))               # with the bucket's first row
-        pairs.append(np.stack([ids[:-1][same], ids[1:][same]], axis=1))            # with the previous member
+        new = np.concatenate([first[member] * n + ids[member],          # with the bucket's first row
+                              ids[:-1][same] * n + ids[1:][same]])       # with the previous member
+        keys = np.union1d(keys, new)
     rep = np.arange(n, dtype=np.int64)
     out = Clusters(n, rep)
-    if not pairs:
-        return out
-    p = np.unique(np.concatenate(pairs), axis=0)
+    p = np.stack(np.divmod(keys, n), axis=1)
     p = p[p[:, 0] != p[:, 1]]
+    if not len(p):
+        return out
     out.candidates = len(p)
     ok = np.empty(len(p), bool)
     for s in range(0, len(p), 1 << 16):
