@@ -222,6 +222,8 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
         for c in cands:
             if c.get("truncated") and not cfg.include_truncated:
                 excluded["truncated"] += 1
+            elif not str(c.get("text") or "").strip():   # LLaMA-Factory cannot train an empty answer
+                excluded["empty_text"] += 1
             elif c["judge"].get("score") is None:
                 err = c["judge"].get("error")
                 excluded[err if err in ("flagged_unusable", "not_compared", "not_reviewed") else "failed_judge"] += 1

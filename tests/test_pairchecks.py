@@ -315,3 +315,11 @@ def test_pairs_falls_back_to_the_next_rejected_when_the_worst_is_degenerate(tmp_
     assert s["pairs"] == 1 and s["dropped"].get("pair_near_identical", 0) <= 1
     row = json.loads(open(out).readline())
     assert row["chosen"]["value"] == best and row["rejected"]["value"] == "A different, weaker answer."
+
+
+def test_pairs_excludes_empty_answers_instead_of_crashing(tmp_path):
+    from dsforge.pairs import PairConfig, build_pairs
+
+    j = _judged(tmp_path, [("q", [("A good answer.", 5), ("A weak one.", 3), ("", 1)])])
+    s = build_pairs(j, str(tmp_path / "a.jsonl"), PairConfig())
+    assert s["pairs"] == 1 and s["excluded_candidates"] == {"empty_text": 1}
