@@ -242,7 +242,7 @@ def _pair_panels(data: dict) -> list[tuple[str, str, str]]:
         figs.append(("Chosen vs rejected: tokens under the template",
                      svg_hist({"chosen": cl, "rejected": rl}, "Prompt + answer tokens, chosen vs rejected",
                               f"tokens ({note})", vline=cutoff, vlabel=f"cutoff_len {cutoff}"),
-                     f"{over} of {len(rows)} pairs pass cutoff_len {cutoff}; LLaMA-Factory cuts both answers to the "
+                     f"{over} of {len(rows)} pairs exceed cutoff_len {cutoff}; LLaMA-Factory cuts both answers to the "
                      f"longer one's budget. Median chosen {statistics.median(cl):.0f}, rejected "
                      f"{statistics.median(rl):.0f} tokens."))
         counts.update({f"file: {k[5:]}": v for k, v in tc.counts.items()})
@@ -253,8 +253,8 @@ def _pair_panels(data: dict) -> list[tuple[str, str, str]]:
     sim = stats.result()["similarity"]["quantiles"]
     figs.append(("Degenerate pairs", svg_bars(counts or {"none found": 0}, "Degenerate pairs by reason"),
                  f"{len(rows)} pairs. Format asymmetry and near-identical answers (similarity >= "
-                 f"{stats.max_similarity}) counted on the written file ('file:'); 'dropped:' pairs were removed by "
-                 f"dsforge pairs before writing. Chosen is longer in {lb['chosen_longer_rate']:.0%} of pairs (median length ratio "
+                 f"{stats.max_similarity}) counted on the written file ('file:'); 'dropped:' counts candidate pairs "
+                 f"dsforge pairs rejected before writing (it then tried the next candidate). Chosen is longer in {lb['chosen_longer_rate']:.0%} of pairs (median length ratio "
                  f"{lb['median_length_ratio']}). Similarity quantiles: "
                  + ", ".join(f"p{q} {v}" for q, v in sim.items()) + "."))
     return figs
