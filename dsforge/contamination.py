@@ -174,33 +174,29 @@ class Guard:
         self.opts = opts
 
     def check(self, rows: list) -> list[dict | None]:
-        """One result per row: None when clean, else {"field", "eval", "method", "detail"}."""
+        """One result per row: None when clean, else {"field", "eval", "method", "detail"}: the first
+        n-gram hit (prompt, then answer), else the first near-duplicate hit; the stronger evidence is
+        the one reported."""
         idx = self.index
         texts = [row_texts(r) for r in rows]
         out: list[dict | None] = [None] * len(rows)
-        for fi, name in enumerate(FIELDS):
-            if name not in self.opts.fields:
-                continue
-            if self.opts.ngram:
-                for k, tx in enumerate(texts):
-                    if out[k] is None and tx[fi].strip():
-                        m = idx.match_ngram(tokens(tx[fi]))
-                        if m:
-                            out[k] = {"field": name, "eval": idx.locs[m[0]], "method": "ngram",
-                                      "detail": m[1][:200]}
-            if idx.signer and idx.sigs:
-                todo = [k for k in range(len(rows)) if out[k] is None and texts[k][fi].strip()]
-                if not todo:
-                    continue
-                sigs, empty = idx.signer.sign([texts[k][fi] for k in todo])
-                bands = idx.signer.bands(sigs)
-                for j, k in enumerate(todo):
-                    if empty[j]:
-                        continue
-                    m = idx.match_near(sigs, bands, j)
+        fields = [(fi, name) for fi, name in enumerate(FIELDS) if name in self.opts.fields]
+        for fi, name in fields if self.opts.ngram else ():
+            for k, tx in enumerate(texts):
+                if out[k] is None and tx[fi].strip():
+                    m = idx.match_ngram(tokens(tx[fi]))
                     if m:
-                        out[k] = {"field": name, "eval": idx.locs[m[0]], "method": "near",
-                                  "detail": f"jaccard~{m[1]:.2f}"}
+                        out[k] = {"field": name, "eval": idx.locs[m[0]], "method": "ngram", "detail": m[1][:200]}
+        for fi, name in fields if idx.signer and idx.sigs else ():
+            todo = [k for k in range(len(rows)) if out[k] is None and texts[k][fi].strip()]
+            if not todo:
+                continue
+            sigs, empty = idx.signer.sign([texts[k][fi] for k in todo])
+            bands = idx.signer.bands(sigs)
+            for j, k in enumerate(todo):
+                m = None if empty[j] else idx.match_near(sigs, bands, j)
+                if m:
+                    out[k] = {"field": name, "eval": idx.locs[m[0]], "method": "near", "detail": f"jaccard~{m[1]:.2f}"}
         return out
 
 
