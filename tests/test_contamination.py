@@ -105,9 +105,9 @@ def test_cli_usage_errors(data, tmp_path, args, words):
 
 def test_ngram_evidence_is_reported_before_near(tmp_path):
     ev = write(tmp_path / "e.jsonl", [{"instruction": EVAL_Q, "output": EVAL_A}])
-    near_prompt = EVAL_Q.replace("sheep", "goats", 1)   # prompt: near-duplicate and shares 13-grams too
+    # row 2's prompt is a near-duplicate without a shared 13-gram (found first when prompts came first)
+    near_prompt = " ".join(w + ("x" if i % 12 == 11 else "") for i, w in enumerate(EVAL_Q.split()))
     train = write(tmp_path / "t.jsonl", [{"instruction": "different words entirely, nothing shared", "output": EVAL_A},
-                                         {"instruction": " ".join(w + "x" if i % 5 == 4 else w for i, w in
-                                                                  enumerate(near_prompt.split())), "output": EVAL_A}])
+                                         {"instruction": near_prompt, "output": EVAL_A}])
     rep = check_files([train], [ev], ContaminationOptions(shingle="char:5"))
     assert [(h["train"], h["method"]) for h in rep.hits] == [(f"{train}:1 answer", "ngram"), (f"{train}:2 answer", "ngram")]
