@@ -271,3 +271,18 @@ def test_failed_dedup_leaves_the_earlier_output(tmp_path, bad, code):
     assert r.exit_code == code and f"{src}:" in r.output and "Traceback" not in r.output, r.output
     assert (out.read_bytes(), (tmp_path / "o.jsonl.dedup.json").read_bytes()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "o.jsonl", "o.jsonl.dedup.json"]
+
+
+def test_report_reads_convert_summary_of_a_run(tmp_path):
+    from dsforge import report
+
+    man = {"stages": {"convert": {"summary": {
+        "read": 10, "skipped": {"near_duplicate": 3, "contaminated": 2},
+        "near_dedup": {"kind": "dedup", "rows": 10, "dropped": 3, "clusters": 2, "histogram": {"2": 1, "3": 1},
+                       "examples": [], "options": {"threshold": 0.8, "shingle": "word:3", "on": "all"}},
+        "contamination": [{"train": "a.jsonl:1 prompt", "eval": "e.jsonl:2 prompt", "method": "ngram",
+                           "field": "prompt", "detail": "x"}]}}}}
+    q = report._quality_sidecars(tmp_path, man)
+    figs = report._quality_panels({"quality": q})
+    assert "3 of 10 rows dropped in 2 clusters" in figs[0][2] and "size 3" in figs[0][1]
+    assert "2 of 10 training rows overlap" in figs[1][2] and "a.jsonl:1 prompt <- e.jsonl:2 prompt" in figs[1][2]
