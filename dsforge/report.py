@@ -492,6 +492,8 @@ def render(data: dict) -> str:
              if rows_html else "")
     sections = "".join(f"<section><h2>{_esc(t)}</h2>{svg}<p>{_esc(cap)}</p></section>" for t, svg, cap in figs)
     versions = _esc(json.dumps(man.get("versions", {})))
+    meta = (f"<p>models: {_esc(json.dumps(man.get('models', {})))} · versions: {versions} · "
+            f"{_esc(man.get('started', ''))} → {_esc(man.get('finished', ''))}</p>\n" if man else "")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{_esc(data['title'])}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}}
@@ -500,8 +502,7 @@ h1{{font-size:22px}}h2{{font-size:15px;margin:6px 0}}p{{font-size:13px;color:#44
 table{{border-collapse:collapse;font-size:13px;margin:8px 0 16px}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}
 code{{font-size:12px}}</style></head><body>
 <h1>{_esc(data['title'])}</h1>
-<p>models: {_esc(json.dumps(man.get('models', {})))} · versions: {versions} · {_esc(man.get('started', ''))} → {_esc(man.get('finished', ''))}</p>
-{table}{_review_html(data.get("review_stats"))}{sections}
+{meta}{table}{_review_html(data.get("review_stats"))}{sections}
 </body></html>
 """
 
