@@ -33,19 +33,22 @@ class Registration:
         return f"dataset: {self.name}\ndataset_dir: {self.dataset_dir}"
 
 
-
 def entry_diff(old, new) -> list[str]:
     """The keys in which two dataset_info entries differ, one line each: 'key: OLD (registered) -> NEW', whole."""
     if not isinstance(old, dict):
         return [f"registered: {json.dumps(old, ensure_ascii=False)}"]
     missing = object()
+
+    def show(v) -> str:
+        return "(absent)" if v is missing else json.dumps(v, ensure_ascii=False)
+
     lines = []
     for k in sorted(set(old) | set(new), key=str):
         a, b = old.get(k, missing), new.get(k, missing)
         if a != b:
-            show = lambda v: "(absent)" if v is missing else json.dumps(v, ensure_ascii=False)  # noqa: E731
             lines.append(f"{k}: {show(a)} (registered) -> {show(b)}")
     return lines
+
 
 def _file_name(path: str, dataset_dir: str) -> str:
     p, d = os.path.abspath(path), os.path.abspath(dataset_dir)
