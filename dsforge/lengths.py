@@ -63,6 +63,12 @@ def _pct(values: list[int]) -> dict | None:
 _ROLE = {"user": "user", "assistant": "assistant", "observation": "tool", "function": "assistant", "system": "system"}
 
 
+def lf_messages(prompt: list, system: str | None) -> list[dict]:
+    """LLaMA-Factory (role, content) prompt turns -> OpenAI-role dicts, system first."""
+    return ([{"role": "system", "content": system}] if system else []) + [
+        {"role": _ROLE.get(r, r), "content": c} for r, c in prompt]
+
+
 class LengthAudit:
     """Collects kept rows from the validator, tokenizes them in batches, simulates truncation."""
 
@@ -124,8 +130,7 @@ class LengthAudit:
         texts: list[str] = []
         plan = []
         for prompt, response, system, where in items:
-            msgs = ([{"role": "system", "content": system}] if system else []) + [
-                {"role": _ROLE.get(r, r), "content": c} for r, c in prompt]
+            msgs = lf_messages(prompt, system)
             start = len(texts)
             texts.append(self._render(msgs, True) if self.template == "chat" else self._render(msgs, False))
             answers = [c for _, c in response if c]  # kto keeps one real answer and one empty slot
@@ -185,7 +190,7 @@ def audit(report, tokenizer: str, *, cutoff_len: int, template: str = "auto") ->
     if report.stage in ("rm", "dpo"):  # token-level degenerate pairs (dsforge.pairchecks)
         from dsforge.pairchecks import audit_truncation
 
-        tc = audit_truncation(report, tokenizer, cutoff_len, template, pair_hooks.append)
+        tc = audit_truncation(report, tokenizer, cutoff_len, template, pair_hooks.append, audit=la)
     scratch = Report(report.name, report.stage, report.entry, report.files)
     checker = RowChecker(LFAttrs.from_entry(report.entry), report.stage, scratch)
     attrs = checker.a

@@ -141,10 +141,12 @@ class TruncationCheck:
     dsforge.lengths. Needs transformers.
     """
 
-    def __init__(self, tokenizer: str, cutoff_len: int, template: str = "auto"):
+    def __init__(self, tokenizer: str, cutoff_len: int, template: str = "auto", audit=None):
+        """`audit`: a LengthAudit already loaded on this tokenizer and template (lengths.audit), reused
+        instead of loading the tokenizer a second time."""
         from dsforge.lengths import LengthAudit
 
-        self._la = LengthAudit(tokenizer, cutoff_len, template, "rm")
+        self._la = audit if audit is not None else LengthAudit(tokenizer, cutoff_len, template, "rm")
         self.cutoff = cutoff_len
         self.counts: Counter = Counter()
         self.lens: dict[str, list[int]] = {"chosen": [], "rejected": []}
@@ -211,11 +213,10 @@ _DETAIL = {
 
 
 def lf_messages(prompt: list, system: str | None) -> list[dict]:
-    """LLaMA-Factory (role, content) prompt turns -> OpenAI-role dicts, system first."""
-    from dsforge.lengths import _ROLE
+    """LLaMA-Factory (role, content) prompt turns -> OpenAI-role dicts, system first (dsforge.lengths.lf_messages)."""
+    from dsforge.lengths import lf_messages as _lf
 
-    return ([{"role": "system", "content": system}] if system else []) + [
-        {"role": _ROLE.get(r, r), "content": c} for r, c in prompt]
+    return _lf(prompt, system)
 
 
 def observe_pairs(checker, report, *, max_similarity: float = 0.95, method: str = "ratio",
@@ -250,12 +251,13 @@ def observe_pairs(checker, report, *, max_similarity: float = 0.95, method: str 
     return finish
 
 
-def audit_truncation(report, tokenizer: str, cutoff_len: int, template: str, observe) -> TruncationCheck:
+def audit_truncation(report, tokenizer: str, cutoff_len: int, template: str, observe, audit=None) -> TruncationCheck:
     """Set up the token-level pair check for lengths.audit: returns the check; `observe(fn)` registers a
-    callback(prompt, response, system, path, line) run on every kept row."""
+    callback(prompt, response, system, path, line) run on every kept row; `audit`: lengths.audit's
+    LengthAudit, whose tokenizer is reused."""
     from dsforge.validate import Finding
 
-    tc = TruncationCheck(tokenizer, cutoff_len, template)
+    tc = TruncationCheck(tokenizer, cutoff_len, template, audit)
 
     def on_pair(prompt, response, system, path, line):
         chosen, rejected = response[0][1], response[1][1]
