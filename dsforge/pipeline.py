@@ -244,8 +244,6 @@ def check_semantics(r: PipelineRecipe) -> list[tuple[str, str]]:
 def _convert_option_problems(c: ConvertStage, where: str) -> list[tuple[str, str]]:
     """convert's own value checks on a recipe's convert stage, with each CLI flag in the message
     (--chunk-chars) spelled as the recipe field it came from (stages[i].convert.chunk_chars)."""
-    from dsforge.errors import UsageError
-
     try:
         c.options().check()
     except UsageError as err:
@@ -327,8 +325,6 @@ def load_recipe(path: str, overrides: dict | None = None) -> PipelineRecipe:
 
 def _set_path(data: dict, dotted: str, value, path: str) -> None:
     """--set stages[1].sample.n=2 / models.judge=NAME."""
-    import re
-
     parts = [p for p in re.split(r"\.|\[(\d+)\]", dotted) if p]
     if not parts or any("[" in p or "]" in p for p in parts):   # stages[-1], stages[x], a[1
         raise UsageError(f"--set {dotted}: not a recipe path", "write e.g. stages[1].sample.n=2 or models.judge=NAME "

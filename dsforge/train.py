@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from dsforge import __version__, procs
+from dsforge import __version__, logs, procs
 from dsforge.errors import ConfigError, DsforgeError, UsageError
 from dsforge.io import atomic_write, file_digest, guard_outputs
 
@@ -369,7 +369,7 @@ def train(stage: str, model: str, datasets: list[str], dataset_dir: str, *, reci
     train_loss, steps, weights, plots, last_error). UsageError / DsforgeError before any launch."""
     from dsforge import lf_args, models
 
-    log = log or (lambda m: print(m, file=sys.stderr))
+    log = log or logs.say
     model = models.resolve(model)
     if not datasets:
         raise UsageError("no --dataset given")

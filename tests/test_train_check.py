@@ -42,6 +42,17 @@ def dry(data_dir, model, *extra):
     return run("train", "sft", "-m", model, "--dataset", "s", "--dataset-dir", data_dir, "--dry-run", *extra)
 
 
+def set_args(sets):
+    return [a for s in sets for a in ("--set", s)]
+
+
+def refused(data_dir, model, sets):
+    """A dry run with these --set values, which must stop as a usage error before any command is printed."""
+    r = dry(data_dir, model, *set_args(sets))
+    assert r.exit_code == 2 and "# command:" not in r.output, r.output
+    return r
+
+
 def yaml_of(output: str) -> dict:
     return yaml.safe_load("\n".join(x for x in output.split("# command:")[0].splitlines()
                                     if not x.startswith("note:")))
@@ -61,11 +72,10 @@ def yaml_of(output: str) -> dict:
     (["lora_rank=eight", "warmup_stpes=0.1"], ["lora_rank must be an integer", "did you mean 'warmup_steps'?"]),
 ])
 def test_wrong_key_or_type_is_a_usage_error_before_launch(data_dir, tiny_model, sets, expect):
-    r = dry(data_dir, tiny_model, *[a for s in sets for a in ("--set", s)])
-    assert r.exit_code == 2, r.output
+    r = refused(data_dir, tiny_model, sets)
     for e in expect:
         assert e in r.output, r.output
-    assert "Traceback" not in r.output and "# command:" not in r.output
+    assert "Traceback" not in r.output
 
 
 def test_recipe_file_keys_are_checked_and_named(data_dir, tiny_model, tmp_path):
@@ -109,9 +119,8 @@ def test_null_and_unset_drop_a_recipe_key(data_dir, tiny_model):
     (["eval_dataset=s", "val_size=0.1"], "eval_dataset and val_size do not combine"),
 ])
 def test_set_cannot_bypass_what_dsforge_checked(data_dir, tiny_model, sets, expect):
-    r = dry(data_dir, tiny_model, *[a for s in sets for a in ("--set", s)])
-    assert r.exit_code == 2 and expect in r.output, r.output
-    assert "# command:" not in r.output
+    r = refused(data_dir, tiny_model, sets)
+    assert expect in r.output, r.output
     r = dry(data_dir, tiny_model, "--set", "eval_dataset=s")
     assert r.exit_code == 0 and yaml_of(r.output)["eval_dataset"] == "s", r.output
 
@@ -233,7 +242,7 @@ def test_export_keys_are_checked_against_the_export_arguments(tmp_path, tiny_mod
 @pytest.mark.parametrize("sets", [["hf_hub_token=hf_abc123"], ["hub_token=hf_abc123"], ["push_to_hub_token=s3cr3tv4lue"],
                                   ["swanlab_api_key=s3cr3tk3y"], ["ms_hub_token=s3cr3tt0k"], ["db_password=s3cr3tpw"]])
 def test_secrets_in_set_are_refused_and_never_printed(data_dir, tiny_model, tmp_path, sets):
-    r = dry(data_dir, tiny_model, "-o", tmp_path / "o", *[a for s in sets for a in ("--set", s)])
+    r = dry(data_dir, tiny_model, "-o", tmp_path / "o", *set_args(sets))
     assert r.exit_code == 2 and "is a credential" in r.output and "HF_TOKEN" in r.output, r.output
     assert sets[0].split("=", 1)[1] not in r.output and not (tmp_path / "o").exists()
 
@@ -246,9 +255,8 @@ def test_secrets_in_set_are_refused_and_never_printed(data_dir, tiny_model, tmp_
     (["per_device_train_batch_size=0"], "per_device_train_batch_size must be >= 1"),
 ])
 def test_values_out_of_range_are_usage_errors_without_llamafactory(data_dir, tiny_model, sets, expect):
-    r = dry(data_dir, tiny_model, *[a for s in sets for a in ("--set", s)])
-    assert r.exit_code == 2 and expect in r.output, r.output
-    assert "# command:" not in r.output
+    r = refused(data_dir, tiny_model, sets)
+    assert expect in r.output, r.output
 
 
 @pytest.mark.llamafactory
@@ -262,7 +270,7 @@ def test_llamafactory_own_parser_runs_before_launch(data_dir, tiny_model, lf_py,
                                                     expect):
     """LLaMA-Factory's cross-field rules (its get_train_args, no model loaded) are one dsforge line, exit 2."""
     r = run("train", stage, "-m", tiny_model, "--dataset", dataset, "--dataset-dir", data_dir, "--dry-run",
-            "--lf-python", lf_py, "-o", tmp_path / "o", *[a for s in sets for a in ("--set", s)])
+            "--lf-python", lf_py, "-o", tmp_path / "o", *set_args(sets))
     assert r.exit_code == 2, r.output
     assert f"LLaMA-Factory 0.9.5 rejects this configuration: {expect}" in r.output, r.output
     assert "Traceback" not in r.output and "# command:" not in r.output and not (tmp_path / "o").exists()
