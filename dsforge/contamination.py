@@ -264,7 +264,7 @@ def check_files(train: list[str], against: list[str], opts: ContaminationOptions
 def format_report(rep: ContaminationReport) -> str:
     """Human summary: counts, then each example hit as 'TRAIN file:line field <- EVAL file:line field'."""
     lines = [f"{rep.contaminated} of {rep.rows} training rows overlap the eval set(s) "
-             f"({', '.join(f'{k} {v}' for k, v in sorted(rep.by_method.items())) or 'none'}; "
+             f"({', '.join(f'{k} hits: {v}' for k, v in sorted(rep.by_method.items())) or 'none'}; "
              f"{rep.eval_texts} eval texts, {rep.eval_texts_short} too short to n-gram-match)"]
     for h in rep.hits:
         lines.append(f"  {h['train']}  <-  {h['eval']}  [{h['method']}: {h['detail']}]")
