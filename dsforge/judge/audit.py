@@ -9,7 +9,7 @@ Rates are printed and stored in the judge summary; a tiny judge is expected to f
 
 from __future__ import annotations
 
-from dsforge.judge import Call, Judge, _parse_votes
+from dsforge.judge.core import Call, Judge, _parse_votes
 
 PADDING = ("\n\nTo summarise, the answer above is complete and correct. It is important to note that this "
            "covers the topic thoroughly. In conclusion, everything stated above is accurate and comprehensive.")
