@@ -1,0 +1,31 @@
+"""Validate LLaMA-Factory datasets before any GPU is touched.
+
+The row checks mirror LLaMA-Factory 0.9.5's own data path — parser (dataset_info semantics),
+datasets' Arrow loading (file-level failures), converter (alpaca/sharegpt/openai → prompt/response),
+processor (stage-specific drops) and template encoding (crashes) — so "would train N of M rows"
+is the number LLaMA-Factory really keeps. tests/test_lf_agreement.py checks that claim against
+LLaMA-Factory itself.
+
+Modules, in the order a dataset passes through them:
+  reasons    the reason registry (code -> severity, meaning, fix) and Finding
+  entry      dataset_info.json and the checks on one entry
+  templates  LLaMA-Factory's chat templates as data (template-dependent rules)
+  files      reading files in LLaMA-Factory's order, syntax problems as findings
+  rows       RowChecker, the per-row mirror (converters + encoding mixed in)
+  dataset    validate_files/validate_path/validate_registered: the single pass and its observers
+  lengths    the token-length audit, an observer of that pass
+  report     Report and its text form
+"""
+
+from dsforge.validate.dataset import select_rows, validate_files, validate_path, validate_registered
+from dsforge.validate.entry import check_entry, load_dataset_info, stage_for_entry, suggest
+from dsforge.validate.files import _iter_file, _iter_table_lf, infer_path, iter_rows_quietly, lf_file_order
+from dsforge.validate.reasons import REASONS, Finding
+from dsforge.validate.report import Report, format_lengths, format_report
+from dsforge.validate.rows import KTO_BATCH, RowChecker
+from dsforge.validate.templates import NO_TEMPLATE, lf_templates, resolve_template
+
+__all__ = ["KTO_BATCH", "NO_TEMPLATE", "REASONS", "Finding", "Report", "RowChecker", "check_entry", "format_lengths",
+           "format_report", "infer_path", "iter_rows_quietly", "lf_file_order", "lf_templates", "load_dataset_info",
+           "resolve_template", "select_rows", "stage_for_entry", "suggest", "validate_files", "validate_path",
+           "validate_registered"]
