@@ -144,6 +144,24 @@ def test_api_failures_are_not_cached_and_are_retried_on_rerun(tmp_path):
     assert up.calls == 1 and s["scored"] == 2
 
 
+def test_audit_probes_are_re_asked_like_judge_calls_and_not_counted_as_its_failures(tmp_path):
+    from dsforge.judge.audit import PADDING
+
+    c = candidates(tmp_path, ["good", "flaky"])
+
+    def script(answer, params):
+        if answer.startswith("good"):   # padding buys a point: the audit must catch it
+            return "Score: 5" if answer.endswith(PADDING) else "Score: 4"
+        return "hmm" if params.temperature == 0 else "Score: 2"   # flaky: parses on the re-ask only
+
+    cfg = JudgeConfig(judge_model="judge", rubric=ADD, parse_retries=1)
+    s = judge_file(c, str(tmp_path / "j.jsonl"), cfg, engine=ScriptedJudge(script), audit=True, progress=False,
+                   log=lambda m: None)
+    assert s["audit"]["identical"] == {"passed": 2, "total": 2, "rate": 1.0}
+    assert s["audit"]["padded_not_better"] == {"passed": 1, "total": 2, "rate": 0.5}
+    assert s["parse_failures_first_try"] == {"no_score_found": 1}   # the judged candidate, not its probes
+
+
 def judged(tmp_path, table, name="j.jsonl"):
     """table: list of (prompt, text, score or None, truncated)."""
     rows = []

@@ -9,7 +9,7 @@ Rates are printed and stored in the judge summary; a tiny judge is expected to f
 
 from __future__ import annotations
 
-from dsforge.judge.core import Call, Judge, _parse_votes
+from dsforge.judge.core import Call, Judge, outcome
 
 PADDING = ("\n\nTo summarise, the answer above is complete and correct. It is important to note that this "
            "covers the topic thoroughly. In conclusion, everything stated above is accurate and comprehensive.")
@@ -31,7 +31,18 @@ def _rate(passed: int, total: int) -> dict:
     return {"passed": passed, "total": total, "rate": passed / total if total else 0.0}
 
 
+def _outcomes(judge: Judge, calls: list[Call]) -> dict:
+    """{call.item: outcome} for the probe calls that parsed, after the judge's usual re-asks."""
+    judge.ask(calls, "audit", count_failures=False)
+    return {c.item: outcome(c.parsed) for c in calls if "error" not in c.parsed}
+
+
 def run_audit(judge: Judge, items: list[dict], m: int = 8) -> dict:
+    """Probe the judge on up to m distinct, untruncated, non-empty candidates of `items`.
+
+    Returns {"probes": n, "identical", "padded_not_better", "swapped"}, each rate a dict {passed,
+    total, rate in [0, 1]} over the probes whose calls parsed ("swapped" is a string in pointwise
+    mode). The probe calls are cached and counted in the judge's usage, not in its parse failures."""
     rubric = judge.cfg.rubric
     probes = _probe_items(items, m)
     res: dict = {"probes": len(probes)}
@@ -43,12 +54,7 @@ def run_audit(judge: Judge, items: list[dict], m: int = 8) -> dict:
                       Call(item=("again", id(it)), messages=base, probe="audit-again"),
                       Call(item=("padded", id(it)), messages=rubric.pointwise_messages(it["messages"], it["text"] + PADDING),
                            probe="audit")]
-        judge.run_calls(calls, "audit")
-        score = {}
-        for c in calls:
-            p = _parse_votes(c, rubric)
-            if "error" not in p:
-                score[c.item] = sum(v["score"] if isinstance(v, dict) else v for v in p["votes"]) / len(p["votes"])
+        score = _outcomes(judge, calls)
         same = [score[("orig", id(i))] == score[("again", id(i))] for i in probes
                 if ("orig", id(i)) in score and ("again", id(i)) in score]
         pad = [score[("padded", id(i))] <= score[("orig", id(i))] for i in probes
@@ -75,12 +81,7 @@ def run_audit(judge: Judge, items: list[dict], m: int = 8) -> dict:
                           messages=rubric.pairwise_messages(a["messages"], a["text"], b["text"])))
         calls.append(Call(item=("ba", id(a)), probe="audit",
                           messages=rubric.pairwise_messages(a["messages"], b["text"], a["text"])))
-    judge.run_calls(calls, "audit")
-    verdict = {}
-    for c in calls:
-        p = _parse_votes(c, rubric)
-        if "error" not in p:
-            verdict[c.item] = p["votes"][0]
+    verdict = _outcomes(judge, calls)
     ident = [verdict[("identical", id(i))] == "tie" for i in probes if ("identical", id(i)) in verdict]
     pad = []
     for i in probes:

@@ -1,4 +1,5 @@
-"""The judge core: the judge's settings, one call through the engine (with the cache), parsing votes."""
+"""The judge core: the judge's settings, calls through the engine (with the cache), parsing votes, and the
+one re-ask loop (`Judge.ask`) that pointwise, pairwise and the audit share."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ from dsforge.rubrics import Rubric, expected_score, parse_reply
 
 @dataclass
 class JudgeConfig:
+    """What a judge run asks and how: judge model, rubric, engine name, sampling (temperature, votes =
+    replies per call, max_tokens), parse_retries (re-asks of an unparseable reply), structured output,
+    logprobs, seed, pairwise pairs per prompt, whether truncated candidates are judged, and prices in
+    USD per 1M (prompt, completion) tokens for the cost estimate."""
     judge_model: str
     rubric: Rubric
     engine: str = "openai"
@@ -30,17 +35,27 @@ class JudgeConfig:
 
 @dataclass
 class Call:
-    """One judge call: its messages, where the parsed result goes, and its attempt number."""
+    """One judge call: its messages, where the parsed result goes, and its attempt number.
+
+    After `Judge.ask`, `tries` holds the parsed votes of every attempt (`parse_votes`' dict), the last
+    one being the call's outcome (`parsed`)."""
     item: object
     messages: list[dict]
     attempt: int = 0
     swapped: bool = False
     probe: str = ""                 # audit probes: part of the cache key, not of the sampling
     result: dict | None = None      # {"texts": [...], "logprobs": [...], "usage": {...}} or {"error": ...}
+    tries: list[dict] = field(default_factory=list)
+
+    @property
+    def parsed(self) -> dict:
+        return self.tries[-1]
 
 
 @dataclass
 class Stats:
+    """Counters of one judge run: counts (api_failures, comparisons, swap_*, slot_*, skipped_truncated),
+    parse failures by cause on the first try and after the last re-ask, and token/call usage."""
     counts: Counter = field(default_factory=Counter)
     first_try_failures: Counter = field(default_factory=Counter)
     final_failures: Counter = field(default_factory=Counter)
@@ -48,6 +63,8 @@ class Stats:
 
 
 class Judge:
+    """A judge bound to an open engine and a call cache; `ask` runs calls with re-asks, `stats` counts."""
+
     def __init__(self, cfg: JudgeConfig, engine, cache: Cache, log=None, progress: bool = True):
         self.cfg, self.engine, self.cache = cfg, engine, cache
         self.log = log or logs.say
@@ -70,7 +87,33 @@ class Judge:
         return Cache.key(self.cfg.judge_model, self.cfg.rubric.hash, params.key(), call.messages, call.attempt,
                          *([call.probe] if call.probe else []))
 
+    def ask(self, calls: list[Call], desc: str, *, count_failures: bool = True) -> None:
+        """Run `calls` and re-ask each whose reply does not parse, up to cfg.parse_retries more times,
+        with a fresh sample (attempt number in the cache key). A call that failed at the API (after the
+        engine's own retries) is not re-asked: a rerun of the command retries it. Every attempt's parse
+        is appended to call.tries. count_failures: count first-try parse failures in stats (the audit's
+        probes are not the run's failures)."""
+        rubric = self.cfg.rubric
+        pending = list(calls)
+        for attempt in range(self.cfg.parse_retries + 1):
+            if not pending:
+                break
+            for c in pending:
+                c.attempt, c.result = attempt, None
+            self.run_calls(pending, desc if attempt == 0 else f"re-asking ({attempt})")
+            again = []
+            for c in pending:
+                c.tries.append(parse_votes(c, rubric))
+                if "error" in c.parsed:
+                    if attempt == 0 and count_failures:
+                        self.stats.first_try_failures[c.parsed["error"]] += 1
+                    if "error" not in c.result:
+                        again.append(c)
+            pending = again
+
     def run_calls(self, calls: list[Call], desc: str) -> None:
+        """Answer each call once, from the cache or the engine in one batch; sets call.result. A server
+        that rejects response_format (HTTP 400) is asked again without it for the rest of the run."""
         todo = []
         for call in calls:
             params = self._params(call.attempt)
@@ -135,8 +178,11 @@ class Judge:
         self.stats.usage[scope + "calls"] += 1
 
 
-def _parse_votes(call: Call, rubric: Rubric) -> dict:
-    """All votes of one call parsed; the item's score is the mean of the valid votes."""
+def parse_votes(call: Call, rubric: Rubric) -> dict:
+    """All votes of one answered call parsed: {"raw": [reply texts], "votes": [score | "A"/"B"/"tie" |
+    {"score", parts}], "vote_errors": [causes], "rationale": str | None, "expected_score"?: float from
+    logprobs} plus "error": cause when no vote parsed (or the API call failed: then raw and votes are
+    empty). The item's score is the mean of the valid votes."""
     if "error" in call.result:
         return {"error": call.result["cause"], "raw": [], "votes": []}
     votes, errors, exp, rats = [], [], [], []
@@ -159,3 +205,12 @@ def _parse_votes(call: Call, rubric: Rubric) -> dict:
     if exp:
         out["expected_score"] = sum(exp) / len(exp)
     return out
+
+
+def outcome(parsed: dict) -> float | str:
+    """The result of one parsed call without "error": pointwise, the mean of its vote scores (rubric
+    scale); pairwise, the majority verdict "A", "B" or "tie" (first in reply order on a draw)."""
+    votes = [v["score"] if isinstance(v, dict) else v for v in parsed["votes"]]
+    if isinstance(votes[0], str):
+        return Counter(votes).most_common(1)[0][0]
+    return sum(votes) / len(votes)

@@ -7,12 +7,18 @@ import random
 from collections import Counter, defaultdict
 
 from dsforge.engines import derive_seed
-from dsforge.judge.core import Call, Judge, _parse_votes
+from dsforge.judge.core import Call, Judge, outcome
 
 
 def judge_pairwise(judge: Judge, items: list[dict]) -> tuple[list[dict], list[dict]]:
     """Compare candidates of a prompt in both orders; agreement is a verdict, disagreement a tie.
-    Each candidate's score is its win rate (ties count half), in [0, 1]."""
+
+    Up to cfg.max_pairs_per_prompt pairs per prompt, drawn from a seed of (cfg.seed, prompt id).
+    Returns (rows, comparisons): the rows of `items` in order, each with a "judge" dict (kind "llm",
+    model, rubric, rubric_hash, mode; score = win rate in [0, 1] with ties counting half, games,
+    wins; or score None with error "no_valid_comparison", "not_compared" or "truncated_not_judged"),
+    and one record per pair {prompt_id, a, b (row indexes), verdict "A"|"B"|"tie"|None, straight,
+    swapped, consistent} or {..., verdict None, error}."""
     cfg, rubric = judge.cfg, judge.cfg.rubric
     groups: dict[str, list[int]] = defaultdict(list)
     for i, it in enumerate(items):
@@ -30,23 +36,10 @@ def judge_pairwise(judge: Judge, items: list[dict]) -> tuple[list[dict], list[di
         calls.append(Call(item=(a, b), messages=rubric.pairwise_messages(prompt, items[a]["text"], items[b]["text"])))
         calls.append(Call(item=(a, b), swapped=True,
                           messages=rubric.pairwise_messages(prompt, items[b]["text"], items[a]["text"])))
-    for attempt in range(cfg.parse_retries + 1):
-        todo = [c for c in calls if c.result is None or ("error" not in c.result and "error" in _parse_votes(c, rubric))]
-        if attempt and not todo:
-            break
-        for c in todo:
-            c.attempt = attempt
-            c.result = None
-        judge.run_calls(todo, "comparing" if attempt == 0 else f"re-asking ({attempt})")
-        if attempt == 0:
-            for c in todo:
-                p = _parse_votes(c, rubric)
-                if "error" in p:
-                    judge.stats.first_try_failures[p["error"]] += 1
-    verdicts = {}
+    judge.ask(calls, "comparing")
     by_pair = defaultdict(dict)
     for c in calls:
-        by_pair[c.item]["swapped" if c.swapped else "straight"] = _parse_votes(c, rubric)
+        by_pair[c.item]["swapped" if c.swapped else "straight"] = c.parsed
     comparisons = []
     wins = defaultdict(float)
     games = Counter()
@@ -59,8 +52,7 @@ def judge_pairwise(judge: Judge, items: list[dict]) -> tuple[list[dict], list[di
             rec.update(verdict=None, error=s.get("error") or w.get("error"))
             judge.stats.final_failures[rec["error"]] += 1
         else:
-            v1 = Counter(s["votes"]).most_common(1)[0][0]
-            raw2 = Counter(w["votes"]).most_common(1)[0][0]
+            v1, raw2 = outcome(s), outcome(w)
             v2 = {"A": "B", "B": "A", "tie": "tie"}[raw2]
             for raw in (v1, raw2):
                 slots[{"A": "first", "B": "second"}.get(raw, "tie")] += 1
@@ -73,7 +65,6 @@ def judge_pairwise(judge: Judge, items: list[dict]) -> tuple[list[dict], list[di
             wins[a] += 1.0 if verdict == "A" else 0.5 if verdict == "tie" else 0.0
             wins[b] += 1.0 if verdict == "B" else 0.5 if verdict == "tie" else 0.0
         comparisons.append(rec)
-        verdicts[(a, b)] = rec
     judge.stats.counts["comparisons"] = len(by_pair)
     judge.stats.counts["swap_consistent"] = consistent
     judge.stats.counts["swap_decided"] = decided
