@@ -1,0 +1,220 @@
+"""dsforge eval: statistics against independent formulas, scoring and comparison with a scripted engine,
+the win-rate mode through a real HTTP judge server, and the CLI's usage errors."""
+
+import json
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from dsforge.cli import cli
+from dsforge.engines import Completion, Engine, EngineOptions, Result
+from dsforge.evalstats import mcnemar, mean_ci, paired_difference, pass_at_k, wilson
+from dsforge.evaluate import EvalConfig, evaluate, format_summary
+from dsforge.errors import UsageError
+from tests.servers import FakeOpenAI
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def _wilson_closed_form(k, n, z=1.959963984540054):
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+@pytest.mark.parametrize("k,n", [(0, 10), (3, 10), (81, 263), (50, 50), (1, 1)])
+def test_wilson_matches_the_closed_form(k, n):
+    lo, hi = wilson(k, n)
+    elo, ehi = _wilson_closed_form(k, n)
+    assert lo == pytest.approx(elo, abs=1e-9) and hi == pytest.approx(ehi, abs=1e-9)
+    assert wilson(0, 0) == (None, None)
+
+
+def test_pass_at_k_matches_the_binomial_ratio():
+    for n in range(1, 12):
+        for c in range(n + 1):
+            for k in range(1, n + 1):
+                assert pass_at_k(n, c, k) == pytest.approx(1 - math.comb(n - c, k) / math.comb(n, k), abs=1e-12)
+    assert pass_at_k(5, 0, 3) == 0.0 and pass_at_k(5, 3, 3) == 1.0 and pass_at_k(4, 1, 1) == 0.25
+    with pytest.raises(ValueError):
+        pass_at_k(3, 1, 4)
+
+
+def test_mcnemar_exact_is_the_two_sided_binomial_on_discordant_pairs():
+    new = [True] * 41 + [False] * 12 + [True] * 30 + [False] * 17
+    old = [False] * 41 + [True] * 12 + [True] * 30 + [False] * 17
+    r = mcnemar(new, old)
+    assert (r["b"], r["c"], r["both"], r["neither"]) == (41, 12, 30, 17)
+    expect = 2 * sum(math.comb(53, i) for i in range(13)) / 2 ** 53
+    assert r["p"] == pytest.approx(expect, rel=1e-9)
+    assert mcnemar([True, False], [True, False])["p"] == 1.0
+
+
+def test_paired_bootstrap_is_seeded_covers_the_difference_and_is_zero_for_identical_items():
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    old = rng.random(200) < 0.3
+    new = old | (rng.random(200) < 0.15)
+    a = paired_difference(new.astype(float).tolist(), old.astype(float).tolist(), seed=3)
+    b = paired_difference(new.astype(float).tolist(), old.astype(float).tolist(), seed=3)
+    assert a == b
+    assert a["diff"] == pytest.approx(new.mean() - old.mean())
+    assert a["ci_low"] < a["diff"] < a["ci_high"] and a["ci_low"] > 0   # only gains: the interval is above 0
+    # an independent seeded resampling of item indices gives about the same interval
+    d = new.astype(float) - old.astype(float)
+    idx = np.random.default_rng(7).integers(0, len(d), (20000, len(d)))
+    lo, hi = np.percentile(d[idx].mean(axis=1), [2.5, 97.5])
+    assert a["ci_low"] == pytest.approx(lo, abs=0.015) and a["ci_high"] == pytest.approx(hi, abs=0.015)
+    same = paired_difference([1.0, 0.0, 1.0], [1.0, 0.0, 1.0])
+    assert (same["diff"], same["ci_low"], same["ci_high"]) == (0.0, 0.0, 0.0)
+    assert mean_ci([0.5, 0.5])["ci_low"] == 0.5
+
+
+# ---------------------------------------------------------------- scoring with a scripted engine
+
+
+class Scripted(Engine):
+    """Answers each request with reply(messages, params) (a plain function)."""
+
+    name = "scripted"
+
+    def __init__(self, reply):
+        super().__init__("scripted", EngineOptions())
+        self.reply, self.requests = reply, []
+
+    def generate(self, requests):
+        for r in requests:
+            self.requests.append(r)
+            texts = [self.reply(r.messages, r.params, i) for i in range(r.params.n)]
+            yield Result(request=r, completions=[Completion(t, "stop", len(t.split())) for t in texts])
+
+
+def _prompts(tmp_path, n=6, name="p.jsonl", **extra):
+    rows = [{"id": f"q{i}", "instruction": f"What is {i} + {i}?", "reference": str(2 * i), "verifier": "numeric",
+             **extra} for i in range(n)]
+    path = tmp_path / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def _adder(wrong=()):
+    def reply(messages, params, i):
+        q = int(messages[-1]["content"].split()[2])
+        return f"{q} + {q} = {2 * q + (1 if q in wrong else 0)}"
+    return reply
+
+
+def test_pass1_strict_lenient_items_and_baseline_pairing(tmp_path):
+    p = _prompts(tmp_path, format="number")
+    cfg = EvalConfig(model="m")
+    base = evaluate(cfg, p, str(tmp_path / "base.json"), engine=Scripted(_adder(wrong={0, 1, 2, 3})))
+    assert base["pass1"]["lenient"]["k"] == 2 and base["pass1"]["lenient"]["n"] == 6
+    assert base["pass1"]["strict"]["k"] == 0   # "4 + 4 = 8" is right but not the bare number asked for
+    doc = json.loads((tmp_path / "base.json").read_text())
+    assert doc["kind"] == "dsforge.eval" and [r["id"] for r in doc["items"]] == [f"q{i}" for i in range(6)]
+    assert {"id", "reply", "answer", "correct", "format_ok"} <= set(doc["items"][5])
+    assert doc["items"][5]["answer"] == "10" and doc["items"][0]["correct"] is False
+    new = evaluate(cfg, p, str(tmp_path / "new.json"), baseline=str(tmp_path / "base.json"),
+                   engine=Scripted(_adder(wrong={0})))
+    d = new["baseline"]["lenient"]
+    assert d["diff"] == pytest.approx(3 / 6) and (d["mcnemar"]["b"], d["mcnemar"]["c"]) == (3, 0)
+    assert d["mcnemar"]["p"] == pytest.approx(0.25)
+    text = format_summary(new)
+    assert "pass@1 lenient 83.3% [" in text and "vs baseline +50.0 pts [" in text and "(b=3 gained, c=0 lost)" in text
+
+
+def test_sampled_pass_at_k_uses_per_item_seeds(tmp_path):
+    p = _prompts(tmp_path, n=4)
+    eng = Scripted(lambda m, params, i: "no idea" if params.temperature and i % 2 else _adder()(m, params, i))
+    s = evaluate(EvalConfig(model="m", k=2, samples=4, temperature=0.8), p, None, engine=eng)
+    assert s["pass_k"]["pass1"] == pytest.approx(0.5) and s["pass_k"]["pass_k"] == pytest.approx(1 - 1 / 6)
+    assert s["pass_k"]["items_mixed"] == 4
+    sampled = [r for r in eng.requests if r.params.n == 4]
+    assert len(sampled) == 4 and len({r.params.seed for r in sampled}) == 4 and sampled[0].params.temperature == 0.8
+
+
+def test_baseline_of_other_prompts_is_refused_before_any_generation(tmp_path):
+    p = _prompts(tmp_path)
+    evaluate(EvalConfig(model="m"), p, str(tmp_path / "base.json"), engine=Scripted(_adder()))
+    other = _prompts(tmp_path, n=5, name="other.jsonl")
+    eng = Scripted(_adder())
+    with pytest.raises(UsageError, match=r"other prompts: 1 ids only in it \(e.g. q5\)"):
+        evaluate(EvalConfig(model="m"), other, None, baseline=str(tmp_path / "base.json"), engine=eng)
+    assert eng.requests == []
+
+
+def _judge_prefers_right(messages, params, i):
+    """A pairwise judge that picks whichever answer holds the right sum (so both orders agree)."""
+    text = messages[-1]["content"]
+    q = int(text.split("What is ")[1].split()[0])
+    a = text.split("BEGIN ANSWER A")[1].split("END ANSWER A")[0]
+    return json.dumps({"rationale": "checked the sum", "winner": "A" if f"= {2 * q}" in a else "B"})
+
+
+def test_win_rate_from_a_consistent_judge(tmp_path):
+    p = _prompts(tmp_path, n=5)
+    evaluate(EvalConfig(model="m"), p, str(tmp_path / "base.json"), engine=Scripted(_adder(wrong={0, 1, 2})))
+    s = evaluate(EvalConfig(model="m", judge_model="j"), p, None, against=str(tmp_path / "base.json"),
+                 engine=Scripted(_adder(wrong={4})), judge_engine=Scripted(_judge_prefers_right))
+    w = s["winrate"]   # q0-q2: only the new reply is right; q3: both right (the judge says A both times: tie); q4: lost
+    assert (w["win"], w["tie"], w["loss"], w["swap_consistency"]) == (3, 1, 1, 0.8)
+    assert w["win_rate"] == pytest.approx(3.5 / 5) and w["ci_low"] < w["win_rate"] < w["ci_high"]
+
+
+def test_win_rate_counts_both_orders(tmp_path, monkeypatch):
+    from dsforge import rubrics
+
+    p = _prompts(tmp_path, n=4)
+    evaluate(EvalConfig(model="m"), p, str(tmp_path / "base.json"), engine=Scripted(_adder(wrong={0, 1, 2})))
+    with FakeOpenAI(models=("judge",), reply='{"rationale": "first is better", "winner": "A"}') as fake:
+        s = evaluate(EvalConfig(model="m", judge_model="judge"), p, str(tmp_path / "new.json"),
+                     against=str(tmp_path / "base.json"), engine=Scripted(_adder()),
+                     judge_options={"base_url": fake.url(), "probe": False})
+    w = s["winrate"]   # a judge that always says "A" flips under swap: every comparison is a tie
+    assert (w["n"], w["win"], w["tie"], w["loss"], w["failed"]) == (4, 0, 4, 0, 0)
+    assert w["win_rate"] == 0.5 and w["swap_consistency"] == 0.0
+    assert len([r for r in fake.requests if r[0] == "POST"]) == 8
+    assert "win 0 / tie 4 / loss 0; win rate 50.0% [50.0, 50.0], swap-consistent 0%" in format_summary(s)
+    assert rubrics.load_rubric("pairwise", "pairwise").mode == "pairwise"
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def _run(args):
+    return CliRunner().invoke(cli, args)
+
+
+def test_cli_usage_errors_are_one_message_exit_2(tmp_path):
+    p = _prompts(tmp_path)
+    cases = [
+        (["eval", "--prompts", p, "--samples", "4"], "--samples needs --k"),
+        (["eval", "--prompts", p, "--k", "4", "--samples", "2"], "--samples 2 is below --k 4"),
+        (["eval", "--prompts", p, "--judge-model", "j"], "only apply with --against"),
+        (["eval", "--prompts", p, "--base-url", "http://127.0.0.1:9/v1"], "--base-url/--api-key apply to --engine openai"),
+        (["eval", "--prompts", p, "--baseline", p], "is not JSON"),
+        (["eval", "--prompts", p, "--adapter", str(tmp_path), "-o", str(tmp_path / "e.json")], "has no adapter_config.json"),
+        (["eval", "--prompts", p, "--engine", "openai", "--adapter", str(tmp_path)], "--adapter works with --engine vllm only"),
+        (["eval", "--prompts", p, "-o", str(tmp_path / "e.jsonl")], "must end in .json"),
+    ]
+    for args, msg in cases:
+        r = _run(args)
+        assert r.exit_code == 2, (args, r.output)
+        assert msg in r.output and "Traceback" not in r.output, (args, r.output)
+    bad = tmp_path / "nover.jsonl"
+    bad.write_text(json.dumps({"id": "a", "instruction": "hi", "reference": "1"}) + "\n")
+    r = _run(["eval", "--prompts", str(bad), "--engine", "openai", "--base-url", "http://127.0.0.1:9/v1"])
+    assert r.exit_code == 2 and "nover.jsonl:1: no verifier for item 'a'" in r.output
+    (tmp_path / "keep.json").write_text('{"mine": 1}')
+    r = _run(["eval", "--prompts", p, "-o", str(tmp_path / "keep.json")])
+    assert r.exit_code == 2 and "already exists and is not an eval output" in r.output
+    assert json.loads((tmp_path / "keep.json").read_text()) == {"mine": 1}
+
+
+def test_eval_has_help():
+    r = _run(["eval", "--help"])
+    assert r.exit_code == 0 and "pass@1" in r.output
