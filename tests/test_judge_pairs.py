@@ -70,6 +70,7 @@ def test_spearman():
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
     assert spearman([1, 1, 1], [1, 2, 3]) is None
+    assert spearman([1, 2, 2, 3], [1, 3, 2, 4]) == 0.9487   # ties take their average rank
 
 
 class ScriptedJudge(Engine):

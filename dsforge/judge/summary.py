@@ -9,82 +9,72 @@ from dsforge.judge.core import Judge, JudgeConfig
 
 
 def spearman(xs: list[float], ys: list[float]) -> float | None:
+    """Spearman's rank correlation of two equal-length lists (polars; ties get average ranks),
+    rounded to 4 places; None for fewer than 3 points or a constant list."""
     if len(xs) < 3:
         return None
+    import polars as pl
 
-    def ranks(v):
-        order = sorted(range(len(v)), key=lambda i: v[i])
-        r = [0.0] * len(v)
-        i = 0
-        while i < len(order):
-            j = i
-            while j + 1 < len(order) and v[order[j + 1]] == v[order[i]]:
-                j += 1
-            for k in range(i, j + 1):
-                r[order[k]] = (i + j) / 2 + 1
-            i = j + 1
-        return r
-
-    rx, ry = ranks(xs), ranks(ys)
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
-    vx = math.sqrt(sum((a - mx) ** 2 for a in rx))
-    vy = math.sqrt(sum((b - my) ** 2 for b in ry))
-    return round(cov / (vx * vy), 4) if vx and vy else None
+    rho = pl.DataFrame({"x": xs, "y": ys}, schema={"x": pl.Float64, "y": pl.Float64}).select(
+        pl.corr("x", "y", method="spearman")).item()
+    return None if rho is None or math.isnan(rho) else round(rho, 4)
 
 
-_SUMMED = ("calls", "cached_calls", "failed_calls", "prompt_tokens", "completion_tokens", "cache_hits",
-           "cache_misses", "comparisons", "swap_decided", "kept_previous")
-
-
-def merge_summaries(summaries: list[dict], judged: list[dict], cfg: JudgeConfig) -> dict:
-    """One summary for a run judged in shards: counters added up, score statistics from `judged`."""
-    s = _row_stats(judged, cfg)
-    for k in _SUMMED:
-        if any(k in x for x in summaries):
-            s[k] = sum(x.get(k) or 0 for x in summaries)
-    for k in ("parse_failures_first_try", "failures_final", "slot_picks"):
-        if any(k in x for x in summaries):
-            total = Counter()
-            for x in summaries:
-                total.update(x.get(k) or {})   # update, not +: a zero count stays
-            s[k] = dict(total)
-    s["structured_output"] = all(x.get("structured_output") for x in summaries)
-    s["seconds"] = max(x.get("seconds") or 0 for x in summaries)   # the shards ran side by side
-    s["engine_info"] = summaries[0].get("engine_info")
-    if cfg.rubric.mode == "pairwise":
-        d = s.get("swap_decided") or 0
-        s["swap_consistency"] = (round(sum((x.get("swap_consistency") or 0) * (x.get("swap_decided") or 0)
-                                           for x in summaries) / d, 4) if d else None)
-        picks = s.get("slot_picks") or {}
-        fs = (picks.get("first") or 0) + (picks.get("second") or 0)
-        s["first_slot_rate"] = round(picks.get("first", 0) / fs, 4) if fs else None
-    if cfg.prices:
-        s["cost_usd"] = round(sum(x.get("cost_usd") or 0 for x in summaries), 6)
-    return s
+_COUNTS = ("calls", "cached_calls", "failed_calls", "prompt_tokens", "completion_tokens", "cache_hits", "cache_misses")
+_PAIR_COUNTS = ("comparisons", "swap_decided", "swap_consistent")
+_TALLIES = ("parse_failures_first_try", "failures_final", "slot_picks")   # {cause or slot: count}
 
 
 def summarize(judged: list[dict], judge: Judge, cfg: JudgeConfig, seconds: float) -> dict:
-    st = judge.stats
+    """The summary of one judge run (OUT.summary.json) from its judged rows and the judge's counters.
+
+    Keys: judge_model, rubric, rubric_hash, mode, votes; items, scored, failed, not_judged_truncated,
+    not_compared (candidate counts); mean_score_by_temperature {temperature: mean score},
+    score_histogram {score rounded to 0.1: count}, spearman_score_length (score vs reply characters);
+    parse_failures_first_try and failures_final {cause: count}; structured_output; calls,
+    cached_calls, failed_calls, cache_hits, cache_misses; prompt_tokens, completion_tokens (new
+    tokens, not from the cache); seconds (wall); cost_usd when cfg.prices is set; pairwise also
+    comparisons, swap_decided, swap_consistent, swap_consistency, slot_picks {first, second, tie}
+    and first_slot_rate (fractions in [0, 1], None without a decided pair)."""
+    st, u = judge.stats, judge.stats.usage
+    run = {"parse_failures_first_try": dict(st.first_try_failures), "failures_final": dict(st.final_failures),
+           "structured_output": judge.structured,
+           "calls": u["calls"] + u["cached_calls"] + u["failed_calls"], "cached_calls": u["cached_calls"],
+           "failed_calls": u["failed_calls"], "prompt_tokens": u["prompt_tokens"],
+           "completion_tokens": u["completion_tokens"], "cache_hits": judge.cache.hits,
+           "cache_misses": judge.cache.misses, "seconds": round(seconds, 2),
+           "comparisons": st.counts["comparisons"], "swap_decided": st.counts["swap_decided"],
+           "swap_consistent": st.counts["swap_consistent"],
+           "slot_picks": {k: st.counts[f"slot_{k}"] for k in ("first", "second", "tie")}}   # per call: both orders
+    return _summary(judged, cfg, run)
+
+
+def merge_summaries(summaries: list[dict], judged: list[dict], cfg: JudgeConfig) -> dict:
+    """One summary for a run judged in shards (`summarize`'s keys plus engine_info and kept_previous):
+    counters added up, seconds the longest shard's (they ran side by side), score statistics from
+    the merged `judged` rows."""
+    run = {k: sum(x.get(k) or 0 for x in summaries) for k in (*_COUNTS, *_PAIR_COUNTS, "kept_previous")}
+    for k in _TALLIES:
+        total = Counter()
+        for x in summaries:
+            total.update(x.get(k) or {})   # update, not +: a zero count stays
+        run[k] = dict(total)
+    run.update(structured_output=all(x.get("structured_output") for x in summaries),
+               seconds=max(x.get("seconds") or 0 for x in summaries), engine_info=summaries[0].get("engine_info"))
+    return _summary(judged, cfg, run)
+
+
+def _summary(judged: list[dict], cfg: JudgeConfig, run: dict) -> dict:
+    """Row statistics plus the run's counters, and what follows from both (rates, cost): one code path
+    for a run and for a merge of shards."""
     s = _row_stats(judged, cfg)
-    s.update({
-        "parse_failures_first_try": dict(st.first_try_failures),
-        "failures_final": dict(st.final_failures),
-        "structured_output": judge.structured,
-        "calls": st.usage["calls"] + st.usage["cached_calls"] + st.usage["failed_calls"],
-        "cached_calls": st.usage["cached_calls"], "failed_calls": st.usage["failed_calls"],
-        "prompt_tokens": st.usage["prompt_tokens"], "completion_tokens": st.usage["completion_tokens"],
-        "cache_hits": judge.cache.hits, "cache_misses": judge.cache.misses, "seconds": round(seconds, 2),
-    })
-    if cfg.rubric.mode == "pairwise":
-        d = st.counts["swap_decided"]
-        s["comparisons"] = st.counts["comparisons"]
-        s["swap_decided"] = d
-        s["swap_consistency"] = round(st.counts["swap_consistent"] / d, 4) if d else None
-        picks = {k: st.counts[f"slot_{k}"] for k in ("first", "second", "tie")}
-        s["slot_picks"] = picks   # per call (each pair is asked in both orders)
-        s["first_slot_rate"] = (round(picks["first"] / (picks["first"] + picks["second"]), 4)
-                                if picks["first"] + picks["second"] else None)
+    pairwise = cfg.rubric.mode == "pairwise"
+    s.update({k: v for k, v in run.items() if pairwise or k not in (*_PAIR_COUNTS, "slot_picks")})
+    if pairwise:
+        d, picks = s["swap_decided"], s["slot_picks"]
+        s["swap_consistency"] = round(s["swap_consistent"] / d, 4) if d else None
+        fs = picks.get("first", 0) + picks.get("second", 0)
+        s["first_slot_rate"] = round(picks.get("first", 0) / fs, 4) if fs else None
     if cfg.prices:
         s["cost_usd"] = round(s["prompt_tokens"] / 1e6 * cfg.prices[0] + s["completion_tokens"] / 1e6 * cfg.prices[1], 6)
     return s
@@ -114,6 +104,7 @@ def _row_stats(judged: list[dict], cfg: JudgeConfig) -> dict:
 
 
 def format_summary(s: dict) -> str:
+    """The console lines for a judge summary (`summarize`'s dict), joined by newlines."""
     lines = [f"judged {s['items']} candidates with {s['judge_model']} ({s['rubric']}, {s['mode']}): "
              f"{s['scored']} scored, {s['failed']} failed, {s['not_judged_truncated']} truncated not judged"]
     if s["parse_failures_first_try"] or s["failures_final"]:
