@@ -778,11 +778,11 @@ def guard_outputs(inputs, outputs, *, output_dirs=None, hint: str | None = None)
 
 OUTPUT_KINDS = {"sample": ("candidates",), "merge": ("candidates",), "judge": ("judged",),
                 "pairs": ("pairs",), "kto": ("kto",), "convert": ("convert",), "report": ("report",),
-                "dedup": ("dedup",), "contamination": ("decontaminated",)}
+                "dedup": ("dedup",), "contamination": ("decontaminated",), "tasks": ("tasks",)}
 _KIND_WORDS = {"candidates": "a candidates file", "judged": "a judged file", "pairs": "a pairs file",
                "kto": "a KTO file written by pairs", "convert": "an earlier output of convert",
                "report": "an HTML report", "dedup": "an earlier output of dedup",
-               "decontaminated": "an earlier output of contamination --drop"}
+               "decontaminated": "an earlier output of contamination --drop", "tasks": "an output of dsforge tasks"}
 
 
 def _ledger_path(path: str) -> Path:

@@ -85,6 +85,7 @@ from dsforge.cli import trainer as _trainer  # noqa: E402
 from dsforge.cli import pipeline as _pipeline  # noqa: E402
 from dsforge.cli import quality as _quality  # noqa: E402
 from dsforge.cli import evaluate as _evaluate  # noqa: E402
+from dsforge.cli import tasks as _tasks  # noqa: E402
 
 _data.add_commands(cli)
 _gen.add_commands(cli)
@@ -94,6 +95,7 @@ _trainer.add_commands(cli)
 _pipeline.add_commands(cli)
 _quality.add_commands(cli)
 _evaluate.add_commands(cli)
+_tasks.add_commands(cli)
 
 
 def main() -> None:
