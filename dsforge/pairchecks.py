@@ -138,13 +138,13 @@ class TruncationCheck:
     same budget. Reasons per pair: pair_identical_after_cutoff (the kept answer ids are equal),
     pair_response_emptied (an answer keeps no token), pair_prompt_no_room (the prompt alone fills cutoff_len).
     The template is the tokenizer's chat template (or plain concatenation + EOS for 'none'), as in
-    dsforge.lengths. Needs transformers.
+    dsforge.validate.lengths. Needs transformers.
     """
 
     def __init__(self, tokenizer: str, cutoff_len: int, template: str = "auto", audit=None):
-        """`audit`: a LengthAudit already loaded on this tokenizer and template (lengths.audit), reused
+        """`audit`: a LengthAudit already loaded on this tokenizer and template (the length audit), reused
         instead of loading the tokenizer a second time."""
-        from dsforge.lengths import LengthAudit
+        from dsforge.validate.lengths import LengthAudit
 
         self._la = audit if audit is not None else LengthAudit(tokenizer, cutoff_len, template, "rm")
         self.cutoff = cutoff_len
@@ -172,7 +172,7 @@ class TruncationCheck:
 
     def check(self, messages: list[dict], chosen: str, rejected: str) -> list[str]:
         """Reason codes for one pair after LLaMA-Factory's truncation."""
-        from dsforge.lengths import infer_seqlen
+        from dsforge.validate.lengths import infer_seqlen
 
         p, c, r = self.ids(messages, chosen, rejected)
         src, tgt = infer_seqlen(len(p), max(len(c), len(r)), self.cutoff)
@@ -189,7 +189,7 @@ class TruncationCheck:
         return out
 
     def result(self) -> dict:
-        from dsforge.lengths import _pct
+        from dsforge.validate.lengths import _pct
 
         return {"cutoff_len": self.cutoff, "template": self.template, "counts": dict(self.counts),
                 "token_lengths": {k: _pct(v) for k, v in self.lens.items()}}
@@ -213,8 +213,8 @@ _DETAIL = {
 
 
 def lf_messages(prompt: list, system: str | None) -> list[dict]:
-    """LLaMA-Factory (role, content) prompt turns -> OpenAI-role dicts, system first (dsforge.lengths.lf_messages)."""
-    from dsforge.lengths import lf_messages as _lf
+    """LLaMA-Factory (role, content) prompt turns -> OpenAI-role dicts, system first (validate.lengths.lf_messages)."""
+    from dsforge.validate.lengths import lf_messages as _lf
 
     return _lf(prompt, system)
 
@@ -252,9 +252,10 @@ def observe_pairs(checker, report, *, max_similarity: float = 0.95, method: str 
 
 
 def audit_truncation(report, tokenizer: str, cutoff_len: int, template: str, observe, audit=None) -> TruncationCheck:
-    """Set up the token-level pair check for lengths.audit: returns the check; `observe(fn)` registers a
-    callback(prompt, response, system, path, line) run on every kept row; `audit`: lengths.audit's
-    LengthAudit, whose tokenizer is reused."""
+    """Set up the token-level pair check of the length audit (dsforge.validate.lengths.observe_lengths):
+    returns the check; `report` is anything with .add(Finding) that receives one finding per degenerate pair;
+    `observe(fn)` registers a callback(prompt, response, system, path, line) run on every kept row; `audit`:
+    the audit's LengthAudit, whose tokenizer is reused."""
     from dsforge.validate import Finding
 
     tc = TruncationCheck(tokenizer, cutoff_len, template, audit)

@@ -88,6 +88,31 @@ def test_length_audit_flags_truncation(tmp_path, tiny_tokenizer):
     assert rep["lengths"]["percentiles"]["response"]["max"] > 64
 
 
+def test_length_audit_reads_each_file_once(tmp_path, tiny_tokenizer, monkeypatch):
+    # the audit observes validate's single pass: turning it on opens the file no more often than without it
+    import builtins
+
+    from dsforge.validate import LengthOptions
+
+    long = "hello world " * 60
+    p = write(tmp_path, "l.jsonl", [S(("human", "q"), ("gpt", "a")), S(("human", "q"), ("gpt", long))])
+    real_open, opened = builtins.open, []
+
+    def counting_open(file, *a, **kw):
+        if str(file) == p:
+            opened.append(file)
+        return real_open(file, *a, **kw)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    plain = validate_path(p)
+    without = len(opened)
+    opened.clear()
+    r = validate_path(p, lengths=LengthOptions(tiny_tokenizer, 64))
+    assert without > 0 and len(opened) == without
+    assert plain.lengths is None and r.lengths["rows"] == 2 and r.lengths["response_truncated"] == 1
+    assert r.counts["response_truncated"] == 1 and r.examples["response_truncated"][0].line == 2
+
+
 # ---------------------------------------------------------------- CLI behaviour
 
 

@@ -147,22 +147,18 @@ def validate(files, info, names, stage, tokenizer, template, media_dir, cutoff_l
         raise UsageError("nothing to validate", "pass FILE... or --dataset-info PATH [--name NAME]")
     reports = []
     pc = {"max_similarity": max_similarity, "method": sim_method, "warn_above": length_bias_warn}
+    lengths = v.LengthOptions(tokenizer, cutoff_len, template) if tokenizer else None
     bar = _progress("validate")
     try:
         for f in files:
             reports.append(v.validate_path(f, stage=stage, max_examples=examples, progress=bar.update,
-                                           template=template, media_dir=media_dir, pair_checks=pc))
+                                           template=template, media_dir=media_dir, pair_checks=pc, lengths=lengths))
         if info:
             entries = v.load_dataset_info(info)
             for n in names or list(entries):
                 reports.append(v.validate_registered(info, n, stage, max_examples=examples, progress=bar.update,
-                                                     template=template, pair_checks=pc, **({"media_dir": media_dir} if media_dir else {})))
-        if tokenizer:
-            from dsforge.lengths import audit
-
-            for r in reports:
-                if not r.fatal:
-                    audit(r, tokenizer, cutoff_len=cutoff_len, template=template)
+                                                     template=template, pair_checks=pc, lengths=lengths,
+                                                     **({"media_dir": media_dir} if media_dir else {})))
     finally:
         bar.close()
     if as_json:

@@ -55,7 +55,7 @@ def chunk_tokens(text: str, size: int, overlap: int, offsets: Callable[[str], li
 
 def token_offsets(tokenizer_path: str) -> Callable[[str], list[tuple[int, int]]]:
     """Offset function for a local Hugging Face tokenizer (needs `transformers`: pip install 'dsforge[hf]')."""
-    from dsforge.lengths import load_tokenizer
+    from dsforge.tokenizers import load_tokenizer
 
     tok = load_tokenizer(tokenizer_path)
 

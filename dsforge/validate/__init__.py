@@ -20,12 +20,13 @@ Modules, in the order a dataset passes through them:
 from dsforge.validate.dataset import select_rows, validate_files, validate_path, validate_registered
 from dsforge.validate.entry import check_entry, load_dataset_info, stage_for_entry, suggest
 from dsforge.validate.files import _iter_file, _iter_table_lf, infer_path, iter_rows_quietly, lf_file_order
+from dsforge.validate.lengths import LengthOptions
 from dsforge.validate.reasons import REASONS, Finding
 from dsforge.validate.report import Report, format_lengths, format_report
 from dsforge.validate.rows import KTO_BATCH, RowChecker
 from dsforge.validate.templates import NO_TEMPLATE, lf_templates, resolve_template
 
-__all__ = ["KTO_BATCH", "NO_TEMPLATE", "REASONS", "Finding", "Report", "RowChecker", "check_entry", "format_lengths",
+__all__ = ["KTO_BATCH", "LengthOptions", "NO_TEMPLATE", "REASONS", "Finding", "Report", "RowChecker", "check_entry", "format_lengths",
            "format_report", "infer_path", "iter_rows_quietly", "lf_file_order", "lf_templates", "load_dataset_info",
            "resolve_template", "select_rows", "stage_for_entry", "suggest", "validate_files", "validate_path",
            "validate_registered"]

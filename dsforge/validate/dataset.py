@@ -14,6 +14,7 @@ from dsforge.pairchecks import observe_pairs
 from dsforge.records import STAGES, LFAttrs
 from dsforge.validate.entry import check_entry, load_dataset_info, stage_for_entry, suggest
 from dsforge.validate.files import _find_files, _iter_file, infer_path, lf_file_order
+from dsforge.validate.lengths import LengthOptions, observe_lengths
 from dsforge.validate.reasons import Finding
 from dsforge.validate.report import Report
 from dsforge.validate.rows import RowChecker
@@ -23,13 +24,16 @@ from dsforge.validate.templates import resolve_template
 def validate_files(files: list[str], entry: dict, stage: str, *, name: str = "(file)",
                    inferred: str | None = None, max_examples: int = 5, display_files: list[str] | None = None,
                    progress=None, template: str | None = None, media_dir: str | None = None,
-                   seed: int = 42, pair_checks: dict | None = None) -> Report:
+                   seed: int = 42, pair_checks: dict | None = None, lengths: LengthOptions | None = None) -> Report:
     """Validate the files of one dataset (in LLaMA-Factory's read order) against an entry and a stage.
 
     `template` is the LLaMA-Factory template of the run (None: its text-only default rules); `media_dir` is
     where LLaMA-Factory resolves media paths (its default is dataset_dir); `seed` is the run's seed, which
     decides the rows a `num_samples` entry draws; `pair_checks` are dsforge.pairchecks.observe_pairs options
-    for ranking data (max_similarity, method, warn_above). Raises UsageError for an unknown stage or template.
+    for ranking data (max_similarity, method, warn_above); `lengths` turns on the token-length audit
+    (dsforge.validate.lengths), which observes the same single pass over the rows (each file is read once).
+    `progress(n)` is called with the number of rows checked since its last call. Raises UsageError for an
+    unknown stage or template, or a tokenizer that cannot be loaded.
     """
     if stage not in STAGES:
         raise UsageError(f"unknown stage '{stage}'", f"use one of {', '.join(STAGES)}")
@@ -40,6 +44,7 @@ def validate_files(files: list[str], entry: dict, stage: str, *, name: str = "(f
         report.add(f)
     checker = RowChecker(LFAttrs.from_entry(entry), stage, report, template=tmpl, media_dir=media_dir)
     finish_pairs = observe_pairs(checker, report, **(pair_checks or {})) if stage in ("rm", "dpo") else None
+    finish_lengths = observe_lengths(checker, report, lengths) if lengths is not None else None
     exts = {Path(p).suffix.lower().lstrip(".") for p in files}
     if len(exts) > 1:
         report.add(Finding("mixed_file_types", files[0], detail=f"file types {sorted(exts)} in one dataset"))
@@ -76,6 +81,8 @@ def validate_files(files: list[str], entry: dict, stage: str, *, name: str = "(f
     elif report.kept == 0 and not report.fatal:
         report.add(Finding("no_valid_rows", name, detail=f"none of the {report.rows} rows would train under stage "
                            f"{stage}; LLaMA-Factory stops with 'Cannot find valid samples'"))
+    if finish_lengths:
+        finish_lengths(files)
     return report
 
 
