@@ -125,3 +125,12 @@ def test_calibrate_with_scripted_engine():
         assert m["greedy_pass1"] == pytest.approx(sum(int(r["reference"]) % 3 == 0 for r in rows) / 30)
         assert m["sampled_pass1"] == pytest.approx(0.5) and m["pairable"] == 1.0 and m["pass_at_k"] == 1.0
     assert res["chosen"] in ("3", "4") and res["settings"]["k"] == 4
+
+
+def test_make_skips_excluded_instructions():
+    fam = get_family("arith")
+    plain = fam.make(20, 3, "4")
+    held = frozenset(r["instruction"] for r in plain[:5])
+    rows = fam.make(20, 3, "4", exclude=held)
+    assert not held & {r["instruction"] for r in rows}
+    assert rows[:15] == [r for r in plain if r["instruction"] not in held][:15] or len(rows) == 20

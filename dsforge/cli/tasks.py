@@ -38,8 +38,9 @@ def tasks_list(as_json):
 @click.option("--n", "n", type=click.IntRange(1, 1_000_000), required=True, help="Number of prompts.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Same seed, same file (byte for byte).")
 @click.option("--difficulty", help="Level name (see: dsforge tasks list; default: the family's).")
+@click.option("--allow-heldout", is_flag=True, help="Also generate prompts of the frozen held-out set (skipped by default).")
 @click.option("-o", "--out", type=JSONL_OUT, required=True, help="Prompts file (.jsonl), readable by dsforge sample.")
-def tasks_make(name, n, seed, difficulty, out):
+def tasks_make(name, n, seed, difficulty, allow_heldout, out):
     """Generate N prompts of family NAME with reference answers.
 
     \b
@@ -47,7 +48,7 @@ def tasks_make(name, n, seed, difficulty, out):
     """
     from dsforge import tasks as t
 
-    res = t.make(name, n, seed, out, difficulty)
+    res = t.make(name, n, seed, out, difficulty, allow_heldout=allow_heldout)
     click.echo(f"{res['rows']} {name} prompts at difficulty {res['difficulty']} (seed {seed}) -> {out}  "
                f"sha256 {res['sha256'][:12]}")
 

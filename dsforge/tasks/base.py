@@ -41,14 +41,15 @@ class Family:
                              f"levels: {', '.join(self.levels)} (see: dsforge tasks list)")
         return name, self.levels[name]
 
-    def make(self, n: int, seed: int, difficulty: str | None = None) -> list[dict]:
-        """`n` distinct rows (no instruction twice) for one level, the same for the same (n, seed, level).
+    def make(self, n: int, seed: int, difficulty: str | None = None, exclude: frozenset[str] = frozenset()) -> list[dict]:
+        """`n` distinct rows (no instruction twice) for one level, the same for the same (n, seed, level, exclude).
 
-        The i-th row depends only on (family, level, seed) and the rows before it, so a larger n
-        extends a smaller one. Raises UsageError when the level has fewer than n distinct prompts."""
+        The i-th row depends only on (family, level, seed, exclude) and the rows before it, so a
+        larger n extends a smaller one. Instructions in `exclude` (a held-out set) are skipped.
+        Raises UsageError when the level has fewer than n distinct prompts."""
         level, params = self.level(difficulty)
         rng = random.Random(f"dsforge-tasks:{self.name}:{level}:{seed}")
-        rows, seen, misses = [], set(), 0
+        rows, seen, misses = [], set(exclude), 0
         while len(rows) < n:
             instruction, reference, extra, fmt = self.generate(rng, params)
             if instruction in seen:
