@@ -63,7 +63,7 @@ def test_duplicate_key(tmp_path):
 
 
 def test_large_elements_span_buffer_chunks(tmp_path, monkeypatch):
-    monkeypatch.setattr(dio, "_CHUNK", 64)
+    monkeypatch.setattr(dio.jsonfiles, "_CHUNK", 64)
     data = [{"text": "x" * 500, "i": i} for i in range(20)]
     p = tmp_path / "a.json"
     p.write_text(json.dumps(data, indent=1))
