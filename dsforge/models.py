@@ -159,3 +159,29 @@ def resolve(model: str, *, prepare_missing: bool = True, check: bool = True) -> 
             raise UsageError(f"{model}: no such model folder",
                              f"pass a local model folder, a hub id (org/name), or an alias: {', '.join(ALIASES)}")
     return model
+
+
+def inspect_model(model: str) -> dict:
+    """Linear module names (what lora_target accepts) and parameter count, on the meta device."""
+    model = resolve(model)
+    try:
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+    except ImportError as err:
+        raise UsageError(f"inspect-model needs torch and transformers ({err.name})", "pip install 'dsforge[hf]' torch") from None
+    config = AutoConfig.from_pretrained(model)
+    with torch.device("meta"):
+        m = AutoModelForCausalLM.from_config(config)
+    linear: dict[str, int] = {}
+    full_names = []
+    for name, mod in m.named_modules():
+        if isinstance(mod, torch.nn.Linear):
+            leaf = name.rsplit(".", 1)[-1]
+            linear[leaf] = linear.get(leaf, 0) + 1
+            full_names.append(name)
+    params = sum(p.numel() for p in m.parameters())
+    lm_head = [n for n in linear if n in ("lm_head", "output", "embed_out")]
+    return {"model": model, "architecture": (config.architectures or [type(m).__name__])[0],
+            "parameters": params, "layers": getattr(config, "num_hidden_layers", None),
+            "linear_modules": linear, "lora_target_all": sorted(n for n in linear if n not in lm_head),
+            "full_names_sample": full_names[:8]}

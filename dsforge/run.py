@@ -22,8 +22,7 @@ from pathlib import Path
 from dsforge import __version__, logs
 from dsforge.errors import DsforgeError, UsageError, redact
 from dsforge.io import atomic_write, copy_file, expand_inputs, file_digest, guard_outputs
-from dsforge.procs import free_port, start, stop_group
-from dsforge.pipeline import ORDER, PipelineRecipe
+from dsforge.recipe import ORDER, PipelineRecipe
 
 MARKER = ".dsforge-done.json"
 STARTED = ".dsforge-started.json"
@@ -226,23 +225,18 @@ class Runner:
 
         judge_model = self.r.models.judge
         options = dict(o.engine_options)
-        proc = None
+        server = None
         served_name = judge_model
         try:
             if o.serve:
-                from dsforge.engines.openai import wait_for_server
-                from dsforge.train import serve_command
+                from dsforge.servers import LocalServer
 
-                port = free_port()
-                cmd, env, served_name = serve_command(judge_model, engine="vllm", port=port, name="judge")
-                env.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-                self.log(f"starting a local judge server ({judge_model}) on 127.0.0.1:{port} ...")
-                with open(d / "judge_server.log", "wb") as log:   # the child keeps its own copy of the fd
-                    # stopped in `finally` on any exit, Ctrl-C and SIGTERM included (dsforge.procs)
-                    proc = start(cmd, env=env, stdout=log, stderr=log)
-                url = f"http://127.0.0.1:{port}/v1"
-                wait_for_server(url, timeout=900, proc=proc)
-                options["base_url"] = url
+                server = LocalServer.vllm(judge_model, name="judge", log_path=str(d / "judge_server.log"),
+                                          env={"VLLM_LOGGING_LEVEL": "WARNING"})
+                served_name = server.name
+                self.log(f"starting a local judge server ({judge_model}) on 127.0.0.1:{server.port} ...")
+                server.start().wait()   # stopped in `finally` on any exit, Ctrl-C and SIGTERM included
+                options["base_url"] = server.url
             elif o.base_url:
                 options["base_url"] = o.base_url
             cfg = JudgeConfig(judge_model=served_name if o.engine == "openai" else models.resolve(judge_model),
@@ -252,8 +246,8 @@ class Runner:
             out = str(d / "judged.jsonl")
             s = judge_file(self.outputs["sample"]["path"], out, cfg, engine_options=options, audit=o.audit)
         finally:
-            if proc is not None:
-                stop_group(proc)
+            if server is not None:
+                server.stop()
                 self.log("judge server stopped")
         self.echo(format_summary(s))
         return {"path": out}, {k: v for k, v in s.items() if k != "engine_info"}

@@ -1,10 +1,7 @@
-"""A thin, checked hand-off to `llamafactory-cli` (train, export, api). Never a reimplementation.
+"""A thin, checked hand-off to `llamafactory-cli train` and `export`. Never a reimplementation.
 
-LLaMA-Factory usually lives in its own environment (its transformers pin differs from vLLM's), so
-dsforge finds that environment's interpreter and runs `dsforge/lf/launch.py` there: it is
-`llamafactory-cli` plus a stand-in for a torchaudio that cannot load (CPU-only machines), set up
-in that process only. Where to find it, in order: --lf-python, DSFORGE_LF_PYTHON, the interpreter
-of `llamafactory-cli` on PATH, ./.venv-lf, this interpreter.
+Finding and probing LLaMA-Factory's interpreter and running it there live in dsforge.lf_env; the
+local servers (`llamafactory-cli api`, vLLM's) in dsforge.servers.
 
 Multi-GPU / multi-node: LLaMA-Factory relaunches itself through torchrun when FORCE_TORCHRUN=1 or
 more than one GPU is visible; NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT pass through the
@@ -15,99 +12,32 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import yaml
 
-from dsforge import __version__, logs, procs
+from dsforge import __version__, logs
 from dsforge.errors import ConfigError, DsforgeError, UsageError
 from dsforge.io import atomic_write, file_digest, guard_outputs
+from dsforge.lf_env import (LAUNCH, LF_INSTALL, LF_REQUIREMENTS, ChildOutput, environment_problems,  # noqa: F401
+                            find_lf_python, lf_environment, lf_parse_check, lf_version, run_lf)    # (re-exported)
+from dsforge.hardware import has_gpu
+from dsforge.lf_env import child_env as _env
+from dsforge.models import inspect_model  # noqa: F401  (re-exported)
+from dsforge.servers import serve_command  # noqa: F401  (re-exported)
 
 STAGES = ("pt", "sft", "dpo", "kto", "rm", "ppo")
 METHODS = ("lora", "full", "freeze")
-LAUNCH = Path(__file__).parent / "lf" / "launch.py"
 RECIPES = Path(__file__).resolve().parent / "data" / "recipes" / "train"   # shipped in the wheel
-LF_REQUIREMENTS = Path(__file__).resolve().parent / "data" / "requirements" / "llamafactory.txt"   # in the wheel
-LF_INSTALL = ("install LLaMA-Factory in its own environment (scripts/setup.sh --lf does: pip install --no-deps "
-              f"llamafactory==0.9.5, then pip install -r {LF_REQUIREMENTS}), or point dsforge at one: --lf-python "
-              "/path/to/env/bin/python or DSFORGE_LF_PYTHON")
 DATA_STAGE = {"pt": "pt", "sft": "sft", "dpo": "dpo", "rm": "rm", "kto": "kto", "ppo": "ppo"}
-
-
-def _can_import_lf(python: str) -> bool:
-    try:
-        r = subprocess.run([python, "-c", "import importlib.util,sys; sys.exit(importlib.util.find_spec('llamafactory') is None)"],
-                           capture_output=True, timeout=60)
-        return r.returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def find_lf_python(explicit: str | None = None) -> str:
-    cands = []
-    if explicit:
-        cands.append(("--lf-python", explicit))
-    if os.environ.get("DSFORGE_LF_PYTHON"):
-        cands.append(("DSFORGE_LF_PYTHON", os.environ["DSFORGE_LF_PYTHON"]))
-    cli = shutil.which("llamafactory-cli")
-    if cli:
-        try:
-            first = open(cli, encoding="utf-8", errors="replace").readline()
-            if first.startswith("#!"):
-                cands.append(("llamafactory-cli on PATH", first[2:].strip().split()[0]))
-        except OSError:
-            pass
-    cands.append(("./.venv-lf", os.path.abspath(os.path.join(".venv-lf", "bin", "python"))))
-    cands.append(("this interpreter", sys.executable))
-    for origin, py in cands:
-        if os.path.exists(py) and _can_import_lf(py):
-            return py
-        if origin in ("--lf-python", "DSFORGE_LF_PYTHON"):
-            raise UsageError(f"{origin} {py} has no LLaMA-Factory (cannot import llamafactory)", LF_INSTALL)
-    raise UsageError("llamafactory-cli not found (LLaMA-Factory is not installed in any environment dsforge knows)",
-                     LF_INSTALL)
 
 
 # every variable LLaMA-Factory's launcher (llamafactory/launcher.py) and torchrun read: the manifest records them
 LAUNCH_ENV = ("FORCE_TORCHRUN", "NPROC_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "MAX_RESTARTS",
               "RDZV_ID", "MIN_NNODES", "MAX_NNODES", "CUDA_VISIBLE_DEVICES", "ASCEND_RT_VISIBLE_DEVICES",
               "DISABLE_VERSION_CHECK", "NCCL_NVLS_ENABLE", "TORCH_SYMM_MEM_DISABLE_MULTICAST")
-
-
-def lf_environment(python: str) -> dict:
-    """What LLaMA-Factory's interpreter holds (dsforge/lf/envcheck.py): its version, the package pins it
-    checks at start, the versions installed, the pins they break, and whether an installed openai fails
-    to import. {} when the check itself cannot run."""
-    try:
-        r = subprocess.run([python, str(Path(LAUNCH).with_name("envcheck.py"))], capture_output=True, text=True,
-                           timeout=120)
-        return json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 and r.stdout.strip() else {}
-    except (OSError, ValueError, subprocess.TimeoutExpired):
-        return {}
-
-
-def environment_problems(python: str, env: dict) -> tuple[str | None, DsforgeError | None]:
-    """(one-line note naming every version LLaMA-Factory was not released for, or None; the error for an
-    openai that is installed but cannot be imported, or None)."""
-    note = err = None
-    if env.get("mismatches"):
-        have = ", ".join(f"{name} {ver}" for _, name, ver in env["mismatches"])
-        want = " ".join(f"'{req}'" for req, _, _ in env["mismatches"])
-        note = (f"LLaMA-Factory {env.get('llamafactory')} checks for {want} and its environment has {have}; dsforge "
-                f"starts it with DISABLE_VERSION_CHECK=1, so if training fails, suspect this first: "
-                f"{python} -m pip install {want}")
-    if env.get("openai_error"):
-        err = DsforgeError(f"openai is installed in LLaMA-Factory's environment ({python}) but cannot be imported "
-                           f"({env['openai_error']}); TRL imports it whenever it is installed, so training would "
-                           f"fail at start", f"repair it ({python} -m pip install -U openai) or remove it "
-                           f"({python} -m pip uninstall openai)")
-    return note, err
 
 
 def launch_record(cfg: dict) -> dict:
@@ -125,37 +55,6 @@ def launch_record(cfg: dict) -> dict:
             entry["unreadable"] = str(e)
         rec["deepspeed"] = entry
     return rec
-
-
-def lf_parse_check(python: str, cfg: dict, version: str | None = None) -> str | None:
-    """Run LLaMA-Factory's own argument parsing (`get_train_args`, no model loading; dsforge/lf/check_args.py)
-    on `cfg` in its interpreter. Raises UsageError with LLaMA-Factory's message when it rejects the
-    configuration; returns a note (the check could not run) or None when it parsed."""
-    import tempfile
-
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as f:
-        json.dump(cfg, f)
-    try:
-        r = subprocess.run([python, str(Path(LAUNCH).with_name("check_args.py")), f.name], capture_output=True,
-                           text=True, timeout=300, env=_env())
-        verdict = json.loads(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else None
-    except (OSError, ValueError, subprocess.TimeoutExpired) as err:
-        return f"LLaMA-Factory's own argument check could not run ({err})"
-    finally:
-        os.unlink(f.name)
-    if not isinstance(verdict, dict):
-        last = (r.stderr.strip().splitlines() or ["no output"])[-1]
-        return f"LLaMA-Factory's own argument check could not run ({last})"
-    if not verdict.get("ok"):
-        raise UsageError(f"LLaMA-Factory {version or ''} rejects this configuration: {verdict.get('error')}".replace("  ", " "),
-                         "fix the --set value or the recipe key (dsforge train ... --dry-run checks again)")
-    return None
-
-
-def lf_version(python: str) -> str | None:
-    r = subprocess.run([python, "-c", "import importlib.metadata as m; print(m.version('llamafactory'))"],
-                       capture_output=True, text=True)
-    return r.stdout.strip() or None
 
 
 def load_recipe(recipe: str) -> dict:
@@ -199,10 +98,6 @@ def parse_sets(pairs: tuple[str, ...] | list[str], flag: str = "--set") -> dict:
             raise UsageError(f"{flag} {p!r}: the value is not valid YAML ({problem})",
                              "quote text that holds YAML syntax, e.g. --set 'key=\"[text\"'") from None
     return out
-
-
-def _has_gpu() -> bool:
-    return shutil.which("nvidia-smi") is not None or os.path.exists("/dev/nvidia0")
 
 
 def template_note(model: str, template: str | None) -> str | None:
@@ -281,7 +176,7 @@ def resolve(stage: str, model: str, datasets: list[str], dataset_dir: str, *, re
     cfg.update({"stage": stage, "model_name_or_path": model, "dataset": ",".join(datasets),
                 "dataset_dir": os.path.abspath(dataset_dir),
                 "output_dir": os.path.abspath(output_dir or f"saves/{Path(model).name}/{cfg.get('finetuning_type', 'lora')}/{stage}")})
-    if not _has_gpu():
+    if not has_gpu():
         cfg.update({"bf16": False, "fp16": False})   # CPU: no mixed precision
     cfg.update(sets or {})
     dropped = set(unset) | {k for k, v in cfg.items() if v is None}
@@ -294,68 +189,6 @@ def resolve(stage: str, model: str, datasets: list[str], dataset_dir: str, *, re
         for k in [k for k in cfg if k.startswith("lora_")]:
             del cfg[k]
     return cfg
-
-
-def _env() -> dict:
-    env = dict(os.environ)
-    env.setdefault("DISABLE_VERSION_CHECK", "1")
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
-
-
-class ChildOutput:
-    """A child's output on its way to the console: every line goes to the log file; a Python
-    traceback stays out of the console and only its last line, the error, is kept (`last_error`)
-    for the summary, which names the log. torchrun's `[rankN]:` prefixes are understood."""
-
-    _PREFIX = re.compile(r"^\[(?:rank|default)\d+\]:\s?")
-    _CHAIN = ("During handling of the above exception", "The above exception was the direct cause")
-
-    def __init__(self, echo, log_path: str | None = None):
-        self.echo = echo
-        self.log = open(log_path, "a", encoding="utf-8") if log_path else None
-        self.state: str | None = None     # None, "frames" (inside a traceback), "after" (its exception line)
-        self.last_error: str | None = None
-
-    def line(self, line: str) -> None:
-        """Take one line of the child's output (with or without its newline)."""
-        if self.log:
-            self.log.write(line if line.endswith("\n") else line + "\n")
-        text = self._PREFIX.sub("", line.rstrip("\n"))
-        if text.startswith("Traceback (most recent call last)") or (self.state and text.startswith(self._CHAIN)):
-            self.state = "frames"
-            return
-        if self.state == "frames":
-            if not text.strip() or text[0].isspace():
-                return
-            self.state = "after"           # the exception line ends the traceback (a chained one may follow)
-            self.last_error = text.strip()[:500]
-            return
-        if self.state == "after" and not text.strip():
-            return
-        self.state = None
-        self.echo(line.rstrip("\n"))
-
-    def close(self) -> None:
-        if self.log:
-            self.log.close()
-
-
-def run_lf(python: str, args: list[str], log_path: str | None = None, echo=print) -> tuple[int, str | None]:
-    """Run launch.py with args in its own process group; its output goes to `log_path` and to `echo`
-    (tracebacks only to the log). Ctrl-C or SIGTERM stop LLaMA-Factory and every process it started.
-    Returns (exit code, its last error line or None)."""
-    cmd = [python, str(LAUNCH), *args]
-    out = ChildOutput(echo, log_path)
-    proc = procs.start(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env(), text=True,
-                       errors="replace", bufsize=1)
-    try:
-        for line in proc.stdout:
-            out.line(line)
-        return proc.wait(), out.last_error
-    finally:
-        procs.stop_group(proc, timeout=30)
-        out.close()
 
 
 def train(stage: str, model: str, datasets: list[str], dataset_dir: str, *, recipe: str = "lora",
@@ -483,7 +316,7 @@ def format_result(r: dict) -> str:
             f"manifest {r['output_dir']}/dsforge_manifest.json")
 
 
-# ---------------------------------------------------------------- export / serve
+# ---------------------------------------------------------------- export
 
 
 def export(model: str, adapter: str, out: str, *, template: str | None = None, lf_python: str | None = None,
@@ -515,78 +348,3 @@ def export(model: str, adapter: str, out: str, *, template: str | None = None, l
         raise DsforgeError(f"llamafactory-cli export exited with code {code}" + (f": {last_error}" if last_error else ""),
                            f"full log: {log}")
     return code
-
-
-def serve_command(model: str, *, adapter: str | None = None, engine: str = "vllm", host: str = "127.0.0.1",
-                  port: int = 8000, name: str | None = None, template: str | None = None,
-                  lf_python: str | None = None, config_dir: str | None = None,
-                  extra: tuple[str, ...] = ()) -> tuple[list[str], dict, str]:
-    """The server command, its environment, and the model name it serves."""
-    if name is not None:
-        from dsforge.names import check_name
-
-        check_name(name, "--name")   # served name: also the LoRA module name NAME-adapter
-    from dsforge import models
-
-    model = models.resolve(model)
-    name = name or Path(model).name
-    env = _env()
-    if engine == "vllm":
-        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name",
-               name, "--host", host, "--port", str(port)]
-        if not _has_gpu():
-            env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-            from dsforge.engines.vllm import CPU_KV_CACHE_GIB
-
-            cmd += ["--dtype", "float32", "--enforce-eager", "--max-num-batched-tokens", "16384",
-                    "--kv-cache-memory-bytes", str(int(CPU_KV_CACHE_GIB * 2**30)), "--max-model-len", "4096",
-                    "--no-enable-chunked-prefill"]
-        if adapter:
-            cmd += ["--enable-lora", "--lora-modules", f"{name}-adapter={os.path.abspath(adapter)}"]
-        return cmd + list(extra), env, name
-    if engine == "llamafactory":
-        py = find_lf_python(lf_python)
-        cfg = {"model_name_or_path": model, "infer_backend": "huggingface"}
-        if adapter:
-            cfg.update(adapter_name_or_path=os.path.abspath(adapter), finetuning_type="lora")
-        if template:
-            cfg["template"] = template
-        d = Path(config_dir or ".")
-        d.mkdir(parents=True, exist_ok=True)
-        path = d / "dsforge_serve.yaml"
-        with atomic_write(path) as f:
-            yaml.safe_dump(cfg, f, sort_keys=False)
-        env.update(API_HOST=host, API_PORT=str(port), API_MODEL_NAME=name)
-        return [py, str(LAUNCH), "api", str(path), *extra], env, name
-    raise UsageError(f"unknown serve engine '{engine}'", "use vllm or llamafactory")
-
-
-# ---------------------------------------------------------------- inspect-model
-
-
-def inspect_model(model: str) -> dict:
-    """Linear module names (what lora_target accepts) and parameter count, on the meta device."""
-    from dsforge import models
-
-    model = models.resolve(model)
-    try:
-        import torch
-        from transformers import AutoConfig, AutoModelForCausalLM
-    except ImportError as err:
-        raise UsageError(f"inspect-model needs torch and transformers ({err.name})", "pip install 'dsforge[hf]' torch") from None
-    config = AutoConfig.from_pretrained(model)
-    with torch.device("meta"):
-        m = AutoModelForCausalLM.from_config(config)
-    linear: dict[str, int] = {}
-    full_names = []
-    for name, mod in m.named_modules():
-        if isinstance(mod, torch.nn.Linear):
-            leaf = name.rsplit(".", 1)[-1]
-            linear[leaf] = linear.get(leaf, 0) + 1
-            full_names.append(name)
-    params = sum(p.numel() for p in m.parameters())
-    lm_head = [n for n in linear if n in ("lm_head", "output", "embed_out")]
-    return {"model": model, "architecture": (config.architectures or [type(m).__name__])[0],
-            "parameters": params, "layers": getattr(config, "num_hidden_layers", None),
-            "linear_modules": linear, "lora_target_all": sorted(n for n in linear if n not in lm_head),
-            "full_names_sample": full_names[:8]}

@@ -80,17 +80,16 @@ def serve(model, adapter, engine, host, port, name, template, lf_python, extra):
     Arguments after `--` go to the server as they are, e.g. `-- --max-model-len 8192`.
     (The vllm engine serves the adapter as NAME-adapter; the base model stays NAME.)
     """
-    from dsforge import procs
-    from dsforge import train as t
+    from dsforge import servers
 
-    cmd, env, served = t.serve_command(model, adapter=adapter, engine=engine, host=host, port=port, name=name,
-                                       template=template, lf_python=lf_python, extra=tuple(extra))
+    cmd, env, served = servers.serve_command(model, adapter=adapter, engine=engine, host=host, port=port, name=name,
+                                             template=template, lf_python=lf_python, extra=tuple(extra))
     click.echo(f"serving {served} at http://{host}:{port}/v1 ({engine}); Ctrl-C or SIGTERM stops it", err=True)
-    proc = procs.start(cmd, env=env)
+    server = servers.LocalServer(cmd, env, served, host=host, port=port).start()
     try:
-        code = proc.wait()
+        code = server.proc.wait()
     finally:
-        procs.stop_group(proc, timeout=30)   # Ctrl-C, SIGTERM: the server and its engine processes stop too
+        server.stop()   # Ctrl-C, SIGTERM: the server and its engine processes stop too
     sys.exit(code)
 
 
@@ -99,9 +98,9 @@ def serve(model, adapter, engine, host, port, name, template, lf_python, extra):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def inspect_model(model, as_json):
     """List the model's linear module names (what lora_target accepts) and its parameter count."""
-    from dsforge import train as t
+    from dsforge.models import inspect_model as inspect
 
-    info = t.inspect_model(model)
+    info = inspect(model)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return

