@@ -100,6 +100,7 @@ def lsh_params(threshold: float, num_perm: int = NUM_PERM, fn_weight: float = FN
 
 
 def check_threshold(threshold: float, flag: str = "--threshold") -> None:
+    """Raise UsageError (naming `flag`) unless 0 < threshold <= 1 (a Jaccard similarity)."""
     if not 0 < threshold <= 1:
         raise UsageError(f"{flag} {threshold:g} must be in (0, 1]", f"e.g. {flag} 0.8 (Jaccard similarity)")
 
@@ -157,6 +158,9 @@ class Signer:
         return h, offsets, empty
 
     def sign(self, texts: list[str]):
+        """MinHash signatures of a batch: (uint32 array [len(texts), num_perm], bool array [len(texts)] True
+        where a text has no shingle).
+        """
         import numpy as np
         import rensa
 
@@ -167,6 +171,7 @@ class Signer:
         return np.asarray(m.to_rows(), dtype=np.uint32), empty
 
     def bands(self, sigs):
+        """LSH band hashes of signatures [n, num_perm]: uint64 array [n, b] (b bands of r rows each)."""
         import numpy as np
 
         n = sigs.shape[0]
@@ -195,9 +200,11 @@ class Clusters:
 
     @property
     def dropped(self) -> int:
+        """Number of rows that are not their cluster's first row (the rows dedup drops)."""
         return int((self.rep != __import__("numpy").arange(self.n)).sum())
 
     def is_dropped(self):
+        """numpy bool array [n]: True for a row dedup drops."""
         import numpy as np
 
         return self.rep != np.arange(self.n)
@@ -307,12 +314,16 @@ class DedupOptions:
     flags: str = "--"    # how the options are spelled in messages ("--dedup-" for convert)
 
     def check(self) -> Shingling:
+        """Validate the options; returns the parsed Shingling. Raises UsageError naming the option as spelled
+        with `flags` (e.g. --dedup-threshold).
+        """
         if self.on not in ON_CHOICES:
             raise UsageError(f"{self.flags}on {self.on!r}: use one of {', '.join(ON_CHOICES)}")
         check_threshold(self.threshold, f"{self.flags}threshold")
         return Shingling.parse(self.shingle, f"{self.flags}shingle")
 
     def signer(self) -> Signer:
+        """A Signer for these options (checked first: UsageError on a bad option)."""
         return Signer(self.check(), self.threshold, self.num_perm)
 
 
@@ -334,6 +345,9 @@ class DedupReport:
     drop_mask: object = field(default=None, repr=False)   # numpy bool [rows]: True = dropped (not in to_dict)
 
     def to_dict(self) -> dict:
+        """JSON form: kind ('dedup'), version (1), inputs, out, options, rows, kept, dropped, clusters,
+        histogram {size: clusters}, examples [{size, kept, dropped}], lsh {candidate_pairs, verified_pairs}.
+        """
         return {"kind": "dedup", "version": 1, "inputs": self.inputs, "out": self.out, "options": self.options,
                 "rows": self.rows, "kept": self.kept, "dropped": self.dropped, "clusters": self.clusters,
                 "histogram": self.histogram, "examples": self.examples,

@@ -241,6 +241,7 @@ def file_digest(path: str) -> dict:
 
 
 def dumps_row(row: dict) -> str:
+    """One row as compact JSON text (UTF-8 kept, ', ' and ': ' separators), no newline."""
     return json.dumps(row, ensure_ascii=False, separators=(", ", ": "))
 
 
@@ -251,6 +252,7 @@ class RowWriter:
         self.f, self.fmt, self.n = f, fmt, 0
 
     def write(self, row: dict) -> None:
+        """Write one row (a JSONL line, or the next element of the JSON array)."""
         if self.fmt == "jsonl":
             self.f.write(dumps_row(row) + "\n")
         else:
@@ -258,6 +260,7 @@ class RowWriter:
         self.n += 1
 
     def close(self) -> None:
+        """End the JSON array (nothing to do for JSONL); the file itself is closed by open_rows."""
         if self.fmt == "json":
             self.f.write("\n]\n" if self.n else "[]\n")
 

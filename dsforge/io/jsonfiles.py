@@ -56,6 +56,7 @@ def explain_json_error(msg: str, doc: str, pos: int) -> tuple[str, str]:
 
 
 class DuplicateKey(ValueError):
+    """An object holds the same key twice (Arrow refuses such a file); raised by the strict JSON decoder."""
     pass
 
 

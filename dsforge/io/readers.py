@@ -121,6 +121,9 @@ def iter_hf_dataset(path: str, split: str | None = None) -> Iterator[tuple[int, 
 
 
 def is_hf_dataset_dir(path: str) -> bool:
+    """True when `path` is a folder written by datasets' save_to_disk (dataset_info.json + state.json, or a
+    DatasetDict's dataset_dict.json).
+    """
     p = Path(path)
     return p.is_dir() and ((p / "dataset_info.json").exists() and (p / "state.json").exists()
                            or (p / "dataset_dict.json").exists())

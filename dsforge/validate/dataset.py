@@ -127,7 +127,12 @@ def select_rows(entry: dict, n: int, report: Report, name: str, seed: int = 42) 
 
 
 def validate_path(path: str, *, stage: str | None = None, entry: dict | None = None, **kw) -> Report:
-    """Validate one file (or LLaMA-Factory dataset directory); infer the entry when none is given."""
+    """Validate one file (or LLaMA-Factory dataset directory); infer the entry when none is given.
+
+    `stage` defaults to the stage the inferred kind is for (sft when the file cannot be read); media paths
+    resolve beside the file unless `media_dir` is given; other keywords are validate_files'. Returns the
+    Report. Raises UsageError when `path` does not exist or the format cannot be told from the rows.
+    """
     files = _find_files(path)
     inferred = None
     if entry is None:
@@ -154,7 +159,11 @@ def validate_path(path: str, *, stage: str | None = None, entry: dict | None = N
 
 
 def validate_registered(info_path: str, name: str, stage: str | None = None, **kw) -> Report:
-    """Validate dataset `name` of a dataset_info.json exactly as LLaMA-Factory would load it."""
+    """Validate dataset `name` of a dataset_info.json (file or its dataset_dir) exactly as LLaMA-Factory would
+    load it; `stage` defaults to the one the entry is evidently for (stage_for_entry); other keywords are
+    validate_files'. An entry without a local file_name, or whose file is missing, gets a Report with the
+    entry findings (and file_missing). Raises ConfigError for an unreadable dataset_info.json and UsageError
+    for an unknown name (with the closest registered name)."""
     info = load_dataset_info(info_path)
     dataset_dir = info_path if os.path.isdir(info_path) else os.path.dirname(os.path.abspath(info_path))
     if name not in info:

@@ -14,12 +14,17 @@ from dsforge.validate.reasons import Finding
 
 
 def suggest(word: str, options: Iterable[str]) -> str | None:
+    """The closest of `options` to a misspelt `word` (difflib ratio >= 0.5), or None."""
     m = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
     return m[0] if m else None
 
 
 def check_entry(entry: object, stage: str | None, where: str) -> list[Finding]:
-    """Checks on one dataset_info.json entry: keys, formatting, ranking vs stage, columns, tags."""
+    """Checks on one dataset_info.json entry: keys, formatting, ranking vs stage, columns, tags.
+
+    `stage` None skips the ranking-vs-stage check; `where` names the entry in the findings. Returns the
+    findings (an empty list for a sound entry); never raises.
+    """
     out: list[Finding] = []
     if not isinstance(entry, dict):
         return [Finding("unknown_key", where, detail="the entry must be a JSON object")]

@@ -80,6 +80,9 @@ class LengthAudit:
 
     # -- feeding
     def add(self, prompt: list, response: list, system: str | None, where: tuple[str, int]) -> None:
+        """Queue one kept row: prompt/response as LLaMA-Factory (role, content) lists, `where` = (path, line);
+        tokenized 256 rows at a time.
+        """
         self.buf.append((prompt, response, system, where))
         if len(self.buf) >= 256:
             self.flush()
@@ -95,6 +98,7 @@ class LengthAudit:
         return self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
 
     def flush(self) -> None:
+        """Tokenize the queued rows and apply LLaMA-Factory's truncation (SFT/pairs) or packing (pt)."""
         items, self.buf = self.buf, []
         if not items:
             return
@@ -147,6 +151,10 @@ class LengthAudit:
         self.pt_rows_in_batch = 0
 
     def result(self) -> dict:
+        """The audit (flushes first): tokenizer (folder name), template, cutoff_len, percentiles {prompt, response,
+        total: {p50, p90, p99, max, mean} in tokens}, response_truncated, prompt_too_long, rows; for stage pt
+        instead pt_tokens, pt_blocks and percentiles.total only.
+        """
         self.flush()
         out = {"tokenizer": os.path.basename(os.path.abspath(self.path)), "template": self.template,
                "cutoff_len": self.cutoff, "percentiles": {}}

@@ -168,6 +168,10 @@ REASONS: dict[str, tuple[str, str, str]] = {
 
 @dataclass
 class Finding:
+    """One problem found: reason `code` (a key of REASONS) at `path`:`line` (1-based; None for the file or
+    entry), in `field`, with a `detail` that replaces the registry's text when given.
+    """
+
     code: str
     path: str
     line: int | None = None
@@ -176,15 +180,18 @@ class Finding:
 
     @property
     def severity(self) -> str:
+        """'fatal', 'drop' or 'warn' (from REASONS)."""
         return REASONS[self.code][0]
 
     def render(self) -> str:
+        """'path:line [field]: detail' for the text report."""
         where = self.path + (f":{self.line}" if self.line else "")
         what = REASONS[self.code][1]
         fld = f" [{self.field}]" if self.field else ""
         return f"{where}{fld}: {self.detail or what}"
 
     def to_dict(self) -> dict:
+        """JSON form: code, path, line, field, detail, severity."""
         d = asdict(self)
         d["severity"] = self.severity
         return d

@@ -12,6 +12,10 @@ from dsforge.validate.reasons import REASONS, Finding
 
 @dataclass
 class Report:
+    """What validate found in one dataset: rows read, rows kept, counts per reason code, the first
+    `max_examples` findings per code, and the observers' results (lengths, pairs).
+    """
+
     name: str
     stage: str
     entry: dict
@@ -28,6 +32,7 @@ class Report:
     pairs: dict | None = None  # ranking files: similarity, length bias, truncation checks (dsforge.pairchecks)
 
     def add(self, f: Finding) -> None:
+        """Count a finding; keep it as an example while fewer than max_examples of its code are kept."""
         self.counts[f.code] += 1
         ex = self.examples.setdefault(f.code, [])
         if len(ex) < self.max_examples:
@@ -35,25 +40,34 @@ class Report:
 
     @property
     def fatal(self) -> bool:
+        """True when LLaMA-Factory would fail the whole dataset (any fatal reason)."""
         return any(REASONS[c][0] == "fatal" for c in self.counts)
 
     @property
     def would_train(self) -> int:
+        """Rows LLaMA-Factory would train on: kept rows, 0 when fatal."""
         return 0 if self.fatal else self.kept
 
     @property
     def dropped(self) -> int:
+        """Number of findings of severity drop (rows LLaMA-Factory silently drops)."""
         return sum(n for c, n in self.counts.items() if REASONS[c][0] == "drop")
 
     @property
     def warnings(self) -> int:
+        """Number of findings of severity warn (rows kept, probably data bugs)."""
         return sum(n for c, n in self.counts.items() if REASONS[c][0] == "warn")
 
     @property
     def ok(self) -> bool:
+        """True when nothing is fatal, no row is dropped and at least one row would train."""
         return not self.fatal and self.dropped == 0 and self.kept > 0
 
     def to_dict(self) -> dict:
+        """JSON form (validate --json): name, stage, files, entry, inferred, rows, would_train, fatal, dropped,
+        warnings, counts {code: {n, severity, reason, hint}}, examples {code: [Finding.to_dict()]}, lengths,
+        template, notes, pairs.
+        """
         return {
             "name": self.name, "stage": self.stage, "files": self.files, "entry": self.entry,
             "inferred": self.inferred, "rows": self.rows, "would_train": self.would_train,
@@ -108,6 +122,7 @@ def format_report(r: Report, *, examples: int = 5) -> str:
 
 
 def format_lengths(lengths: dict) -> list[str]:
+    """Text lines for the length audit's result (dsforge.validate.lengths.LengthAudit.result)."""
     out = [f"lengths ({lengths['tokenizer']}, template {lengths['template']}, cutoff_len {lengths['cutoff_len']}):"]
     for key in ("prompt", "response", "total"):
         p = lengths.get("percentiles", {}).get(key)

@@ -53,9 +53,13 @@ class RowChecker(Converters, EncodingRules):
         return None
 
     def flag(self, code: str, path: str, line: int, fld: str | None = None, detail: str = "") -> None:
+        """Add Finding(code, path, line, fld, detail) to the report."""
         self.report.add(Finding(code, path, line, fld, detail))
 
     def track_types(self, row: dict, path: str, line: int) -> None:
+        """Record each field's JSON type (one level into lists and objects) and flag type_conflict where a
+        field changes type between rows (Arrow fails the file); rows of an already seen shape are skipped.
+        """
         sig = (tuple(row), tuple(map(type, row.values())))
         if sig in self.sigs:
             return
@@ -221,6 +225,7 @@ class RowChecker(Converters, EncodingRules):
             self.flush_kto()
 
     def flush_kto(self) -> None:
+        """Check the KL partners of the buffered KTO batch (kto_neighbour) and empty the buffer."""
         b = self.kto_batch
         for i, (kept, _, path, line) in enumerate(b):
             partner = b[i - 1]  # LLaMA-Factory: kl_response = [resp[-1]] + resp[:-1]
@@ -231,6 +236,9 @@ class RowChecker(Converters, EncodingRules):
         self.kto_batch = []
 
     def finish(self, files: list[str]) -> None:
+        """Dataset-level checks after the last row: the last KTO batch, columns in no row (missing_column), tags
+        that no message uses (tags_mismatch).
+        """
         if self.stage == "kto":
             self.flush_kto()
         for col, (path, line) in self.absent.items():
