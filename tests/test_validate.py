@@ -111,6 +111,9 @@ def test_length_audit_reads_each_file_once(tmp_path, tiny_tokenizer, monkeypatch
     assert without > 0 and len(opened) == without
     assert plain.lengths is None and r.lengths["rows"] == 2 and r.lengths["response_truncated"] == 1
     assert r.counts["response_truncated"] == 1 and r.examples["response_truncated"][0].line == 2
+    fatal = write(tmp_path, "f.jsonl", [S(("human", "q"), ("gpt", long)), S(("human", 1), ("gpt", long))])
+    r = validate_path(fatal, lengths=LengthOptions(tiny_tokenizer, 64))
+    assert r.fatal and r.lengths is None and "response_truncated" not in r.counts   # nothing loads: no audit
 
 
 # ---------------------------------------------------------------- CLI behaviour

@@ -35,14 +35,15 @@ def infer_seqlen(source_len: int, target_len: int, cutoff_len: int) -> tuple[int
 
 
 def _pct(values: list[int]) -> dict | None:
+    """Token-length summary of `values`: {p50, p90, p99 (nearest-rank, numpy), max, mean (1 decimal)};
+    None for no values."""
     if not values:
         return None
-    s = sorted(values)
+    import numpy as np
 
-    def q(p: float) -> int:
-        return s[min(len(s) - 1, int(round(p * (len(s) - 1))))]
-
-    return {"p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "max": s[-1], "mean": round(sum(s) / len(s), 1)}
+    q = np.percentile(np.asarray(values), [50, 90, 99], method="nearest")
+    return {"p50": int(q[0]), "p90": int(q[1]), "p99": int(q[2]), "max": int(max(values)),
+            "mean": round(sum(values) / len(values), 1)}
 
 
 _ROLE = {"user": "user", "assistant": "assistant", "observation": "tool", "function": "assistant", "system": "system"}
