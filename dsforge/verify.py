@@ -13,9 +13,11 @@ A `Verdict` keeps two flags apart (format gains must not pass for reasoning gain
 Numeric answer extraction (`final_number`), in this order; the first rule that finds a number wins:
  1. the last `\\boxed{...}`, then the last `<answer>...</answer>` (the rules below applied inside it);
  2. after the last "answer is" / "answer:" / "result is" / "final answer" (up to the end of that
-    sentence): the number after the last "=" in it, else its first number that is not an operand;
- 3. the number right after the last "=" of the reply ("29 + 14 = 31" -> 31: the model's answer,
-    even when wrong);
+    sentence): the number stated last as a result in it (rule 3), else its first number that is not
+    an operand;
+ 3. the number stated last as a result: right after the last "=", "is", "equals", "equal to",
+    "makes", "gives" or "get" that a number (not an operand) follows ("29 + 14 = 31" -> 31: the
+    model's answer, even when wrong; "6 + 8 = 12. So 26 + 7 is 14." -> 14);
  4. the last number of the reply that is not an operand of an arithmetic expression
     ("a + b", "a x b", ...: a restated question gives no answer).
 Numbers may be written "1,234", "1 234" (groups of three), "43.0", "-7" / "−7", "**43**",
@@ -175,14 +177,20 @@ def _balanced(text: str, start: int) -> str:
     return text[start:i - 1] if depth == 0 else text[start:]
 
 
-def _after_equals(text: str) -> _Num | None:
-    eq = [m.end() for m in re.finditer(r"(?<![=<>!])=(?!=)", text)]
-    if not eq:
-        return None
-    tail = text[eq[-1]:]
-    m = re.match(r"[\s$\\(]*", tail)
-    nums = _numbers(tail)
-    return nums[0] if nums and nums[0].start <= m.end() + 1 else None
+# a stated result: "= 43", "is 43", "equals 43", "equal to 43", "makes 43", "gives 43", "get 43"
+_MARKER = re.compile(r"(?:(?<![=<>!])=(?!=)|\b(?:is|are|equals?(?:\s+to)?|makes|gives|get|gets)\b)[\s$\\(:]*(?=[-−]?\d)",
+                     re.I)
+
+
+def _after_marker(text: str) -> _Num | None:
+    """The number stated last as a result (after '=', 'is', 'equals', ...), skipping operands
+    ('is 29 + 14' states no result)."""
+    nums = _numbers(text)
+    for m in reversed(list(_MARKER.finditer(text))):
+        after = [n for n in nums if n.start >= m.end()]
+        if after and after[0].start <= m.end() + 1 and not _is_operand(text, after[0], nums):
+            return after[0]
+    return None
 
 
 def _free_number(text: str, first: bool = False) -> _Num | None:
@@ -210,11 +218,11 @@ def _extract_plain(text: str) -> _Num | None:
     anchors = list(_ANCHOR.finditer(text))
     if anchors:
         seg = text[anchors[-1].end():]
-        seg = re.split(r"(?<!\d)\.(?!\d)|\n", seg, maxsplit=1)[0]
-        found = _after_equals(seg) or _free_number(seg, first=True)
+        seg = re.split(r"\.(?=\s|$)|[!?;\n]", seg, maxsplit=1)[0]
+        found = _after_marker(seg) or _free_number(seg, first=True)
         if found is not None:
             return found
-    return _after_equals(text) or _free_number(text)
+    return _after_marker(text) or _free_number(text)
 
 
 def final_number(reply: str) -> str | None:

@@ -18,6 +18,11 @@ from dsforge.verify import MissingReference, Verdict, check_format, final_number
     ("<answer>43</answer> (29 + 14)", "43"), ("Answer: 3,000,000", "3000000"),
     ("The answer is 43. That is 29 more than 14.", "43"),   # the anchor beats a later number
     ("", None), ("no numbers here", None),
+    # real SmolLM2 replies: the last stated result wins over a later stray number
+    ("Alright buddy, we just calculate 6 + 8 = 12. So 26 + 7 is 14. The final answer.", "14"),
+    ("6 + 7 is 15, which is the sum of these two mixed numbers (considering two 7s).", "15"),
+    ("1 + 8 = 9\n\nIn this equation, just the number is treated like a quantity of 1.", "9"),
+    ("The sum is 29 + 14", None), ("4 kilometers is equal to 4000 meters.", "4000"),
 ])
 def test_final_number(reply, expected):
     assert final_number(reply) == expected
