@@ -133,4 +133,16 @@ def test_make_skips_excluded_instructions():
     held = frozenset(r["instruction"] for r in plain[:5])
     rows = fam.make(20, 3, "4", exclude=held)
     assert not held & {r["instruction"] for r in rows}
-    assert rows[:15] == [r for r in plain if r["instruction"] not in held][:15] or len(rows) == 20
+    assert len(rows) == 20
+    assert [r["instruction"] for r in rows[:15]] == [r["instruction"] for r in plain[5:]]   # same draws, held ones skipped
+
+
+def test_calibrate_cli_refuses_before_any_engine(tmp_path):
+    runner = CliRunner()
+    same = str(tmp_path / "x.jsonl")
+    res = runner.invoke(cli, ["tasks", "calibrate", "arith", "--replies", same, "-o", same])
+    assert res.exit_code == 2 and "are the same file" in res.output
+    res = runner.invoke(cli, ["tasks", "calibrate", "arith", "--k", "8", "--n-samples", "4"])
+    assert res.exit_code == 2 and "--n-samples 4 is below --k 8" in res.output
+    res = runner.invoke(cli, ["tasks", "calibrate", "arith", "--levels", "3,77", "-m", str(tmp_path)])
+    assert res.exit_code == 2 and "has no difficulty '77'" in res.output

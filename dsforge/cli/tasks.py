@@ -64,8 +64,10 @@ def tasks_make(name, n, seed, difficulty, allow_heldout, out):
 @click.option("--max-tokens", type=click.IntRange(1, 100_000), default=64, show_default=True, help="Reply length cap.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Prompt and sampling seed.")
 @click.option("--engine-opt", "engine_opts", multiple=True, metavar="KEY=VALUE", help="vLLM engine option.")
+@click.option("--replies", type=JSONL_OUT, help="Also write every reply with its verdict here (.jsonl).")
 @click.option("-o", "--out", type=JSON_OUT, help="Also write the result as JSON here.")
-def tasks_calibrate(name, model, levels, n_prompts, k, n_samples, temperature, max_tokens, seed, engine_opts, out):
+def tasks_calibrate(name, model, levels, n_prompts, k, n_samples, temperature, max_tokens, seed, engine_opts, replies,
+                    out):
     """Probe a model on each level of NAME: greedy pass@1, pass@k, pair-able fraction; pick a level.
 
     \b
@@ -77,16 +79,26 @@ def tasks_calibrate(name, model, levels, n_prompts, k, n_samples, temperature, m
 
     if n_samples is not None and n_samples < k:
         raise UsageError(f"--n-samples {n_samples} is below --k {k}", "give at least k samples per prompt")
-    if out:
-        from dsforge.io import guard_kind
+    from dsforge.io import guard_kind, guard_outputs
+    from dsforge.tasks import get_family
 
-        guard_kind(out, "tasks")
-    res = c.calibrate(name, m.resolve(model), levels=[x.strip() for x in levels.split(",") if x.strip()] if levels
-                      else None, n_prompts=n_prompts, k=k, n_samples=n_samples, temperature=temperature,
+    family = get_family(name)
+    level_list = [x.strip() for x in levels.split(",") if x.strip()] if levels else None
+    for level in level_list or []:
+        family.level(level)   # an unknown level is refused before the model is looked at
+    guard_outputs({}, {"-o": out, "--replies": replies})
+    for path, label in ((out, "-o"), (replies, "--replies")):
+        guard_kind(path, "tasks", label)
+    res = c.calibrate(name, m.resolve(model), levels=level_list, n_prompts=n_prompts, k=k, n_samples=n_samples, temperature=temperature,
                       max_tokens=max_tokens, seed=seed, engine_options=parse_sets(engine_opts, "--engine-opt"),
-                      log=lambda s: click.echo(s, err=True))
+                      keep_replies=bool(replies), log=lambda s: click.echo(s, err=True))
     res["model"] = model
     click.echo(c.format_table(res))
+    if replies:
+        from dsforge.tasks import write_rows
+
+        write_rows(res.pop("replies"), replies)
+        click.echo(f"replies: {replies}")
     if out:
         c.write_json(res, out)
         click.echo(f"written: {out}")

@@ -55,12 +55,14 @@ def choose(levels: dict[str, dict], band: tuple[float, float] = BAND) -> tuple[s
 def calibrate(family: str, model: str, *, levels: list[str] | None = None, n_prompts: int = 40, k: int = 8,
               n_samples: int | None = None, temperature: float = 1.0, max_tokens: int = 64, seed: int = 0,
               engine_name: str = "vllm", engine_options: dict | None = None, engine=None,
-              band: tuple[float, float] = BAND, log=print) -> dict:
+              band: tuple[float, float] = BAND, keep_replies: bool = False, log=print) -> dict:
     """Probe `model` on each level of `family` and pick one.
 
     levels: level names (default: all of the family's); n_prompts per level; n_samples (default k)
     samples per prompt at `temperature`, k <= n_samples; max_tokens per reply; engine: an open
-    Engine to use (else one `engine_name` engine is opened for all levels and closed).
+    Engine to use (else one `engine_name` engine is opened for all levels and closed); keep_replies:
+    also return "replies", one {"level", "id", "instruction", "reference", "format", "temperature",
+    "reply", "answer", "correct", "format_ok"} per reply (for inspection and hand labels).
     Returns {"family", "model", "settings", "levels": {level: {"greedy_pass1", "greedy_strict",
     "sampled_pass1", "pass_at_k", "pairable", "all_right", "all_wrong", "prompts",
     "mean_reply_tokens"}}, "chosen", "reason", "seconds"}; fractions are in [0, 1].
@@ -97,7 +99,7 @@ def calibrate(family: str, model: str, *, levels: list[str] | None = None, n_pro
     if failed or len(results) != len(requests):
         raise UsageError(f"calibrate: {len(failed) or len(requests) - len(results)} requests failed "
                          f"({results[failed[0]].error if failed else 'no result'})")
-    out = {}
+    out, replies = {}, []
     for name, level_rows in rows.items():
         greedy = strict = sampled = pk = pairable = all_right = all_wrong = 0.0
         tokens = []
@@ -107,7 +109,13 @@ def calibrate(family: str, model: str, *, levels: list[str] | None = None, n_pro
             greedy += v.correct
             strict += v.correct and v.format_ok
             comps = results[(name, i, "sampled")].completions
-            c = sum(verifier.check(x.text, row["reference"], row).correct for x in comps)
+            verdicts = [verifier.check(x.text, row["reference"], row) for x in comps]
+            c = sum(x.correct for x in verdicts)
+            if keep_replies:
+                for temp, x, vx in [(0.0, g, v)] + [(temperature, x, vx) for x, vx in zip(comps, verdicts)]:
+                    replies.append({"level": name, "id": row["id"], "instruction": row["instruction"],
+                                    "reference": row["reference"], "format": row["format"], "temperature": temp,
+                                    "reply": x.text, **vx.to_dict()})
             sampled += c / len(comps)
             pk += pass_at_k(len(comps), c, k)
             pairable += 0 < c < len(comps)
@@ -124,7 +132,7 @@ def calibrate(family: str, model: str, *, levels: list[str] | None = None, n_pro
             "settings": {"n_prompts": n_prompts, "k": k, "n_samples": n_samples, "temperature": temperature,
                          "max_tokens": max_tokens, "seed": seed, "band": list(band), "engine": engine_name,
                          "verifier": fam.verifier},
-            "seconds": round(time.time() - t0, 1)}
+            "seconds": round(time.time() - t0, 1), **({"replies": replies} if keep_replies else {})}
 
 
 def format_table(res: dict) -> str:
