@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dsforge.pipeline import PipelineRecipe  # noqa: E402
+from dsforge.recipe import PipelineRecipe  # noqa: E402
 from dsforge.records import ROW_MODELS  # noqa: E402
 
 

@@ -253,7 +253,7 @@ def test_report_shows_near_dup_and_contamination_panels(tmp_path):
 
 
 def test_recipe_convert_stage_carries_near_dedup_options():
-    from dsforge.pipeline import ConvertStage
+    from dsforge.recipe import ConvertStage
 
     o = ConvertStage(near_dedup=True, dedup_on="prompt", decontaminate=["heldout.jsonl"]).options()
     assert (o.near_dedup, o.dedup_on, o.decontaminate) == (True, "prompt", ("heldout.jsonl",))

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from dsforge.cli import cli
 from dsforge.errors import ConfigError
-from dsforge.pipeline import load_recipe
+from dsforge.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 FAQ = str(ROOT / "dsforge" / "data" / "demo" / "faq.csv")

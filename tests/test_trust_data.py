@@ -20,7 +20,7 @@ from dsforge import io as dio
 from dsforge.cli import cli
 from dsforge.errors import UsageError
 from dsforge.names import check_name, name_problem
-from dsforge.pipeline import load_recipe
+from dsforge.recipe import load_recipe
 from tests.servers import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent

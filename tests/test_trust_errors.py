@@ -601,7 +601,7 @@ def test_dataset_clash_shows_every_differing_key_whole(tmp_path):
 ])
 def test_recipe_convert_errors_name_the_recipe_field_not_the_flag(tmp_path, convert, field, words):
     from dsforge.errors import ConfigError
-    from dsforge.pipeline import load_recipe
+    from dsforge.recipe import load_recipe
 
     p = tmp_path / "r.yaml"
     p.write_text(yaml.safe_dump({"name": "x", "inputs": ["a.txt"], "stages": [{"convert": convert}]}))

@@ -82,7 +82,7 @@ from dsforge.cli import gen as _gen  # noqa: E402
 from dsforge.cli import pref as _pref  # noqa: E402
 from dsforge.cli import review as _review  # noqa: E402
 from dsforge.cli import trainer as _trainer  # noqa: E402
-from dsforge.cli import pipeline as _pipeline  # noqa: E402
+from dsforge.cli import run as _run  # noqa: E402
 from dsforge.cli import quality as _quality  # noqa: E402
 from dsforge.cli import evaluate as _evaluate  # noqa: E402
 from dsforge.cli import tasks as _tasks  # noqa: E402
@@ -92,7 +92,7 @@ _gen.add_commands(cli)
 _pref.add_commands(cli)
 _review.add_commands(cli)
 _trainer.add_commands(cli)
-_pipeline.add_commands(cli)
+_run.add_commands(cli)
 _quality.add_commands(cli)
 _evaluate.add_commands(cli)
 _tasks.add_commands(cli)

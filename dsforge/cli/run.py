@@ -1,4 +1,4 @@
-"""Pipeline commands: run, report."""
+"""Recipe commands: run, report."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def run(recipe, sets, from_stage, until, force, no_report):
     Finished stages whose inputs and options did not change are skipped; a changed stage and
     everything after it reruns; a stage killed midway resumes.
     """
-    from dsforge.pipeline import load_recipe
+    from dsforge.recipe import load_recipe
     from dsforge.run import Runner
     from dsforge.train import parse_sets
 
