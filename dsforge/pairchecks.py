@@ -3,7 +3,8 @@
 A DPO pair teaches nothing when its two answers are the same tokens once LLaMA-Factory has cut them to
 cutoff_len (the loss sits at ln 2), and it teaches the wrong thing when the answers differ only in form
 (a `<think>` block, a stop string, a code fence on one side). `validate` runs these on ranking files and
-`pairs` applies them before it writes. Pure functions except `TruncationCheck`, which needs a tokenizer.
+`pairs` applies them before it writes. Pure functions; the token-level `TruncationCheck` (it needs a tokenizer)
+lives in dsforge.tokenizers and is re-exported here.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import re
 import statistics
 from collections import Counter
+
+from dsforge.tokenizers import TruncationCheck, lf_messages  # noqa: F401 - re-exported
 
 # reason code -> what it means; validate registers them (severity warn: LLaMA-Factory trains these rows)
 FORMAT_REASONS = ("pair_think_one_side", "pair_think_empty_vs_full", "pair_stop_one_side", "pair_fence_one_side")
@@ -128,148 +131,6 @@ class PairStats:
                                "quantiles": quantiles(self.sims)},
                 "length_bias": length_bias(self.clens, self.rlens, self.warn_above),
                 "counts": dict(self.counts)}
-
-
-class TruncationCheck:
-    """Chosen/rejected token ids as LLaMA-Factory 0.9.5 builds them (processor/pairwise.py), then cut.
-
-    LF encodes prompt and each answer under the template, computes
-    `infer_seqlen(len(prompt), max(len(chosen), len(rejected)), cutoff_len)` and cuts both answers to the
-    same budget. Reasons per pair: pair_identical_after_cutoff (the kept answer ids are equal),
-    pair_response_emptied (an answer keeps no token), pair_prompt_no_room (the prompt alone fills cutoff_len).
-    The template is the tokenizer's chat template (or plain concatenation + EOS for 'none'), as in
-    dsforge.validate.lengths. Needs transformers.
-    """
-
-    def __init__(self, tokenizer: str, cutoff_len: int, template: str = "auto", audit=None):
-        """`audit`: a LengthAudit already loaded on this tokenizer and template (the length audit), reused
-        instead of loading the tokenizer a second time."""
-        from dsforge.validate.lengths import LengthAudit
-
-        self._la = audit if audit is not None else LengthAudit(tokenizer, cutoff_len, template, "rm")
-        self.cutoff = cutoff_len
-        self.counts: Counter = Counter()
-        self.lens: dict[str, list[int]] = {"chosen": [], "rejected": []}
-
-    @property
-    def template(self) -> str:
-        return self._la.template
-
-    def ids(self, messages: list[dict], chosen: str, rejected: str) -> tuple[list[int], list[int], list[int]]:
-        """(prompt_ids, chosen_ids, rejected_ids) before truncation; messages are OpenAI-role dicts."""
-        la, tok = self._la, self._la.tok
-        if la.template == "none":
-            p = tok("".join(m["content"] for m in messages), add_special_tokens=False)["input_ids"]
-            eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
-            c = tok(chosen, add_special_tokens=False)["input_ids"] + eos
-            r = tok(rejected, add_special_tokens=False)["input_ids"] + eos
-            return p, c, r
-        texts = [la._render(messages, True)] + [la._render(messages + [{"role": "assistant", "content": a}], False)
-                                                for a in (chosen, rejected)]
-        p, fc, fr = tok(texts, add_special_tokens=False)["input_ids"]
-        n = len(p)
-        return p, fc[n:] if fc[:n] == p else fc[len(_common(p, fc)):], fr[n:] if fr[:n] == p else fr[len(_common(p, fr)):]
-
-    def check(self, messages: list[dict], chosen: str, rejected: str) -> list[str]:
-        """Reason codes for one pair after LLaMA-Factory's truncation."""
-        from dsforge.validate.lengths import infer_seqlen
-
-        p, c, r = self.ids(messages, chosen, rejected)
-        src, tgt = infer_seqlen(len(p), max(len(c), len(r)), self.cutoff)
-        self.lens["chosen"].append(len(p) + len(c))
-        self.lens["rejected"].append(len(p) + len(r))
-        out = []
-        if len(p) >= self.cutoff:
-            out.append("pair_prompt_no_room")
-        if (c or r) and (not c[:tgt] or not r[:tgt]):
-            out.append("pair_response_emptied")
-        elif c != r and c[:tgt] == r[:tgt]:
-            out.append("pair_identical_after_cutoff")
-        self.counts.update(out)
-        return out
-
-    def result(self) -> dict:
-        from dsforge.validate.lengths import _pct
-
-        return {"cutoff_len": self.cutoff, "template": self.template, "counts": dict(self.counts),
-                "token_lengths": {k: _pct(v) for k, v in self.lens.items()}}
-
-
-def _common(a: list[int], b: list[int]) -> list[int]:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return a[:n]
-
-
-# ---------------------------------------------------------------- validate's observer
-
-_DETAIL = {
-    "pair_think_one_side": "a <think> block in one answer only",
-    "pair_think_empty_vs_full": "an empty <think> block on one side, a filled one on the other",
-    "pair_stop_one_side": "a trailing stop/EOS string on one side only",
-    "pair_fence_one_side": "a markdown code fence on one side only",
-}
-
-
-def lf_messages(prompt: list, system: str | None) -> list[dict]:
-    """LLaMA-Factory (role, content) prompt turns -> OpenAI-role dicts, system first (validate.lengths.lf_messages)."""
-    from dsforge.validate.lengths import lf_messages as _lf
-
-    return _lf(prompt, system)
-
-
-def observe_pairs(checker, report, *, max_similarity: float = 0.95, method: str = "ratio",
-                  warn_above: float = 0.7):
-    """Chain a pair observer onto a validate RowChecker (stage rm); returns finish() that stores the
-    result on report.pairs and adds the file-level length-bias warning."""
-    from dsforge.validate import Finding
-
-    stats = PairStats(max_similarity, method, warn_above)
-    before = checker.on_kept
-
-    def on_kept(row, prompt, response, path, line):
-        if before:
-            before(row, prompt, response, path, line)
-        chosen, rejected = response[0][1], response[1][1]
-        if not (isinstance(chosen, str) and isinstance(rejected, str)) or chosen == rejected:
-            return   # chosen_equals_rejected / content_not_string are validate's own findings
-        for code in stats.add(chosen, rejected):
-            detail = _DETAIL.get(code) or f"similarity {stats.sims[-1]:.3f} >= {max_similarity} ({method})"
-            report.add(Finding(code, path, line, detail=detail))
-
-    checker.on_kept = on_kept
-
-    def finish() -> dict:
-        res = stats.result()
-        report.pairs = {**(report.pairs or {}), **res}
-        if res["length_bias"]["warn"]:
-            report.add(Finding("pair_length_bias", report.files[0] if report.files else report.name,
-                               detail=length_bias_message(res["length_bias"])))
-        return res
-
-    return finish
-
-
-def audit_truncation(report, tokenizer: str, cutoff_len: int, template: str, observe, audit=None) -> TruncationCheck:
-    """Set up the token-level pair check of the length audit (dsforge.validate.lengths.observe_lengths):
-    returns the check; `report` is anything with .add(Finding) that receives one finding per degenerate pair;
-    `observe(fn)` registers a callback(prompt, response, system, path, line) run on every kept row; `audit`:
-    the audit's LengthAudit, whose tokenizer is reused."""
-    from dsforge.validate import Finding
-
-    tc = TruncationCheck(tokenizer, cutoff_len, template, audit)
-
-    def on_pair(prompt, response, system, path, line):
-        chosen, rejected = response[0][1], response[1][1]
-        if not (isinstance(chosen, str) and isinstance(rejected, str)) or chosen == rejected:
-            return
-        for code in tc.check(lf_messages(prompt, system), chosen, rejected):
-            report.add(Finding(code, path, line, detail=f"{code.replace('pair_', '').replace('_', ' ')} "
-                               f"at cutoff_len {cutoff_len} (template {tc.template})"))
-
-    observe(on_pair)
-    return tc
 
 
 def format_pairs(res: dict) -> list[str]:

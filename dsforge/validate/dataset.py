@@ -10,15 +10,15 @@ from pathlib import Path
 
 from dsforge.errors import UsageError
 from dsforge.infer import STAGE_FOR_KIND
-from dsforge.pairchecks import observe_pairs
+from dsforge.lf_templates import resolve_template
 from dsforge.records import STAGES, LFAttrs
 from dsforge.validate.entry import check_entry, load_dataset_info, stage_for_entry, suggest
 from dsforge.validate.files import _find_files, _iter_file, infer_path, lf_file_order
 from dsforge.validate.lengths import LengthOptions, observe_lengths
+from dsforge.validate.pairs import observe_pairs
 from dsforge.validate.reasons import Finding
 from dsforge.validate.report import Report
 from dsforge.validate.rows import RowChecker
-from dsforge.validate.templates import resolve_template
 
 
 def validate_files(files: list[str], entry: dict, stage: str, *, name: str = "(file)",
@@ -29,7 +29,7 @@ def validate_files(files: list[str], entry: dict, stage: str, *, name: str = "(f
 
     `template` is the LLaMA-Factory template of the run (None: its text-only default rules); `media_dir` is
     where LLaMA-Factory resolves media paths (its default is dataset_dir); `seed` is the run's seed, which
-    decides the rows a `num_samples` entry draws; `pair_checks` are dsforge.pairchecks.observe_pairs options
+    decides the rows a `num_samples` entry draws; `pair_checks` are dsforge.validate.pairs.observe_pairs options
     for ranking data (max_similarity, method, warn_above); `lengths` turns on the token-length audit
     (dsforge.validate.lengths), which observes the same single pass over the rows (each file is read once).
     `progress(n)` is called with the number of rows checked since its last call. Raises UsageError for an

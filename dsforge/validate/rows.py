@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
+from dsforge.lf_templates import lf_templates
 from dsforge.records import LFAttrs
 from dsforge.validate.converters import Converters
 from dsforge.validate.encoding import EncodingRules
 from dsforge.validate.entry import suggest
 from dsforge.validate.reasons import Finding
 from dsforge.validate.report import Report
-from dsforge.validate.templates import lf_templates
 
 KTO_BATCH = 1000  # LLaMA-Factory's preprocessing_batch_size default: KL partners are taken within a batch
 _KIND = {str: "string", bool: "bool", int: "number", float: "number", dict: "object", list: "array",
