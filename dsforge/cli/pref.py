@@ -24,8 +24,14 @@ def _prices(text: str | None):
 
 @click.command()
 @click.argument("candidates")
-@click.option("--judge-model", "-m", required=True,
+@click.option("--judge-model", "-m",
               help="Judge model: the served name (openai engine) or a model folder / alias (vllm engine).")
+@click.option("--verifier", metavar="KIND",
+              help="Label by a program instead of a model: exact, numeric[:rel=R,abs=A], math, regex:PATTERN or "
+                   "python:MODULE:FUNCTION; each reply is checked against the candidate's reference answer.")
+@click.option("--reference-field", default="reference", show_default=True, metavar="FIELD",
+              help="With --verifier: the candidate field that holds the reference answer (sample copies the "
+                   "prompt row's 'reference'; fields named by sample --carry count too).")
 @click.option("--engine", type=click.Choice(["openai", "vllm", "hf"]), default="openai", show_default=True,
               help="openai: any OpenAI-compatible server; vllm: an offline engine as judge.")
 @engine_flags
@@ -57,7 +63,7 @@ def _prices(text: str | None):
                    "(own cache, resumable); the shards are merged into --out.")
 @click.option("--ray-workers", type=click.IntRange(1, MAX_WORKERS), help="Workers for --ray (default: one per GPU, else per node).")
 @click.option("-o", "--out", type=JSONL_OUT, required=True, help="Judged candidates (.jsonl).")
-def judge(candidates, judge_model, engine, engine_opts, base_url, api_key, rubric, mode, votes, temperature,
+def judge(candidates, judge_model, verifier, reference_field, engine, engine_opts, base_url, api_key, rubric, mode, votes, temperature,
           max_tokens, parse_retries, no_structured, no_logprobs, max_pairs_per_prompt, include_truncated, cache_path,
           price, audit, seed, ray_address, ray_workers, out):
     """Score sampled candidates with a judge LLM; failures are recorded, never given a default score.
@@ -69,10 +75,26 @@ def judge(candidates, judge_model, engine, engine_opts, base_url, api_key, rubri
     dsforge judge candidates.jsonl -m judge --base-url http://127.0.0.1:8000/v1 -o judged.jsonl
     dsforge judge candidates.jsonl -m judge --mode pairwise --audit -o judged.jsonl
     dsforge judge candidates.jsonl -m MODEL --engine vllm --ray auto -o judged.jsonl   # one actor per GPU
+    dsforge judge candidates.jsonl --verifier numeric -o judged.jsonl   # checkable answers: no model
     """
     from dsforge import judge as j
     from dsforge import models as m
     from dsforge.rubrics import load_rubric
+
+    if verifier:
+        _verifier_alone(click.get_current_context())
+        cfg = j.JudgeConfig(verifier=verifier, reference_field=reference_field, include_truncated=include_truncated)
+        summary = j.judge_file(candidates, out, cfg)
+        click.echo(j.format_summary(summary))
+        click.echo(f"judged: {out}  (summary: {out}.summary.json)")
+        if not summary["scored"]:
+            click.echo(f"Error: none of {summary['items']} candidates checked (all truncated; --include-truncated "
+                       "checks them too)", err=True)
+            sys.exit(1)
+        return
+    if not judge_model:
+        raise UsageError("judge needs a judge model (-m MODEL) or a verifier (--verifier KIND)",
+                         "dsforge judge CANDIDATES -m MODEL --base-url URL -o OUT, or --verifier numeric")
 
     options = engine_options(engine, engine_opts, base_url, api_key)
     cfg = j.JudgeConfig(judge_model=m.resolve(judge_model) if engine != "openai" else judge_model,
@@ -93,6 +115,19 @@ def judge(candidates, judge_model, engine, engine_opts, base_url, api_key, rubri
                       f"rerun the same command to retry them, finished calls come from the cache"
                       if summary["failed_calls"] else "; no reply could be parsed as a score"), err=True)
         sys.exit(1)
+
+
+_VERIFIER_OPTIONS = {"candidates", "verifier", "reference_field", "include_truncated", "out"}
+
+
+def _verifier_alone(ctx: click.Context) -> None:
+    """--verifier calls no model: refuse (exit 2) a model-judge option given on the command line."""
+    given = [p for p in ctx.command.params if p.name not in _VERIFIER_OPTIONS
+             and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+    if given:
+        flag = max(given[0].opts, key=len)
+        raise UsageError(f"{flag} does not apply with --verifier (a verifier calls no model)",
+                         f"drop {flag}, or drop --verifier to judge with a model")
 
 
 def _judge_ray(candidates, out, cfg, address, workers, options, cache_path, audit) -> dict:

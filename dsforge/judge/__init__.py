@@ -11,13 +11,13 @@ parsed is recorded as a failure with its raw text and cause. No parse, no score.
 """
 
 from dsforge.judge.cache import Cache
-from dsforge.judge.core import Call, Judge, JudgeConfig, Stats, outcome, parse_votes
-from dsforge.judge.files import (_candidate_key, _judge_config_id, check_outputs, judge_file, keep_good_scores,
+from dsforge.judge.core import Call, Judge, JudgeConfig, Stats, judge_config_id, outcome, parse_votes
+from dsforge.judge.files import (_candidate_key, check_outputs, judge_file, keep_good_scores,
                                  load_candidates, merge_judged, previous_scores)
 from dsforge.judge.pairwise import judge_pairwise
 from dsforge.judge.pointwise import judge_pointwise
 from dsforge.judge.summary import format_summary, merge_summaries, spearman, summarize
 
 __all__ = ["Cache", "Call", "Judge", "JudgeConfig", "Stats", "check_outputs", "format_summary", "judge_file",
-           "judge_pairwise", "judge_pointwise", "keep_good_scores", "load_candidates", "merge_judged",
+           "judge_config_id", "judge_pairwise", "judge_pointwise", "keep_good_scores", "load_candidates", "merge_judged",
            "merge_summaries", "outcome", "parse_votes", "previous_scores", "spearman", "summarize"]

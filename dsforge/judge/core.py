@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from dsforge import logs
 from dsforge.engines import Request, SamplingParams
+from dsforge.errors import UsageError
 from dsforge.judge.cache import Cache
 from dsforge.rubrics import Rubric, expected_score, parse_reply
 
@@ -17,9 +18,13 @@ class JudgeConfig:
     """What a judge run asks and how: judge model, rubric, engine name, sampling (temperature, votes =
     replies per call, max_tokens), parse_retries (re-asks of an unparseable reply), structured output,
     logprobs, seed, pairwise pairs per prompt, whether truncated candidates are judged, and prices in
-    USD per 1M (prompt, completion) tokens for the cost estimate."""
-    judge_model: str
-    rubric: Rubric
+    USD per 1M (prompt, completion) tokens for the cost estimate.
+
+    With `verifier` (a dsforge.verify spec: exact | numeric | math | regex:P | python:M:F) no model is
+    called: each reply is checked against the candidate's `reference_field`; judge_model and rubric
+    are then unused. Raises UsageError when neither a verifier nor a judge model with a rubric is set."""
+    judge_model: str = ""
+    rubric: Rubric | None = None
     engine: str = "openai"
     temperature: float = 0.0
     votes: int = 1
@@ -31,6 +36,30 @@ class JudgeConfig:
     max_pairs_per_prompt: int = 12   # pairwise: comparisons per prompt (each asked in both orders)
     include_truncated: bool = False
     prices: tuple[float, float] | None = None  # USD per 1M (prompt, completion) tokens
+    verifier: str | None = None      # judge by a program (dsforge.verify), not a model
+    reference_field: str = "reference"
+
+    def __post_init__(self):
+        if not self.verifier and (not self.judge_model or self.rubric is None):
+            raise UsageError("a judge needs a judge model and a rubric, or a verifier",
+                             "dsforge judge CANDIDATES -m MODEL ..., or --verifier numeric")
+
+    @property
+    def mode(self) -> str:
+        """The judging mode: verifier, or the rubric's (pointwise | pairwise)."""
+        return "verifier" if self.verifier else self.rubric.mode
+
+    def config_id(self) -> tuple:
+        """What makes two judgements comparable: ("verifier", spec) or (model, rubric hash, mode);
+        `judge_config_id` of the rows this config writes."""
+        return ("verifier", self.verifier) if self.verifier else (self.judge_model, self.rubric.hash, self.rubric.mode)
+
+
+def judge_config_id(j: dict) -> tuple:
+    """JudgeConfig.config_id() of the judge that wrote the `judge` dict `j` of a judged row."""
+    if j.get("kind") == "verifier":
+        return "verifier", j.get("verifier")
+    return j.get("model"), j.get("rubric_hash"), j.get("mode")
 
 
 @dataclass

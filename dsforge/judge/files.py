@@ -11,7 +11,7 @@ from dsforge import __version__, logs
 from dsforge.errors import DsforgeError, InputError, UsageError
 from dsforge.io import atomic_files, guard_kind, guard_outputs
 from dsforge.judge.cache import Cache
-from dsforge.judge.core import Judge, JudgeConfig
+from dsforge.judge.core import Judge, JudgeConfig, judge_config_id
 from dsforge.judge.pairwise import judge_pairwise
 from dsforge.judge.pointwise import judge_pointwise
 from dsforge.judge.summary import merge_summaries, summarize
@@ -19,13 +19,19 @@ from dsforge.sample import read_candidates
 
 
 def load_candidates(path: str) -> list[dict]:
+    """Every candidate row of `path` (output of dsforge sample), as dicts. Raises InputError at
+    FILE:LINE for a row without prompt_id, messages or text, UsageError for a file with no rows."""
+    return [row for _, row in _read(path)]
+
+
+def _read(path: str) -> list[tuple[int, dict]]:
     items = []
     for line, row in read_candidates(path):
         for key in ("prompt_id", "messages", "text"):
             if key not in row:
                 raise InputError(f"candidate has no '{key}'", "judge reads the output of dsforge sample",
                                  path=path, line=line)
-        items.append(row)
+        items.append((line, row))
     if not items:
         raise UsageError(f"{path}: no candidates")
     return items
@@ -33,10 +39,6 @@ def load_candidates(path: str) -> list[dict]:
 
 def _candidate_key(row: dict) -> str:
     return Cache.key(row.get("prompt_id"), row.get("temperature"), row.get("sample_index"), row.get("text"))
-
-
-def _judge_config_id(j: dict) -> tuple:
-    return j.get("model"), j.get("rubric_hash"), j.get("mode")
 
 
 def previous_scores(out: str) -> dict[str, dict]:
@@ -75,7 +77,7 @@ def keep_good_scores(judged: list[dict], previous: dict[str, dict], out: str) ->
         old = previous.get(_candidate_key(row))
         if old is None:
             continue
-        if _judge_config_id(old["judge"]) == _judge_config_id(j):
+        if judge_config_id(old["judge"]) == judge_config_id(j):
             judged[i] = {**row, "judge": old["judge"]}
             kept += 1
         else:
@@ -91,62 +93,73 @@ def check_outputs(candidates: str, out: str, cfg: JudgeConfig, cache_path: str |
     """Refuse (UsageError) outputs that are inputs, and an existing `out` that is not a judged file."""
     guard_outputs({"CANDIDATES": candidates, "--rubric": getattr(cfg.rubric, "source", None)},
                   {"-o": out, "summary": out + ".summary.json", "--cache": cache_path, "log": out + ".log",
-                   "comparisons": out + ".comparisons.jsonl" if cfg.rubric.mode == "pairwise" else None})
+                   "comparisons": out + ".comparisons.jsonl" if cfg.mode == "pairwise" else None})
     guard_kind(out, "judge")
 
 
 def judge_file(candidates: str, out: str, cfg: JudgeConfig, *, engine=None, engine_options: dict | None = None,
                cache_path: str | None = "auto", audit: bool = False, progress: bool = True, log=None,
                shard: tuple[int, int] | None = None) -> dict:
-    """Judge the candidates file into `out` (+ OUT.summary.json, OUT.comparisons.jsonl in pairwise mode).
+    """Judge the candidates file into `out` (+ OUT.summary.json, OUT.comparisons.jsonl in pairwise mode)
+    and return the summary (`summarize`'s keys plus candidates, out, cache, dsforge, kept_previous,
+    engine_info, shard, and audit when asked).
 
-    Rerunning onto an existing `out` keeps its valid scores where this run failed (see
-    `keep_good_scores`); the outputs are written together and atomically, so a failure leaves the
-    previous ones as they were. No output may be an input (the candidates, a custom rubric file).
-    shard (i, n): judge only the candidates whose prompt id falls in slice i of n (`sample.in_shard`).
+    With cfg.verifier no model is called and no cache is kept (`judge_verified`). Rerunning onto an
+    existing `out` keeps its valid scores where this run failed (see `keep_good_scores`); the outputs
+    are written together and atomically, so a failure leaves the previous ones as they were. No output
+    may be an input (the candidates, a custom rubric file). shard (i, n): judge only the candidates
+    whose prompt id falls in slice i of n (`sample.in_shard`). Raises UsageError (bad outputs, an
+    existing `out` that is not a judged file), InputError (a bad candidate, at FILE:LINE).
     """
     log = log or logs.say
     t0 = time.time()
-    if cache_path == "auto":
+    if cfg.verifier:
+        cache_path = None   # a program's verdict costs nothing to recompute
+    elif cache_path == "auto":
         cache_path = out + ".cache.sqlite"
-    pairwise = cfg.rubric.mode == "pairwise"
     check_outputs(candidates, out, cfg, cache_path)
-    items = load_candidates(candidates)
+    rows = _read(candidates)
     if shard:
         from dsforge.sample import in_shard
 
-        items = [it for it in items if in_shard(it["prompt_id"], shard)]
+        rows = [(line, it) for line, it in rows if in_shard(it["prompt_id"], shard)]
     previous = previous_scores(out)
-    owned = engine is None
-    if owned:
-        from dsforge.engines import get_engine
+    judge = engine_info = audit_res = comparisons = None
+    if cfg.verifier:
+        from dsforge.judge.verifier import judge_verified
 
-        engine = get_engine(cfg.engine, cfg.judge_model, engine_options)
-        with logs.log_file(out + ".log"):   # an in-process engine's own output goes there (-v: the console)
-            engine.open()
-    cache = Cache(cache_path)   # opened after the engine: a judge that fails its probe leaves no cache file
-    judge = Judge(cfg, engine, cache, log=log, progress=progress)
-    audit_res = None
-    try:
-        if audit:
-            from dsforge.judge.audit import run_audit
-
-            audit_res = run_audit(judge, items)
-        if pairwise:
-            judged, comparisons = judge_pairwise(judge, items)
-        else:
-            judged, comparisons = judge_pointwise(judge, items), None
-    finally:
+        judged = judge_verified(cfg, rows, candidates)
+    else:
+        items = [it for _, it in rows]
+        owned = engine is None
         if owned:
-            engine.close()
-        cache.close()
+            from dsforge.engines import get_engine
+
+            engine = get_engine(cfg.engine, cfg.judge_model, engine_options)
+            with logs.log_file(out + ".log"):   # an in-process engine's own output goes there (-v: the console)
+                engine.open()
+        cache = Cache(cache_path)   # opened after the engine: a judge that fails its probe leaves no cache file
+        judge = Judge(cfg, engine, cache, log=log, progress=progress)
+        try:
+            if audit:
+                from dsforge.judge.audit import run_audit
+
+                audit_res = run_audit(judge, items)
+            if cfg.mode == "pairwise":
+                judged, comparisons = judge_pairwise(judge, items)
+            else:
+                judged = judge_pointwise(judge, items)
+        finally:
+            if owned:
+                engine.close()
+            cache.close()
+        engine_info = engine.describe()
     kept = keep_good_scores(judged, previous, out)
     if kept:
         log(f"kept {kept} earlier score(s) from {out} for candidates the judge failed on this time")
     summary = summarize(judged, judge, cfg, time.time() - t0)
     summary.update(candidates=candidates, out=out, cache=cache_path, dsforge=__version__, kept_previous=kept,
-                   engine_info=engine.describe() if engine is not None else None,
-                   shard=f"{shard[0]}/{shard[1]}" if shard else None)
+                   engine_info=engine_info, shard=f"{shard[0]}/{shard[1]}" if shard else None)
     if audit_res is not None:
         summary["audit"] = audit_res
     _write_judged(out, judged, comparisons, summary)
@@ -175,7 +188,7 @@ def merge_judged(paths: list[str], out: str, items: list[dict], cfg: JudgeConfig
     and atomically. A good score
     already in `out` is kept where the shards failed (`keep_good_scores`). Returns the summary with
     "shards": len(paths). Raises DsforgeError (nothing written) when a check fails."""
-    pairwise = cfg.rubric.mode == "pairwise"
+    pairwise = cfg.mode == "pairwise"
     check_outputs(candidates, out, cfg)
     want = Counter(_candidate_key(it) for it in items)
     order: dict[str, list[int]] = defaultdict(list)
@@ -183,15 +196,15 @@ def merge_judged(paths: list[str], out: str, items: list[dict], cfg: JudgeConfig
         order[_candidate_key(it)].append(i)
     merged: list = [None] * len(items)
     problems, comparisons, summaries = [], [] if pairwise else None, []
-    config = (cfg.judge_model, cfg.rubric.hash, cfg.rubric.mode)
+    config = cfg.config_id()
     for path in paths:
         where = []   # shard row j -> its index in `items` (a comparison's a/b are shard row numbers)
         for line, row in read_candidates(path):
             key = _candidate_key(row)
             where.append(None)
-            if not isinstance(row.get("judge"), dict) or _judge_config_id(row["judge"]) != config:
+            if not isinstance(row.get("judge"), dict) or judge_config_id(row["judge"]) != config:
                 problems.append(f"{path}:{line} was judged with other settings than this run "
-                                f"({_judge_config_id(row.get('judge') or {})} vs {config})")
+                                f"({judge_config_id(row.get('judge') or {})} vs {config})")
             elif not order.get(key):
                 problems.append(f"{path}:{line} is " + ("in more than one shard" if want[key] else
                                                          "not a candidate of " + candidates))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 
+from dsforge.judge.cache import Cache
 from dsforge.judge.core import Judge, JudgeConfig
 
 
@@ -25,7 +26,7 @@ _PAIR_COUNTS = ("comparisons", "swap_decided", "swap_consistent")
 _TALLIES = ("parse_failures_first_try", "failures_final", "slot_picks")   # {cause or slot: count}
 
 
-def summarize(judged: list[dict], judge: Judge, cfg: JudgeConfig, seconds: float) -> dict:
+def summarize(judged: list[dict], judge: Judge | None, cfg: JudgeConfig, seconds: float) -> dict:
     """The summary of one judge run (OUT.summary.json) from its judged rows and the judge's counters.
 
     Keys: judge_model, rubric, rubric_hash, mode, votes; items, scored, failed, not_judged_truncated,
@@ -35,7 +36,13 @@ def summarize(judged: list[dict], judge: Judge, cfg: JudgeConfig, seconds: float
     cached_calls, failed_calls, cache_hits, cache_misses; prompt_tokens, completion_tokens (new
     tokens, not from the cache); seconds (wall); cost_usd when cfg.prices is set; pairwise also
     comparisons, swap_decided, swap_consistent, swap_consistency, slot_picks {first, second, tie}
-    and first_slot_rate (fractions in [0, 1], None without a decided pair)."""
+    and first_slot_rate (fractions in [0, 1], None without a decided pair). A verifier run (judge
+    None, all call counters 0) has kind "verifier", verifier, reference_field, mode "verifier",
+    accuracy and accuracy_by_temperature[t] = {n, lenient, strict} (fractions of the checked
+    candidates; lenient = correct, strict = correct and format_ok) and no_answer (none extracted).
+    An LLM run has kind "llm"."""
+    if judge is None:   # a verifier run: no calls
+        judge = Judge(cfg, None, Cache(None), progress=False)
     st, u = judge.stats, judge.stats.usage
     run = {"parse_failures_first_try": dict(st.first_try_failures), "failures_final": dict(st.final_failures),
            "structured_output": judge.structured,
@@ -68,7 +75,7 @@ def _summary(judged: list[dict], cfg: JudgeConfig, run: dict) -> dict:
     """Row statistics plus the run's counters, and what follows from both (rates, cost): one code path
     for a run and for a merge of shards."""
     s = _row_stats(judged, cfg)
-    pairwise = cfg.rubric.mode == "pairwise"
+    pairwise = cfg.mode == "pairwise"
     s.update({k: v for k, v in run.items() if pairwise or k not in (*_PAIR_COUNTS, "slot_picks")})
     if pairwise:
         d, picks = s["swap_decided"], s["slot_picks"]
@@ -89,9 +96,14 @@ def _row_stats(judged: list[dict], cfg: JudgeConfig) -> dict:
     hist = Counter()
     for r in scored:
         hist[str(round(r["judge"]["score"], 1))] += 1
-    s = {
-        "judge_model": cfg.judge_model, "rubric": cfg.rubric.name, "rubric_hash": cfg.rubric.hash,
-        "mode": cfg.rubric.mode, "votes": cfg.votes, "items": len(judged), "scored": len(scored),
+    if cfg.verifier:
+        s = {"kind": "verifier", "verifier": cfg.verifier, "reference_field": cfg.reference_field,
+             "judge_model": None, "rubric": None, "rubric_hash": None, "mode": "verifier", "votes": None}
+    else:
+        s = {"kind": "llm", "judge_model": cfg.judge_model, "rubric": cfg.rubric.name, "rubric_hash": cfg.rubric.hash,
+             "mode": cfg.rubric.mode, "votes": cfg.votes}
+    s.update({
+        "items": len(judged), "scored": len(scored),
         "not_judged_truncated": sum(1 for r in judged if r["judge"].get("error") == "truncated_not_judged"),
         "failed": sum(1 for r in judged if r["judge"].get("score") is None
                       and r["judge"].get("error") not in ("truncated_not_judged", "not_compared")),
@@ -99,12 +111,27 @@ def _row_stats(judged: list[dict], cfg: JudgeConfig) -> dict:
         "mean_score_by_temperature": {t: round(sum(v) / len(v), 4) for t, v in sorted(by_t.items())},
         "score_histogram": dict(sorted(hist.items(), key=lambda kv: float(kv[0]))),
         "spearman_score_length": spearman([r["judge"]["score"] for r in scored], [len(r["text"]) for r in scored]),
-    }
+    })
+    if cfg.verifier:
+        s["accuracy"] = _accuracy(scored)
+        s["accuracy_by_temperature"] = {t: _accuracy([r for r in scored if str(r.get("temperature")) == t])
+                                        for t in sorted(by_t)}
+        s["no_answer"] = sum(1 for r in scored if r["judge"].get("answer") is None)
     return s
+
+
+def _accuracy(rows: list[dict]) -> dict:
+    """{"n", "lenient": mean correct, "strict": mean correct and format_ok} (fractions; None when n is 0)."""
+    n = len(rows)
+    lenient = sum(1 for r in rows if r["judge"].get("correct"))
+    strict = sum(1 for r in rows if r["judge"].get("correct") and r["judge"].get("format_ok"))
+    return {"n": n, "lenient": round(lenient / n, 4) if n else None, "strict": round(strict / n, 4) if n else None}
 
 
 def format_summary(s: dict) -> str:
     """The console lines for a judge summary (`summarize`'s dict), joined by newlines."""
+    if s.get("kind") == "verifier":
+        return _format_verified(s)
     lines = [f"judged {s['items']} candidates with {s['judge_model']} ({s['rubric']}, {s['mode']}): "
              f"{s['scored']} scored, {s['failed']} failed, {s['not_judged_truncated']} truncated not judged"]
     if s["parse_failures_first_try"] or s["failures_final"]:
@@ -127,4 +154,20 @@ def format_summary(s: dict) -> str:
         a = s["audit"]
         lines.append("audit: " + ", ".join(f"{k} {v['rate']:.0%} ({v['passed']}/{v['total']})"
                                            for k, v in a.items() if isinstance(v, dict) and v.get("total")))
+    return "\n".join(lines)
+
+
+def _format_verified(s: dict) -> str:
+    def acc(a: dict) -> str:
+        if not a["n"]:
+            return "n/a (nothing checked)"
+        return f"lenient {a['lenient']:.1%}, strict {a['strict']:.1%} (n={a['n']})"
+
+    lines = [f"verified {s['items']} candidates with {s['verifier']} against '{s['reference_field']}': "
+             f"{s['scored']} checked, {s['not_judged_truncated']} truncated not judged, "
+             f"{s['no_answer']} with no answer found",
+             f"accuracy: {acc(s['accuracy'])}  (lenient: right answer anywhere; strict: and in the asked format)"]
+    for t, a in s["accuracy_by_temperature"].items():
+        lines.append(f"  temperature {t}: {acc(a)}")
+    lines.append(f"Spearman(score, length) = {s['spearman_score_length']}; {s['seconds']} s, no model calls")
     return "\n".join(lines)

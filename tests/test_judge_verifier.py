@@ -1,0 +1,125 @@
+"""`dsforge judge --verifier`: the judged record, summary and console lines of a program judge, its
+mistakes (one message each), and its verdicts on real replies of the embedded model."""
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from dsforge.cli import cli
+
+REAL = Path(__file__).parent / "data" / "smollm2_task_replies.jsonl"
+
+
+def write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def cand(i, text, reference="43", temperature=0.0, **extra):
+    return {"prompt_id": f"p{i // 2}", "messages": [{"role": "user", "content": "What is 29 + 14?"}], "text": text,
+            "temperature": temperature, "sample_index": i, "reference": reference, **extra}
+
+
+def judge(*args):
+    return CliRunner().invoke(cli, ["judge", *args])
+
+
+def rows(path):
+    return [json.loads(x) for x in open(path)]
+
+
+def test_verifier_writes_the_judged_record_summary_and_accuracy_by_temperature(tmp_path):
+    c = write(tmp_path / "c.jsonl", [
+        cand(0, "43"),                                   # right, in the asked form
+        cand(1, "29 + 14 = 43. So the answer is 43."),   # right, but not just the number: lenient only
+        cand(2, "29 + 14 = 31", temperature=1.0),        # wrong: the model's answer is after '='
+        cand(3, "What is 29 + 14?", temperature=1.0),    # restated question: no answer
+        cand(4, "43 and then some more", temperature=1.0, truncated=True, finish_reason="length"),
+    ])
+    for row in rows(c):
+        assert "format" not in row
+    out = tmp_path / "j.jsonl"
+    r = judge(c, "--verifier", "numeric", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    got = [x["judge"] for x in rows(out)]
+    assert got[0] == {"kind": "verifier", "verifier": "numeric", "correct": True, "format_ok": True, "answer": "43",
+                      "score": 1.0}
+    assert (got[1]["correct"], got[1]["score"]) == (True, 1.0)
+    assert (got[2]["correct"], got[2]["answer"], got[2]["score"]) == (False, "31", 0.0)
+    assert (got[3]["correct"], got[3]["answer"]) == (False, None)
+    assert got[4] == {"kind": "verifier", "verifier": "numeric", "score": None, "error": "truncated_not_judged"}
+    assert [x["text"] for x in rows(out)] == [x["text"] for x in rows(c)]   # candidates kept, in order
+    s = json.load(open(str(out) + ".summary.json"))
+    assert (s["kind"], s["mode"], s["verifier"], s["items"], s["scored"], s["not_judged_truncated"]) == \
+        ("verifier", "verifier", "numeric", 5, 4, 1)
+    assert s["accuracy"] == {"n": 4, "lenient": 0.5, "strict": 0.25} and s["no_answer"] == 1   # numeric: just a number
+    assert s["accuracy_by_temperature"] == {"0.0": {"n": 2, "lenient": 1.0, "strict": 0.5},
+                                            "1.0": {"n": 2, "lenient": 0.0, "strict": 0.0}}
+    assert s["calls"] == 0 and s["failed_calls"] == 0 and s["cache"] is None
+    assert not (tmp_path / "j.jsonl.cache.sqlite").exists()
+    assert "accuracy: lenient 50.0%" in r.output and "temperature 1.0: lenient 0.0%" in r.output
+
+
+def test_strict_follows_the_rows_format_rule_and_python_verifiers_give_float_scores(tmp_path, monkeypatch):
+    c = write(tmp_path / "c.jsonl", [cand(0, "The answer is <answer>43</answer>", format="answer_tag"),
+                                     cand(1, "43", format="answer_tag"),
+                                     cand(2, "The answer is 43.", format="number")])
+    out = tmp_path / "j.jsonl"
+    assert judge(c, "--verifier", "numeric", "-o", str(out)).exit_code == 0
+    assert [(x["judge"]["correct"], x["judge"]["format_ok"]) for x in rows(out)] == \
+        [(True, True), (True, False), (True, False)]
+    s = json.load(open(str(out) + ".summary.json"))
+    assert s["accuracy"] == {"n": 3, "lenient": 1.0, "strict": 0.3333}
+
+    (tmp_path / "closeness.py").write_text("def score(reply, reference, row):\n"
+                                           "    return max(0.0, 1 - abs(float(reply) - float(reference)) / 10)\n")
+    monkeypatch.chdir(tmp_path)
+    c2 = write(tmp_path / "c2.jsonl", [cand(0, "43"), cand(1, "40"), cand(2, "30")])
+    r = judge(c2, "--verifier", "python:closeness.py:score", "-o", str(tmp_path / "p.jsonl"))
+    assert r.exit_code == 0, r.output
+    assert [x["judge"]["score"] for x in rows(tmp_path / "p.jsonl")] == [1.0, 0.7, 0.0]
+    assert [x["judge"]["correct"] for x in rows(tmp_path / "p.jsonl")] == [True, True, False]
+
+
+def test_reference_field_reads_carried_fields(tmp_path):
+    c = write(tmp_path / "c.jsonl", [{**cand(0, "12"), "reference": None, "fields": {"gold": "12"}}])
+    out = tmp_path / "j.jsonl"
+    r = judge(c, "--verifier", "numeric", "--reference-field", "gold", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    assert rows(out)[0]["judge"]["correct"] is True
+
+
+@pytest.mark.parametrize("args,code,msg", [
+    (["--verifier", "numeric"], 1, "c.jsonl:2: candidate has no reference answer in 'reference'"),
+    (["--verifier", "numeric", "--reference-field", "gold"], 1, "c.jsonl:1: candidate has no reference answer in 'gold'"),
+    (["--verifier", "nope"], 2, "nope"),
+    (["--verifier", "numeric", "-m", "judge"], 2, "--judge-model does not apply with --verifier"),
+    (["--verifier", "numeric", "--mode", "pairwise"], 2, "--mode does not apply with --verifier"),
+    (["--verifier", "numeric", "--ray", "auto"], 2, "--ray does not apply with --verifier"),
+    ([], 2, "judge needs a judge model (-m MODEL) or a verifier (--verifier KIND)"),
+])
+def test_mistakes_are_one_message_and_write_nothing(tmp_path, args, code, msg):
+    c = write(tmp_path / "c.jsonl", [cand(0, "43"), {**cand(1, "44"), "reference": None}])
+    r = judge(c, *args, "-o", str(tmp_path / "j.jsonl"))
+    assert r.exit_code == code, r.output
+    assert msg in r.output and "Traceback" not in r.output
+    if "reference" in msg or "gold" in msg:
+        assert "--reference-field" in r.output
+    assert not list(tmp_path.glob("j.jsonl*"))
+
+
+def test_outputs_are_guarded_like_the_llm_judge(tmp_path):
+    c = write(tmp_path / "c.jsonl", [cand(0, "43")])
+    r = judge(c, "--verifier", "numeric", "-o", c)
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    other = tmp_path / "notes.jsonl"
+    other.write_text('{"a": 1}\n')
+    r = judge(c, "--verifier", "numeric", "-o", str(other))
+    assert r.exit_code == 2 and other.read_text() == '{"a": 1}\n'
+    out = tmp_path / "j.jsonl"
+    assert judge(c, "--verifier", "numeric", "-o", str(out)).exit_code == 0
+    first = out.read_text()
+    assert judge(c, "--verifier", "numeric", "-o", str(out)).exit_code == 0   # a rerun writes the same
+    assert out.read_text() == first
