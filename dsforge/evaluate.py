@@ -26,7 +26,7 @@ from dsforge import __version__, logs
 from dsforge.engines import Request, SamplingParams, derive_seed, get_engine
 from dsforge.errors import InputError, UsageError
 from dsforge.evalstats import mcnemar, paired_difference, pass_at_k, pct, wilson
-from dsforge.formats.convert import ConversionError, to_conversation
+from dsforge.formats.rows import ConversionError, to_conversation
 from dsforge.io import atomic_write, expand_inputs, guard_outputs, iter_records
 from dsforge.records import prompt_id
 

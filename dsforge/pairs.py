@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from dsforge import pairchecks as pc
 from dsforge.errors import InputError, UsageError
-from dsforge.formats.convert import entry_for, from_conversation
+from dsforge.formats.rows import entry_for, from_conversation
 from dsforge.io import atomic_files, guard_kind, guard_outputs, note_output
 from dsforge.records import Conversation
 from dsforge.sample import read_candidates

@@ -21,7 +21,7 @@ from typing import Iterator
 from dsforge import __version__, logs
 from dsforge.engines import Request, Result, SamplingParams, derive_seed
 from dsforge.errors import InputError, UsageError
-from dsforge.formats.convert import ConversionError, to_conversation
+from dsforge.formats.rows import ConversionError, to_conversation
 from dsforge.io import atomic_write, expand_inputs, guard_kind, guard_outputs, iter_records
 from dsforge.records import prompt_id
 

@@ -7,7 +7,7 @@ kind (sft/ranking/kto) and fmt (alpaca/sharegpt/openai); `entry_for(kind, fmt)` 
 dataset_info.json entry.
 """
 
-from dsforge.formats.convert import (
+from dsforge.formats.rows import (
     FORMATS,
     ConversionError,
     entry_for,
