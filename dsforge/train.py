@@ -57,7 +57,7 @@ def launch_record(cfg: dict) -> dict:
     return rec
 
 
-def load_recipe(recipe: str) -> dict:
+def load_train_recipe(recipe: str) -> dict:
     path = Path(recipe)
     if recipe in METHODS:
         path = RECIPES / f"{recipe}.yaml"
@@ -171,7 +171,7 @@ def resolve(stage: str, model: str, datasets: list[str], dataset_dir: str, *, re
     for key in sorted(set(sets or {}) & set(FROM_OPTION)):
         raise UsageError(f"{key} cannot be overridden with --set (or a recipe's train.set): dsforge fills it from "
                          f"{FROM_OPTION[key]} and checks that value before launch", f"use {FROM_OPTION[key]} instead")
-    cfg = load_recipe(recipe)
+    cfg = load_train_recipe(recipe)
     cfg.update(stage_defaults(stage))
     cfg.update({"stage": stage, "model_name_or_path": model, "dataset": ",".join(datasets),
                 "dataset_dir": os.path.abspath(dataset_dir),
@@ -209,7 +209,7 @@ def train(stage: str, model: str, datasets: list[str], dataset_dir: str, *, reci
     sets = dict(sets or {})
     lf_args.check_keys(unset, "--unset")
     cfg = resolve(stage, model, datasets, dataset_dir, recipe=recipe, sets=sets, output_dir=output_dir, unset=unset)
-    origins = {k: f"recipe {recipe}" for k in load_recipe(recipe)}
+    origins = {k: f"recipe {recipe}" for k in load_train_recipe(recipe)}
     origins.update({k: f"stage {stage} defaults" for k in stage_defaults(stage)})
     origins.update({k: sets_origin for k in sets})
     cfg = lf_args.check_config(cfg, origins)
