@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from dsforge.cli import cli
 
-REAL = Path(__file__).parent / "data" / "smollm2_task_replies.jsonl"
+REAL = Path(__file__).parent / "data" / "smollm2_replies.jsonl"   # hand-labelled (see test_tasks_real)
 
 
 def write(path, rows):
@@ -84,11 +84,12 @@ def test_strict_follows_the_rows_format_rule_and_python_verifiers_give_float_sco
 
 
 def test_reference_field_reads_carried_fields(tmp_path):
-    c = write(tmp_path / "c.jsonl", [{**cand(0, "12"), "reference": None, "fields": {"gold": "12"}}])
+    c = write(tmp_path / "c.jsonl", [{**cand(0, "12"), "reference": None, "fields": {"gold": "12"}},
+                                     {**cand(1, "12"), "reference": None, "fields": {"gold": "12", "format": "answer_tag"}}])
     out = tmp_path / "j.jsonl"
     r = judge(c, "--verifier", "numeric", "--reference-field", "gold", "-o", str(out))
     assert r.exit_code == 0, r.output
-    assert rows(out)[0]["judge"]["correct"] is True
+    assert [(x["judge"]["correct"], x["judge"]["format_ok"]) for x in rows(out)] == [(True, True), (True, False)]
 
 
 @pytest.mark.parametrize("args,code,msg", [
@@ -123,3 +124,23 @@ def test_outputs_are_guarded_like_the_llm_judge(tmp_path):
     first = out.read_text()
     assert judge(c, "--verifier", "numeric", "-o", str(out)).exit_code == 0   # a rerun writes the same
     assert out.read_text() == first
+
+
+def test_real_replies_of_the_embedded_model_get_their_hand_labels(tmp_path):
+    """84 replies SmolLM2-135M-Instruct gave to 'What is a + b? Answer with just the number.' (vLLM, T 0.7 / 1.0),
+    labelled by hand: the judged file carries the labels' verdicts and the summary their rates."""
+    real = [json.loads(x) for x in REAL.read_text().splitlines()]
+    ids = {r["instruction"]: f"p{i}" for i, r in enumerate(real)}
+    c = write(tmp_path / "c.jsonl", [
+        {"prompt_id": ids[r["instruction"]], "messages": [{"role": "user", "content": r["instruction"]}],
+         "text": r["reply"], "temperature": r["temperature"], "sample_index": i, "reference": r["reference"],
+         "fields": {"format": r["format"]}} for i, r in enumerate(real)])
+    out = tmp_path / "j.jsonl"
+    r = judge(c, "--verifier", "numeric", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    got = [(x["judge"]["correct"], x["judge"]["format_ok"]) for x in rows(out)]
+    assert got == [(x["label_correct"], x["label_format_ok"]) for x in real]
+    s = json.load(open(str(out) + ".summary.json"))
+    right = sum(x["label_correct"] for x in real)
+    assert s["accuracy"] == {"n": 84, "lenient": round(right / 84, 4), "strict": 0.0} and 0 < right < 84
+    assert {t: a["n"] for t, a in s["accuracy_by_temperature"].items()} == {"0.7": 56, "1.0": 28}

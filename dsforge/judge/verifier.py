@@ -38,8 +38,8 @@ def judge_verified(cfg: JudgeConfig, rows: list[tuple[int, dict]], path: str) ->
                              f"sample prompts that carry a '{cfg.reference_field}' field (dsforge tasks make writes "
                              "'reference'), or name the field that holds it: --reference-field FIELD",
                              path=path, line=line)
-        try:
-            verdict = verifier.check(row["text"], reference, row)
+        try:   # the strict rule may come in a carried field (`sample --carry format`)
+            verdict = verifier.check(row["text"], reference, {**(row.get("fields") or {}), **row})
         except InputError as err:   # e.g. an unknown `format` rule in the row
             raise InputError(err.message, err.hint, path=path, line=line) from None
         except Exception as err:  # noqa: BLE001 - a python: verifier is user code
