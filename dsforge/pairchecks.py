@@ -95,6 +95,7 @@ def length_bias(chosen_lens: list[int], rejected_lens: list[int], warn_above: fl
 
 
 def length_bias_message(lb: dict) -> str:
+    """The pair_length_bias warning text for a length_bias() result."""
     return (f"chosen is longer than rejected in {lb['chosen_longer_rate']:.0%} of pairs (median length ratio "
             f"{lb['median_length_ratio']}); DPO will learn length. Consider dsforge pairs --max-length-ratio or "
             "--length-tiered")
@@ -116,6 +117,7 @@ class PairStats:
         self.rlens: list[int] = []
 
     def add(self, chosen: str, rejected: str) -> list[str]:
+        """Record one pair (texts); returns its reason codes (format asymmetry, pair_near_identical)."""
         reasons = format_asymmetry(chosen, rejected)
         sim = similarity(chosen, rejected, self.method)
         self.sims.append(sim)
@@ -127,6 +129,7 @@ class PairStats:
         return reasons
 
     def result(self) -> dict:
+        """{similarity {method, threshold, quantiles {q: value}}, length_bias (see length_bias), counts {reason: n}}."""
         return {"similarity": {"method": self.method, "threshold": self.max_similarity,
                                "quantiles": quantiles(self.sims)},
                 "length_bias": length_bias(self.clens, self.rlens, self.warn_above),

@@ -216,6 +216,7 @@ class TruncationCheck:
 
     @property
     def template(self) -> str:
+        """The template the lengths are measured under: 'chat' (the tokenizer's chat template) or 'none'."""
         return self._la.template
 
     def ids(self, messages: list[dict], chosen: str, rejected: str) -> tuple[list[int], list[int], list[int]]:
@@ -250,6 +251,8 @@ class TruncationCheck:
         return out
 
     def result(self) -> dict:
+        """{cutoff_len, template, counts {reason: pairs}, token_lengths {chosen, rejected: {p50, p90, p99, max,
+        mean} of prompt + answer tokens}}."""
         return {"cutoff_len": self.cutoff, "template": self.template, "counts": dict(self.counts),
                 "token_lengths": {k: _pct(v) for k, v in self.lens.items()}}
 
