@@ -52,11 +52,15 @@ def defuse(text: str) -> str:
 
 
 def render_conversation(messages: list[dict]) -> str:
+    """OpenAI-role messages as '[role] content' lines, for the judge prompt (not defused)."""
     return "\n".join(f"[{m['role']}] {m['content']}" for m in messages)
 
 
 @dataclass
 class Rubric:
+    """A judge rubric: static system text first (prefix caching), score range [lo, hi] over `keys`
+    (pointwise) or a verdict A/B/tie (pairwise), the JSON schema for structured output, and an
+    optional custom item template (Jinja) read from `source` starting at `template_line`."""
     name: str
     mode: str                       # pointwise | pairwise
     system: str                     # static text (also the hash input)
@@ -70,10 +74,13 @@ class Rubric:
 
     @property
     def hash(self) -> str:
+        """16 hex digits of sha256 over what decides a score (name, mode, text, range, keys, template)."""
         body = json.dumps([self.name, self.mode, self.system, self.lo, self.hi, self.keys, self.user_template])
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
     def pointwise_messages(self, prompt: list[dict], answer: str) -> list[dict]:
+        """[system rubric, user item] messages asking for a score of `answer` to `prompt` (data defused).
+        Raises UsageError (at FILE:LINE) when a custom item template fails to render."""
         if self.user_template:
             user = self.render_user(conversation=defuse(render_conversation(prompt)), answer=defuse(answer),
                                     question=defuse(prompt[-1]["content"]))
@@ -107,12 +114,14 @@ class Rubric:
                           "the item template may use {{ conversation }}, {{ question }} and {{ answer }}")
 
     def pairwise_messages(self, prompt: list[dict], a: str, b: str) -> list[dict]:
+        """[system rubric, user item] messages asking which of answers A and B to `prompt` is better."""
         user = (f"BEGIN CONVERSATION\n{defuse(render_conversation(prompt))}\nEND CONVERSATION\n\n"
                 f"BEGIN ANSWER A\n{defuse(a)}\nEND ANSWER A\n\nBEGIN ANSWER B\n{defuse(b)}\nEND ANSWER B\n\n"
                 f"Which answer is better? Reply with the JSON object only.")
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
 
     def response_format(self) -> dict:
+        """The OpenAI `response_format` (json_schema, strict) for this rubric's reply."""
         return {"type": "json_schema", "json_schema": {"name": f"dsforge_{self.name}", "schema": self.schema,
                                                          "strict": True}}
 
@@ -222,6 +231,7 @@ def _json_object(text: str) -> dict | None:
 
 @dataclass
 class Parsed:
+    """One judge reply parsed: score (mean of `parts` when several keys) or winner, rationale, or error."""
     score: float | None = None
     parts: dict | None = None
     winner: str | None = None

@@ -44,19 +44,24 @@ class Cache:
 
     @staticmethod
     def key(*parts) -> str:
+        """sha256 hex of the JSON of `parts` (sorted keys): the cache key of a call, or a candidate's identity."""
         return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
     def get(self, key: str):
+        """The stored value of `key` (a dict), or None; never creates the cache file (UsageError as in put)."""
         if self._connect(create=False) is None:
             return None
         row = self.db.execute("SELECT value FROM calls WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
     def put(self, key: str, value: dict) -> None:
+        """Store `value` under `key` (one autocommitted write); creates the file on first use, not without a path.
+        Raises UsageError when the path is not a usable SQLite judge cache."""
         if self._connect(create=True) is not None:
             self.db.execute("INSERT OR REPLACE INTO calls VALUES (?, ?, ?)", (key, json.dumps(value), time.time()))
 
     def close(self):
+        """Close the connection (a later get/put reopens it)."""
         if self.db is not None:
             self.db.close()
             self.db = None

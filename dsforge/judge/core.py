@@ -78,6 +78,7 @@ class Call:
 
     @property
     def parsed(self) -> dict:
+        """The last attempt's parse (`parse_votes`' dict); IndexError before the call was asked."""
         return self.tries[-1]
 
 
