@@ -165,14 +165,15 @@ class ChildOutput:
             self.log.close()
 
 
-def run_lf(python: str, args: list[str], log_path: str | None = None, echo=print) -> tuple[int, str | None]:
-    """Run launch.py with args in its own process group; its output goes to `log_path` and to `echo`
-    (tracebacks only to the log). Ctrl-C or SIGTERM stop LLaMA-Factory and every process it started.
-    Returns (exit code, its last error line or None)."""
+def run_lf(python: str, args: list[str], log_path: str | None = None, echo=print,
+           env: dict | None = None) -> tuple[int, str | None]:
+    """Run launch.py with args in its own process group (`env` added to child_env()); its output goes to
+    `log_path` and to `echo` (tracebacks only to the log). Ctrl-C or SIGTERM stop LLaMA-Factory and every
+    process it started. Returns (exit code, its last error line or None)."""
     cmd = [python, str(LAUNCH), *args]
     out = ChildOutput(echo, log_path)
-    proc = procs.start(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env(), text=True,
-                       errors="replace", bufsize=1)
+    proc = procs.start(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**child_env(), **(env or {})},
+                       text=True, errors="replace", bufsize=1)
     try:
         for line in proc.stdout:
             out.line(line)

@@ -37,18 +37,16 @@ def main() -> None:
     from dsforge.records import prompt_id
     from dsforge.rubrics import BUILTIN
 
-    proc = None
+    server = None
     if args.start_server:
-        from dsforge import models
-        from dsforge.engines.openai import wait_for_server
-        from tests.servers import free_port, start_vllm_server
+        from dsforge.servers import LocalServer
 
-        port = free_port()
         t0 = time.time()
-        proc = start_vllm_server(models.resolve("smollm2-135m-instruct"), port,
-                                 os.path.join(tempfile.gettempdir(), "bench_judge_server.log"), args.model)
-        args.base_url = f"http://127.0.0.1:{port}/v1"
-        wait_for_server(args.base_url, timeout=600, proc=proc)
+        server = LocalServer.vllm("smollm2-135m-instruct", name=args.model, ready_timeout=600,
+                                  log_path=os.path.join(tempfile.gettempdir(), "bench_judge_server.log"),
+                                  env={"HF_HUB_OFFLINE": "1", "VLLM_LOGGING_LEVEL": "WARNING"})
+        server.start().wait()
+        args.base_url = server.url
         print(f"server up in {time.time() - t0:.1f} s (not timed below)")
     try:
         tmp = tempfile.mkdtemp(prefix="bench_judge.")
@@ -108,10 +106,8 @@ def main() -> None:
         print(f"{'dsforge (cached)':16s} {rerun_s:8.2f} {n / rerun_s:8.1f} {bare_s / rerun_s:8.1f}   "
               f"({s2['cache_hits']} cache hits, {s2['cache_misses']} misses)")
     finally:
-        if proc is not None:
-            from tests.servers import stop
-
-            stop(proc)
+        if server is not None:
+            server.stop()
 
 
 if __name__ == "__main__":

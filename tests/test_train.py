@@ -29,7 +29,7 @@ def run(*args):
 
 def dry_yaml(output: str) -> dict:
     """The YAML part of `train --dry-run` output (notes and the command line left out)."""
-    return yaml.safe_load("\n".join(x for x in output.split("# command:")[0].splitlines() if not x.startswith("note:")))
+    return yaml.safe_load("\n".join(x for x in output.split("# command:")[0].splitlines() if not x.startswith(("note:", "compute dtype:"))))
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +142,7 @@ def test_train_stage_for_real(stage, dataset, lf_py, tiny_model, data_dir, tmp_p
 
 @pytest.mark.llamafactory
 def test_export_and_serve_close_the_loop(lf_py, tiny_model, data_dir, tmp_path):
-    from dsforge.engines.openai import wait_for_server
-    from tests.servers import free_port, stop
+    from dsforge.servers import LocalServer
 
     out = tmp_path / "sft"
     r = run("train", "sft", "-m", tiny_model, "--dataset", "demo_sft", "--dataset-dir", data_dir, "--lf-python", lf_py,
@@ -152,12 +151,11 @@ def test_export_and_serve_close_the_loop(lf_py, tiny_model, data_dir, tmp_path):
     r = run("export", "-m", tiny_model, "--adapter", out, "-o", tmp_path / "merged", "--lf-python", lf_py)
     assert r.exit_code == 0, r.output[-3000:]
     assert (tmp_path / "merged" / "model.safetensors").exists() and (tmp_path / "merged" / "config.json").exists()
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "dsforge", "serve", "--engine", "llamafactory", "-m", tiny_model,
-                             "--adapter", str(out), "--port", str(port), "--name", "tiny", "--lf-python", lf_py],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path)
+    server = LocalServer.llamafactory(tiny_model, name="tiny", adapter=str(out), lf_python=lf_py,
+                                      config_dir=str(tmp_path), log_path=str(tmp_path / "api.log"), ready_timeout=180)
+    port = server.port
     try:
-        wait_for_server(f"http://127.0.0.1:{port}/v1", timeout=180, proc=proc)
+        server.start().wait()
         import openai
 
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x")
@@ -176,7 +174,7 @@ def test_export_and_serve_close_the_loop(lf_py, tiny_model, data_dir, tmp_path):
         info = json.load(open(tmp_path / "c.jsonl.summary.json"))["engine_info"]["capabilities"]
         assert info["seed"] is not True and info["logprobs"] is False
     finally:
-        stop(proc)
+        server.stop()
 
 
 def test_inspect_model_lists_linear_modules(tiny_model):

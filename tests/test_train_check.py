@@ -55,7 +55,7 @@ def refused(data_dir, model, sets):
 
 def yaml_of(output: str) -> dict:
     return yaml.safe_load("\n".join(x for x in output.split("# command:")[0].splitlines()
-                                    if not x.startswith("note:")))
+                                    if not x.startswith(("note:", "compute dtype:"))))
 
 
 @pytest.mark.parametrize("sets,expect", [

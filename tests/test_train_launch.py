@@ -43,13 +43,8 @@ def fake_lf_python(tmp_path, *, pins, openai_body=None):
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    rows = [{"instruction": f"question {i}?", "output": f"answer {i}."} for i in range(8)]
-    (d / "sft.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    r = CliRunner().invoke(cli, ["register", str(d / "sft.jsonl"), "--name", "s", "--dataset-dir", str(d)])
-    assert r.exit_code == 0, r.output
-    return d
+def data_dir(sft_data_dir):
+    return sft_data_dir
 
 
 def test_version_mismatch_is_one_line_naming_the_fix(tmp_path, data_dir, tiny_model):

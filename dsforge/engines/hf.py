@@ -42,7 +42,8 @@ class HFOptions(EngineOptions):
 
 
 def cpu_has_bf16() -> bool:
-    """True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16)."""
+    """True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16; arm64 BF16): torch's own
+    probes first, then /proc/cpuinfo's flags (dsforge.hardware.native_bf16)."""
     import torch
 
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
@@ -53,12 +54,9 @@ def cpu_has_bf16() -> bool:
                     return True
             except Exception:  # a probe missing on this build: fall back to the flags
                 pass
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
+    from dsforge.hardware import native_bf16
+
+    return native_bf16()[0]   # the CPU's flags (x86 avx512_bf16/amx_bf16, arm bf16)
 
 
 def default_dtype(device: str) -> str:
