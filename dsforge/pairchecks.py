@@ -74,11 +74,14 @@ def similarity(a: str, b: str, method: str = "ratio") -> float:
 
 
 def quantiles(values: list[float], qs=(0, 10, 25, 50, 75, 90, 100)) -> dict:
-    """Nearest-rank quantiles {q: value} of a list (empty dict for an empty list)."""
+    """Nearest-rank quantiles {q (percent): value rounded to 4 places} of a list (numpy; empty dict for
+    an empty list)."""
     if not values:
         return {}
-    s = sorted(values)
-    return {q: round(s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))], 4) for q in qs}
+    import numpy as np
+
+    cut = np.percentile(np.asarray(values), qs, method="nearest")   # elements of `values`: ints stay ints
+    return {q: round(v.item(), 4) for q, v in zip(qs, cut)}
 
 
 def length_bias(chosen_lens: list[int], rejected_lens: list[int], warn_above: float = 0.7) -> dict:
