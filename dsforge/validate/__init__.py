@@ -21,7 +21,7 @@ LLaMA-Factory's template table (lf_templates, resolve_template) is dsforge.lf_te
 from dsforge.lf_templates import NO_TEMPLATE, lf_templates, resolve_template
 from dsforge.validate.dataset import select_rows, validate_files, validate_path, validate_registered
 from dsforge.validate.entry import check_entry, load_dataset_info, stage_for_entry, suggest
-from dsforge.validate.files import _iter_file, _iter_table_lf, infer_path, iter_rows_quietly, lf_file_order
+from dsforge.validate.files import infer_path, iter_rows_quietly, lf_file_order
 from dsforge.validate.lengths import LengthOptions
 from dsforge.validate.reasons import REASONS, Finding
 from dsforge.validate.report import Report, format_lengths, format_report
