@@ -252,3 +252,49 @@ def test_rank_by_expected_score_breaks_ties(tmp_path):
     r = json.loads(open(tmp_path / "o.jsonl").readline())
     assert s["pairs"] == 1 and (r["chosen"]["value"], r["rejected"]["value"]) == ("a", "b")
     assert s["excluded_candidates"] == {"no_expected_score": 1}
+
+
+def test_reference_rubric_shows_the_reference_and_needs_one(tmp_path):
+    ref = load_rubric("reference")
+    msgs = ref.pointwise_messages([{"role": "user", "content": "What is 29 + 14?"}], "31", "43")
+    assert "BEGIN REFERENCE\n43\nEND REFERENCE" in msgs[1]["content"] and "REFERENCE" in msgs[0]["content"]
+    assert "REFERENCE" not in ADD.pointwise_messages([{"role": "user", "content": "q"}], "a", "43")[1]["content"]
+    rows = [{"prompt_id": "p", "messages": [{"role": "user", "content": "What is 29 + 14?"}], "text": t,
+             "sample_index": i, "reference": "43"} for i, t in enumerate(["It is 43.", "It is 31."])]
+    c = tmp_path / "c.jsonl"
+    c.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def script(answer, params):   # a judge that follows the reference it is shown
+        return "Score: 5" if "43" in answer else "Score: 1"
+
+    seen = []
+
+    class Peek(ScriptedJudge):
+        def generate(self, requests):
+            seen.extend(r.messages[-1]["content"] for r in requests)
+            yield from super().generate(requests)
+
+    cfg = JudgeConfig(judge_model="judge", rubric=ref)
+    judge_file(str(c), str(tmp_path / "j.jsonl"), cfg, engine=Peek(script), progress=False, log=lambda m: None)
+    assert [json.loads(x)["judge"]["score"] for x in open(tmp_path / "j.jsonl")] == [5.0, 1.0]
+    assert all("BEGIN REFERENCE\n43\nEND REFERENCE" in m for m in seen) and len(seen) == 2
+    c.write_text(json.dumps(rows[0]) + "\n" + json.dumps({**rows[1], "reference": None}) + "\n")
+    eng = ScriptedJudge(script)
+    with pytest.raises(InputError, match=r"c.jsonl:2: candidate has no reference answer in 'reference' \(rubric reference\)"):
+        judge_file(str(c), str(tmp_path / "k.jsonl"), cfg, engine=eng, progress=False, log=lambda m: None)
+    assert eng.calls == 0 and not (tmp_path / "k.jsonl").exists()
+
+
+def test_custom_rubric_may_use_the_reference(tmp_path):
+    f = tmp_path / "r.j2"
+    f.write_text("{# dsforge-rubric min=0 max=1 #}\nSay 1 if right.\n---\nQ: {{ question }}\nGold: {{ reference }}\n"
+                 "A: {{ answer }}\n")
+    r = load_rubric(str(f))
+    assert r.uses_reference and not load_rubric(str(_plain(tmp_path))).uses_reference
+    assert "Gold: 43\nA: 31" in r.pointwise_messages([{"role": "user", "content": "q"}], "31", "43")[1]["content"]
+
+
+def _plain(tmp_path):
+    f = tmp_path / "plain.j2"
+    f.write_text("{# dsforge-rubric min=0 max=1 #}\nSay 1 if right.\n---\nQ: {{ question }}\nA: {{ answer }}\n")
+    return f

@@ -30,15 +30,16 @@ def _prices(text: str | None):
               help="Label by a program instead of a model: exact, numeric[:rel=R,abs=A], math, regex:PATTERN or "
                    "python:MODULE:FUNCTION; each reply is checked against the candidate's reference answer.")
 @click.option("--reference-field", default="reference", show_default=True, metavar="FIELD",
-              help="With --verifier: the candidate field that holds the reference answer (sample copies the "
-                   "prompt row's 'reference'; fields named by sample --carry count too).")
+              help="With --verifier or --rubric reference: the candidate field that holds the reference answer "
+                   "(sample copies the prompt row's 'reference'; fields named by sample --carry count too).")
 @click.option("--engine", type=click.Choice(["openai", "vllm", "hf"]), default="openai", show_default=True,
               help="openai: any OpenAI-compatible server; vllm: an offline engine as judge.")
 @engine_flags
 @click.option("--rubric", default="additive", show_default=True,
-              help="additive (0-5, one point per criterion), aspects (four 1-5 aspects averaged), or a Jinja file "
+              help="additive (0-5, one point per criterion), aspects (four 1-5 aspects averaged), reference (0-5, "
+                   "agreement with the candidate's reference answer, for tasks a program cannot check), or a Jinja file "
                    "starting with '{# dsforge-rubric min=1 max=10 #}', static text, a line '---', then the item "
-                   "template using {{ conversation }} / {{ question }} and {{ answer }}.")
+                   "template using {{ conversation }} / {{ question }}, {{ answer }} and optionally {{ reference }}.")
 @click.option("--mode", type=click.Choice(["pointwise", "pairwise"]), default="pointwise", show_default=True,
               help="pointwise: score each candidate; pairwise: compare pairs in both orders (disagreement = tie).")
 @click.option("--votes", "-k", type=click.IntRange(1, MAX_VOTES), default=1, show_default=True,
@@ -101,7 +102,7 @@ def judge(candidates, judge_model, verifier, reference_field, engine, engine_opt
                         rubric=load_rubric(rubric, mode), engine=engine, temperature=temperature, votes=votes,
                         max_tokens=max_tokens, parse_retries=parse_retries, structured=not no_structured,
                         logprobs=not no_logprobs, seed=seed, max_pairs_per_prompt=max_pairs_per_prompt,
-                        include_truncated=include_truncated, prices=_prices(price))
+                        include_truncated=include_truncated, prices=_prices(price), reference_field=reference_field)
     cache_path = None if cache_path == "none" else cache_path
     if ray_address or ray_workers:
         summary = _judge_ray(candidates, out, cfg, ray_address, ray_workers, options, cache_path, audit)

@@ -9,7 +9,7 @@ Rates are printed and stored in the judge summary; a tiny judge is expected to f
 
 from __future__ import annotations
 
-from dsforge.judge.core import Call, Judge, outcome
+from dsforge.judge.core import Call, Judge, outcome, reference_of
 
 PADDING = ("\n\nTo summarise, the answer above is complete and correct. It is important to note that this "
            "covers the topic thoroughly. In conclusion, everything stated above is accurate and comprehensive.")
@@ -49,10 +49,11 @@ def run_audit(judge: Judge, items: list[dict], m: int = 8) -> dict:
     if rubric.mode == "pointwise":
         calls = []
         for it in probes:
-            base = rubric.pointwise_messages(it["messages"], it["text"])
+            ref = reference_of(it, judge.cfg.reference_field)
+            base = rubric.pointwise_messages(it["messages"], it["text"], ref)
             calls += [Call(item=("orig", id(it)), messages=base, probe="audit"),
                       Call(item=("again", id(it)), messages=base, probe="audit-again"),
-                      Call(item=("padded", id(it)), messages=rubric.pointwise_messages(it["messages"], it["text"] + PADDING),
+                      Call(item=("padded", id(it)), messages=rubric.pointwise_messages(it["messages"], it["text"] + PADDING, ref),
                            probe="audit")]
         score = _outcomes(judge, calls)
         same = [score[("orig", id(i))] == score[("again", id(i))] for i in probes

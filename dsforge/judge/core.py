@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from dsforge import logs
 from dsforge.engines import Request, SamplingParams
-from dsforge.errors import UsageError
+from dsforge.errors import InputError, UsageError
 from dsforge.judge.cache import Cache
 from dsforge.rubrics import Rubric, expected_score, parse_reply
 
@@ -53,6 +53,22 @@ class JudgeConfig:
         """What makes two judgements comparable: ("verifier", spec) or (model, rubric hash, mode);
         `judge_config_id` of the rows this config writes."""
         return ("verifier", self.verifier) if self.verifier else (self.judge_model, self.rubric.hash, self.rubric.mode)
+
+
+def reference_of(row: dict, field: str):
+    """The candidate's reference answer: row[field], else row["fields"][field] (prompt-row fields
+    that `sample --carry` copied); None when the candidate has neither."""
+    if row.get(field) is not None:
+        return row[field]
+    return (row.get("fields") or {}).get(field)
+
+
+def missing_reference(cfg: JudgeConfig, path: str, line: int) -> InputError:
+    """The error for a candidate at PATH:LINE without the reference answer that cfg's judge needs."""
+    who = f"verifier {cfg.verifier}" if cfg.verifier else f"rubric {cfg.rubric.name}"
+    return InputError(f"candidate has no reference answer in '{cfg.reference_field}' ({who})",
+                      f"sample prompts that carry a '{cfg.reference_field}' field (dsforge tasks make writes "
+                      "'reference'), or name the field that holds it: --reference-field FIELD", path=path, line=line)
 
 
 def judge_config_id(j: dict) -> tuple:

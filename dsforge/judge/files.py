@@ -11,7 +11,7 @@ from dsforge import __version__, logs
 from dsforge.errors import DsforgeError, InputError, UsageError
 from dsforge.io import atomic_files, guard_kind, guard_outputs
 from dsforge.judge.cache import Cache
-from dsforge.judge.core import Judge, JudgeConfig, judge_config_id
+from dsforge.judge.core import Judge, JudgeConfig, judge_config_id, missing_reference, reference_of
 from dsforge.judge.pairwise import judge_pairwise
 from dsforge.judge.pointwise import judge_pointwise
 from dsforge.judge.summary import merge_summaries, summarize
@@ -123,6 +123,10 @@ def judge_file(candidates: str, out: str, cfg: JudgeConfig, *, engine=None, engi
         from dsforge.sample import in_shard
 
         rows = [(line, it) for line, it in rows if in_shard(it["prompt_id"], shard)]
+    if cfg.rubric is not None and cfg.rubric.uses_reference:   # before any call: one clear error, not N failures
+        for line, it in rows:
+            if reference_of(it, cfg.reference_field) is None and (cfg.include_truncated or not it.get("truncated")):
+                raise missing_reference(cfg, candidates, line)
     previous = previous_scores(out)
     judge = engine_info = audit_res = comparisons = None
     if cfg.verifier:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dsforge.judge.core import Call, Judge, outcome
+from dsforge.judge.core import Call, Judge, outcome, reference_of
 
 
 def judge_pointwise(judge: Judge, items: list[dict]) -> list[dict]:
@@ -13,8 +13,8 @@ def judge_pointwise(judge: Judge, items: list[dict]) -> list[dict]:
     cfg, rubric = judge.cfg, judge.cfg.rubric
     eligible = [it for it in items if cfg.include_truncated or not it.get("truncated")]
     judge.stats.counts["skipped_truncated"] = len(items) - len(eligible)
-    calls = {id(it): Call(item=id(it), messages=rubric.pointwise_messages(it["messages"], it["text"]))
-             for it in eligible}
+    calls = {id(it): Call(item=id(it), messages=rubric.pointwise_messages(
+        it["messages"], it["text"], reference_of(it, cfg.reference_field))) for it in eligible}
     judge.ask(list(calls.values()), "judging")
     out = []
     for it in items:

@@ -7,15 +7,7 @@ The judged row is the LLM judge's record with judge = {"kind": "verifier", "veri
 from __future__ import annotations
 
 from dsforge.errors import InputError
-from dsforge.judge.core import JudgeConfig
-
-
-def reference_of(row: dict, field: str):
-    """The candidate's reference answer: row[field], else row["fields"][field] (prompt-row fields
-    that `sample --carry` copied); None when the candidate has neither."""
-    if row.get(field) is not None:
-        return row[field]
-    return (row.get("fields") or {}).get(field)
+from dsforge.judge.core import JudgeConfig, missing_reference, reference_of
 
 
 def judge_verified(cfg: JudgeConfig, rows: list[tuple[int, dict]], path: str) -> list[dict]:
@@ -34,10 +26,7 @@ def judge_verified(cfg: JudgeConfig, rows: list[tuple[int, dict]], path: str) ->
             continue
         reference = reference_of(row, cfg.reference_field)
         if reference is None and verifier.needs_reference:
-            raise InputError(f"candidate has no reference answer in '{cfg.reference_field}' (verifier {cfg.verifier})",
-                             f"sample prompts that carry a '{cfg.reference_field}' field (dsforge tasks make writes "
-                             "'reference'), or name the field that holds it: --reference-field FIELD",
-                             path=path, line=line)
+            raise missing_reference(cfg, path, line)
         try:   # the strict rule may come in a carried field (`sample --carry format`)
             verdict = verifier.check(row["text"], reference, {**(row.get("fields") or {}), **row})
         except InputError as err:   # e.g. an unknown `format` rule in the row
