@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictBool, StrictStr
 
 Role = Literal["system", "user", "assistant", "tool", "function_call"]
 FORMATTINGS = ("alpaca", "sharegpt", "openai")
@@ -258,6 +258,94 @@ class Conversation:
         return head + list(msgs)
 
 
+# ---------------------------------------------------------------- records between stages
+# What `sample` writes (Candidate), what `judge`, `dsforge review` and verifiers add (Judgement) and
+# what `pairs`, `report`, `run` and `review` read (JudgedCandidate). Unknown keys are allowed (a newer
+# writer may add some), but every key a reader uses is listed here. dsforge.candidates reads and
+# writes them; schemas/candidate.schema.json and judged_candidate.schema.json are generated from them.
+
+
+class CandidateMessage(BaseModel):
+    """One prompt message of a candidate (OpenAI roles; extra keys such as tool_calls pass through)."""
+
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "user", "assistant", "tool", "function_call"]
+    content: StrictStr
+
+
+class Candidate(BaseModel):
+    """One distinct answer to one prompt, with provenance (one line of `dsforge sample`'s output).
+
+    Required: prompt_id, messages (the prompt, ending on the user turn), text (the answer). The rest
+    is provenance `sample` always writes (None where an engine does not report it). `reference` is the
+    prompt row's `reference` field when it has one; `fields` holds the prompt-row fields named by
+    `sample --carry` (absent when none were named), kept apart so that a user field can never
+    shadow a candidate key.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    prompt_id: StrictStr
+    messages: list[CandidateMessage] = Field(min_length=1)
+    text: StrictStr
+    model: str | None = None
+    engine: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    sample_index: int | None = None
+    duplicate_indices: list[int] = Field(default_factory=list)   # sample indices that gave the same text
+    finish_reason: str | None = None
+    truncated: bool = False                  # finish_reason == "length": excluded from pairs by default
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    mean_logprob: float | None = None        # mean token logprob (nats) when the engine gives logprobs
+    source: str | None = None                # FILE:LINE of the prompt row
+    run: str | None = None                   # SampleConfig.fingerprint() of the run that wrote it
+    n_emulated: bool = False                 # the server ignored n; dsforge sent follow-up requests
+    reference: JsonValue = None              # the prompt row's reference answer (verifiers check against it)
+    fields: dict[str, JsonValue] | None = None   # prompt-row fields named by `sample --carry`
+
+
+JudgeKind = Literal["llm", "verifier", "human"]
+
+
+class Judgement(BaseModel):
+    """The `judge` field of a judged candidate: who scored it, how, and the score or the reason for none.
+
+    A score is never invented: score None comes with an `error` reason (e.g. truncated_not_judged,
+    not_compared, not_reviewed, flagged_unusable, or a parse failure). `kind` absent means "llm"
+    (files written before kinds existed). Verifier judgements add answer/correct/format_ok.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    kind: JudgeKind = "llm"
+    model: str | None = None
+    rubric: str | None = None
+    rubric_hash: str | None = None
+    mode: str | None = None                  # pointwise | pairwise (llm), score | rank | pairwise (human)
+    score: float | None = None
+    votes: list[JsonValue] | None = None
+    rationale: JsonValue = None
+    raw: list[JsonValue] | None = None       # the judge's raw reply text(s), kept for inspection
+    attempts: int | None = None
+    error: str | None = None
+    expected_score: float | None = None      # probability-weighted score (llm judges with logprobs)
+    games: int | None = None                 # pairwise: comparisons this candidate took part in
+    wins: float | None = None                # pairwise: wins (ties count half)
+    verifier: str | None = None              # verifier kind: exact | numeric | math | regex:... | python:...
+    correct: bool | None = None              # verifier, lenient: the answer is right wherever it stands
+    format_ok: bool | None = None            # verifier, strict: the reply has the form the prompt asked for
+    answer: JsonValue = None                 # verifier: the answer extracted from the reply
+
+
+class JudgedCandidate(Candidate):
+    """A Candidate with its Judgement (one line of `dsforge judge` / `dsforge review` output)."""
+
+    judge: Judgement
+    prior_judge: Judgement | None = None     # review: the judgement the row had before a human labelled it
+
+
 ROW_MODELS: dict[str, type[BaseModel]] = {
     "pt": PretrainRow,
     "alpaca": AlpacaRow,
@@ -269,3 +357,5 @@ ROW_MODELS: dict[str, type[BaseModel]] = {
     "openai": OpenAIRow,
     "dataset_info_entry": DatasetInfoEntry,
 }
+
+STAGE_RECORDS: dict[str, type[BaseModel]] = {"candidate": Candidate, "judged_candidate": JudgedCandidate}

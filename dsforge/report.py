@@ -8,164 +8,20 @@ audit, and the training loss. From a single candidates / judged / pairs file: wh
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from dsforge.candidates import read_jsonl
 from dsforge.errors import InputError, UsageError
 from dsforge.io import atomic_write, guard_kind, guard_outputs
-
-W, H, PAD = 560, 260, 44
-COLORS = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2"]
-
-
-def _esc(s) -> str:
-    return html.escape(str(s))
-
-
-def _frame(title: str, body: str, xlabel: str = "", ylabel: str = "") -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img">'
-            f'<title>{_esc(title)}</title><rect width="{W}" height="{H}" fill="#fff"/>'
-            f'<text x="{W / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">{_esc(title)}</text>'
-            f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - 10}" y2="{H - PAD}" stroke="#333"/>'
-            f'<line x1="{PAD}" y1="28" x2="{PAD}" y2="{H - PAD}" stroke="#333"/>'
-            f'<text x="{W / 2}" y="{H - 8}" text-anchor="middle" font-size="11">{_esc(xlabel)}</text>'
-            f'<text x="12" y="{H / 2}" font-size="11" transform="rotate(-90 12 {H / 2})" text-anchor="middle">'
-            f'{_esc(ylabel)}</text>{body}</svg>')
-
-
-def _ticks(lo: float, hi: float, axis: str, n: int = 5) -> str:
-    out = []
-    for k in range(n + 1):
-        v = lo + (hi - lo) * k / n
-        label = f"{v:.0f}" if abs(hi - lo) >= 10 else f"{v:.3g}"
-        if axis == "x":
-            x = PAD + (W - PAD - 10) * k / n
-            out.append(f'<text x="{x:.1f}" y="{H - PAD + 14}" font-size="10" text-anchor="middle">{label}</text>')
-        else:
-            y = H - PAD - (H - PAD - 28) * k / n
-            out.append(f'<text x="{PAD - 4}" y="{y + 3:.1f}" font-size="10" text-anchor="end">{label}</text>')
-    return "".join(out)
-
-
-def svg_hist(series: dict[str, list[float]], title: str, xlabel: str, bins: int = 20,
-             vline: float | None = None, vlabel: str = "", discrete: bool = False) -> str:
-    vals = [v for vs in series.values() for v in vs]
-    if not vals:
-        return _frame(title, f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle">no data</text>', xlabel)
-    lo, hi = min(vals), max(vals)
-    if vline is not None:
-        hi = max(hi, vline)
-    discrete = discrete and all(float(v).is_integer() for v in vals)
-    if discrete:   # one bar per integer value, labelled at its centre
-        lo, hi = min(vals) - 0.5, max(vals) + 0.5
-        bins = int(hi - lo)
-    if hi == lo:
-        hi = lo + 1
-    width = (hi - lo) / bins
-    counts = {k: [0] * bins for k in series}
-    for k, vs in series.items():
-        for v in vs:
-            counts[k][min(bins - 1, int((v - lo) / width))] += 1
-    top = max(max(c) for c in counts.values()) or 1
-    plot_w, plot_h = W - PAD - 10, H - PAD - 28
-    bw = plot_w / bins / max(1, len(series))
-    body = []
-    for si, (k, cs) in enumerate(counts.items()):
-        for b, c in enumerate(cs):
-            if not c:
-                continue
-            h = plot_h * c / top
-            x = PAD + plot_w * b / bins + si * bw
-            body.append(f'<rect x="{x:.1f}" y="{H - PAD - h:.1f}" width="{max(1, bw - 1):.1f}" height="{h:.1f}" '
-                        f'fill="{COLORS[si % len(COLORS)]}"><title>{_esc(k)}: {c}</title></rect>')
-    if vline is not None:
-        x = PAD + plot_w * (vline - lo) / (hi - lo)
-        body.append(f'<line x1="{x:.1f}" y1="28" x2="{x:.1f}" y2="{H - PAD}" stroke="#d00" stroke-dasharray="4 3"/>'
-                    f'<text x="{x - 4:.1f}" y="38" font-size="10" fill="#d00" text-anchor="end">{_esc(vlabel)}</text>')
-    if len(series) > 1:
-        for si, k in enumerate(series):
-            body.append(f'<rect x="{W - 150}" y="{30 + 14 * si}" width="10" height="10" fill="{COLORS[si % len(COLORS)]}"/>'
-                        f'<text x="{W - 136}" y="{39 + 14 * si}" font-size="10">{_esc(k)}</text>')
-    if discrete:
-        body.append("".join(f'<text x="{PAD + plot_w * (b + 0.5) / bins:.1f}" y="{H - PAD + 14}" font-size="10" '
-                            f'text-anchor="middle">{lo + 0.5 + b:g}</text>' for b in range(bins)))
-    else:
-        body.append(_ticks(lo, hi, "x"))
-    body.append(_ticks(0, top, "y"))
-    return _frame(title, "".join(body), xlabel, "count")
-
-
-def svg_scatter(xs: list[float], ys: list[float], title: str, xlabel: str, ylabel: str) -> str:
-    if not xs:
-        return _frame(title, f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle">no data</text>', xlabel, ylabel)
-    hi = max(max(xs), max(ys), 1)
-    pw, ph = W - PAD - 10, H - PAD - 28
-    body = [f'<line x1="{PAD}" y1="{H - PAD}" x2="{PAD + pw}" y2="{H - PAD - ph}" stroke="#999" stroke-dasharray="3 3"/>']
-    for x, y in zip(xs, ys):
-        body.append(f'<circle cx="{PAD + pw * x / hi:.1f}" cy="{H - PAD - ph * y / hi:.1f}" r="3" fill="#4C78A8" '
-                    f'fill-opacity="0.6"><title>{x:.0f} vs {y:.0f}</title></circle>')
-    body.append(_ticks(0, hi, "x") + _ticks(0, hi, "y"))
-    return _frame(title, "".join(body), xlabel, ylabel)
-
-
-def svg_bars(data: dict[str, float], title: str) -> str:
-    if not data:
-        return _frame(title, f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle">nothing dropped</text>')
-    items = list(data.items())[:12]
-    top = max(v for _, v in items) or 1
-    bh = (H - PAD - 28) / len(items)
-    body = []
-    for i, (k, v) in enumerate(items):
-        w = (W - 230) * v / top
-        y = 28 + i * bh
-        body.append(f'<text x="178" y="{y + bh * 0.65:.1f}" font-size="10" text-anchor="end">{_esc(k)[:32]}</text>'
-                    f'<rect x="182" y="{y + 2:.1f}" width="{max(1, w):.1f}" height="{max(2, bh - 4):.1f}" '
-                    f'fill="{COLORS[(i // 99) % len(COLORS)]}"/><text x="{186 + w:.1f}" y="{y + bh * 0.65:.1f}" '
-                    f'font-size="10">{v:g}</text>')
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" role="img"><title>{_esc(title)}</title>'
-            f'<rect width="{W}" height="{H}" fill="#fff"/><text x="{W / 2}" y="16" text-anchor="middle" font-size="13" '
-            f'font-weight="bold">{_esc(title)}</text>{"".join(body)}</svg>')
-
-
-def svg_line(xs: list[float], ys: list[float], title: str, xlabel: str, ylabel: str) -> str:
-    if not xs:
-        return _frame(title, f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle">no data</text>', xlabel, ylabel)
-    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-    y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
-    pw, ph = W - PAD - 10, H - PAD - 28
-    pts = " ".join(f"{PAD + pw * (x - x0) / (x1 - x0):.1f},{H - PAD - ph * (y - y0) / (y1 - y0):.1f}" for x, y in zip(xs, ys))
-    return _frame(title, f'<polyline points="{pts}" fill="none" stroke="#E45756" stroke-width="2"/>'
-                  + _ticks(x0, x1, "x") + _ticks(y0, y1, "y"), xlabel, ylabel)
-
+from dsforge.plots import _esc, svg_bars, svg_hist, svg_line, svg_scatter  # noqa: F401 (svg_* re-exported)
 
 def _jsonl(path) -> list[dict]:
-    """Rows of a JSONL file ([] when absent); a line that is not a JSON object is an InputError at FILE:LINE."""
-    if not path or not os.path.exists(path):
-        return []
-    rows = []
-    with open(path, encoding="utf-8", errors="strict") as f:
-        try:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError as err:
-                    raise InputError(f"not JSON Lines ({getattr(err, 'msg', err)})",
-                                     "report reads a run directory or a candidates / judged / pairs .jsonl file",
-                                     path=str(path), line=n, column=getattr(err, "colno", None)) from None
-                if not isinstance(row, dict):
-                    raise InputError(f"a JSON {type(row).__name__}, not an object",
-                                     "report reads dsforge's candidates / judged / pairs files", path=str(path), line=n)
-                rows.append(row)
-        except UnicodeDecodeError as err:
-            raise InputError(f"not UTF-8 text (byte 0x{err.object[err.start]:02x})",
-                             "report reads dsforge's .jsonl outputs", path=str(path)) from None
-    return rows
+    """Rows of a dsforge JSONL output ([] when absent); damage is an InputError at FILE:LINE."""
+    return read_jsonl(path, hint="report reads a run directory or a candidates / judged / pairs .jsonl file")
 
 
 def _json(path: Path) -> dict:
@@ -397,15 +253,6 @@ def _review_stats(p: Path) -> dict | None:
         return None   # not a reviewed file: nothing to show
 
 
-def _review_html(st: dict | None) -> str:
-    if not st:
-        return ""
-    from dsforge.review.stats import format_stats
-
-    lines = "".join(f"<li>{_esc(x)}</li>" for x in format_stats(st).splitlines())
-    return f"<h2>Human review: agreement and time</h2><ul>{lines}</ul>"
-
-
 def render(data: dict) -> str:
     figs = []
     lengths, note = _token_lengths(data["pairs"], data.get("model")) if data["pairs"] else ([], "")
@@ -481,30 +328,28 @@ def render(data: dict) -> str:
                                                [h["loss"] for h in data["train_log"]], "Training loss", "step", "loss"),
                      f"final logged loss {data['train_log'][-1]['loss']:.4f} at step {data['train_log'][-1]['step']}"))
     man = data.get("manifest") or {}
-    rows_html = ""
-    for kind, st in (man.get("stages") or {}).items():
-        s = st.get("summary") or {}
-        key = {"convert": "rows_out", "sample": "candidates_written", "judge": "scored", "pairs": "pairs",
-               "register": "would_train", "train": "train_loss"}.get(kind)
-        rows_html += (f"<tr><td>{_esc(kind)}</td><td>{st.get('seconds')}</td><td>{_esc(key)}: {_esc(s.get(key))}</td>"
-                      f"<td><code>{_esc(st.get('fingerprint'))}</code></td></tr>")
-    table = (f"<table><tr><th>stage</th><th>seconds</th><th>result</th><th>fingerprint</th></tr>{rows_html}</table>"
-             if rows_html else "")
-    sections = "".join(f"<section><h2>{_esc(t)}</h2>{svg}<p>{_esc(cap)}</p></section>" for t, svg, cap in figs)
-    versions = _esc(json.dumps(man.get("versions", {})))
-    meta = (f"<p>models: {_esc(json.dumps(man.get('models', {})))} · versions: {versions} · "
-            f"{_esc(man.get('started', ''))} → {_esc(man.get('finished', ''))}</p>\n" if man else "")
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{_esc(data['title'])}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}}
-section{{display:inline-block;vertical-align:top;margin:8px 12px 16px 0;width:580px}}
-h1{{font-size:22px}}h2{{font-size:15px;margin:6px 0}}p{{font-size:13px;color:#444;margin:4px 0}}
-table{{border-collapse:collapse;font-size:13px;margin:8px 0 16px}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}
-code{{font-size:12px}}</style></head><body>
-<h1>{_esc(data['title'])}</h1>
-{meta}{table}{_review_html(data.get("review_stats"))}{sections}
-</body></html>
-"""
+    keys = {"convert": "rows_out", "sample": "candidates_written", "judge": "scored", "pairs": "pairs",
+            "register": "would_train", "train": "train_loss"}
+    stage_rows = [{"kind": kind, "seconds": st.get("seconds"), "key": keys.get(kind),
+                   "value": (st.get("summary") or {}).get(keys.get(kind)), "fingerprint": st.get("fingerprint")}
+                  for kind, st in (man.get("stages") or {}).items()]
+    review = data.get("review_stats")
+    if review:
+        from dsforge.review.stats import format_stats
+
+        review = format_stats(review).splitlines()
+    return _template().render(title=data["title"], manifest=man, stage_rows=stage_rows, review_lines=review,
+                              figs=figs, models_json=json.dumps(man.get("models", {})),
+                              versions_json=json.dumps(man.get("versions", {})))
+
+
+def _template():
+    """The page template shipped in the package (dsforge/data/templates/report.html.j2), autoescaped."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("dsforge", "data/templates"),
+                             autoescape=True, keep_trailing_newline=True)
+    return env.get_template("report.html.j2")
 
 
 def report_inputs(target: str) -> list[str]:

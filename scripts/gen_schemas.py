@@ -1,4 +1,5 @@
-"""Write schemas/*.schema.json from the pydantic models in dsforge/records.py.
+"""Write schemas/*.schema.json from the pydantic models in dsforge/records.py (rows, the dataset_info
+entry, candidate and judged_candidate) and dsforge/recipe.py.
 
     python scripts/gen_schemas.py           # write
     python scripts/gen_schemas.py --check   # exit 1 if the committed files differ (used by the tests)
@@ -12,12 +13,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from dsforge.recipe import PipelineRecipe  # noqa: E402
-from dsforge.records import ROW_MODELS  # noqa: E402
+from dsforge.records import ROW_MODELS, STAGE_RECORDS  # noqa: E402
 
 
 def render() -> dict[str, str]:
     out = {}
-    for name, model in {**ROW_MODELS, "pipeline_recipe": PipelineRecipe}.items():
+    for name, model in {**ROW_MODELS, **STAGE_RECORDS, "pipeline_recipe": PipelineRecipe}.items():
         schema = model.model_json_schema(by_alias=True)
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["$id"] = f"https://dsforge.dev/schemas/{name}.schema.json"

@@ -9,8 +9,9 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from dsforge.errors import InputError, UsageError
-from dsforge.sample import read_candidates
+from dsforge.candidates import check_row, iter_rows
+from dsforge.errors import UsageError
+from dsforge.records import Candidate
 
 MODES = ("score", "rank", "pairwise")
 
@@ -57,11 +58,8 @@ def load_dataset(path: str, mode: str, *, max_pairs_per_prompt: int = 3, seed: i
         raise UsageError(f"unknown mode '{mode}'", f"choose one of: {', '.join(MODES)}")
     ds = Dataset(path=path, mode=mode, rows=[])
     prompts: dict[str, list[str]] = defaultdict(list)
-    for line, row in read_candidates(path):
-        for key in ("prompt_id", "messages", "text"):
-            if key not in row:
-                raise InputError(f"candidate has no '{key}'", "review reads the output of dsforge sample or judge",
-                                 path=path, line=line)
+    for line, row in iter_rows(path):
+        check_row(row, Candidate, path=path, line=line, hint="review reads the output of dsforge sample or judge")
         cid = candidate_id(row["prompt_id"], row["text"])
         if cid in ds.by_cid:
             continue   # the same answer twice (e.g. two judged files concatenated): label it once

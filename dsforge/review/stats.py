@@ -25,7 +25,7 @@ from itertools import combinations
 
 from dsforge.errors import UsageError
 from dsforge.review.items import candidate_id
-from dsforge.sample import read_candidates
+from dsforge.candidates import iter_rows
 
 
 def cohen_kappa(a: list, b: list) -> float | None:
@@ -70,7 +70,7 @@ def _pref(x: float, y: float) -> str:
 def _rows(path: str) -> list[dict]:
     if not os.path.exists(path):
         raise UsageError(f"{path}: no such file")
-    return [r for _, r in read_candidates(path) if isinstance(r.get("judge"), dict) and "prompt_id" in r]
+    return [r for _, r in iter_rows(path) if isinstance(r.get("judge"), dict) and "prompt_id" in r]
 
 
 class Sources:
