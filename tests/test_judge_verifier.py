@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from dsforge.cli import cli
+from dsforge.records import JudgedCandidate
 
 REAL = Path(__file__).parent / "data" / "smollm2_replies.jsonl"   # hand-labelled (see test_tasks_real)
 
@@ -51,6 +52,8 @@ def test_verifier_writes_the_judged_record_summary_and_accuracy_by_temperature(t
     assert (got[3]["correct"], got[3]["answer"]) == (False, None)
     assert got[4] == {"kind": "verifier", "verifier": "numeric", "score": None, "error": "truncated_not_judged"}
     assert [x["text"] for x in rows(out)] == [x["text"] for x in rows(c)]   # candidates kept, in order
+    for x in rows(out):
+        JudgedCandidate.model_validate(x)   # the record every stage reads
     s = json.load(open(str(out) + ".summary.json"))
     assert (s["kind"], s["mode"], s["verifier"], s["items"], s["scored"], s["not_judged_truncated"]) == \
         ("verifier", "verifier", "numeric", 5, 4, 1)

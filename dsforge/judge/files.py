@@ -8,6 +8,7 @@ import time
 from collections import Counter, defaultdict
 
 from dsforge import __version__, logs
+from dsforge import candidates as records_io
 from dsforge.errors import DsforgeError, InputError, UsageError
 from dsforge.io import atomic_files, guard_kind, guard_outputs
 from dsforge.judge.cache import Cache
@@ -15,26 +16,23 @@ from dsforge.judge.core import Judge, JudgeConfig, judge_config_id, missing_refe
 from dsforge.judge.pairwise import judge_pairwise
 from dsforge.judge.pointwise import judge_pointwise
 from dsforge.judge.summary import merge_summaries, summarize
-from dsforge.sample import read_candidates
+from dsforge.records import Candidate
 
 
 def load_candidates(path: str) -> list[dict]:
-    """Every candidate row of `path` (output of dsforge sample), as dicts. Raises InputError at
-    FILE:LINE for a row without prompt_id, messages or text, UsageError for a file with no rows."""
-    return [row for _, row in _read(path)]
+    """Every candidate row of `path` (output of dsforge sample), as dicts checked against
+    records.Candidate. Raises InputError at FILE:LINE naming the field, UsageError for a file with no rows."""
+    return records_io.load_candidates(path, reader="judge")
 
 
 def _read(path: str) -> list[tuple[int, dict]]:
-    items = []
-    for line, row in read_candidates(path):
-        for key in ("prompt_id", "messages", "text"):
-            if key not in row:
-                raise InputError(f"candidate has no '{key}'", "judge reads the output of dsforge sample",
-                                 path=path, line=line)
-        items.append((line, row))
-    if not items:
+    """load_candidates with each row's line number (for errors that point at a candidate)."""
+    hint = "judge reads the output of dsforge sample"
+    rows = [(line, records_io.check_row(row, Candidate, path=path, line=line, hint=hint))
+            for line, row in records_io.iter_rows(path)]
+    if not rows:
         raise UsageError(f"{path}: no candidates")
-    return items
+    return rows
 
 
 def _candidate_key(row: dict) -> str:
@@ -50,7 +48,7 @@ def previous_scores(out: str) -> dict[str, dict]:
         return {}
     keep = {}
     try:
-        for line, row in read_candidates(out):
+        for line, row in records_io.iter_rows(out):
             if not isinstance(row.get("judge"), dict):
                 raise UsageError(f"-o {out} exists and is not a judged file (line {line} has no 'judge' field); "
                                  "not replacing it", "choose another -o")
@@ -108,7 +106,7 @@ def judge_file(candidates: str, out: str, cfg: JudgeConfig, *, engine=None, engi
     existing `out` keeps its valid scores where this run failed (see `keep_good_scores`); the outputs
     are written together and atomically, so a failure leaves the previous ones as they were. No output
     may be an input (the candidates, a custom rubric file). shard (i, n): judge only the candidates
-    whose prompt id falls in slice i of n (`sample.in_shard`). Raises UsageError (bad outputs, an
+    whose prompt id falls in slice i of n (`dsforge.candidates.in_shard`). Raises UsageError (bad outputs, an
     existing `out` that is not a judged file), InputError (a bad candidate, at FILE:LINE).
     """
     log = log or logs.say
@@ -120,9 +118,7 @@ def judge_file(candidates: str, out: str, cfg: JudgeConfig, *, engine=None, engi
     check_outputs(candidates, out, cfg, cache_path)
     rows = _read(candidates)
     if shard:
-        from dsforge.sample import in_shard
-
-        rows = [(line, it) for line, it in rows if in_shard(it["prompt_id"], shard)]
+        rows = [(line, it) for line, it in rows if records_io.in_shard(it["prompt_id"], shard)]
     if cfg.rubric is not None and cfg.rubric.uses_reference:   # before any call: one clear error, not N failures
         for line, it in rows:
             if reference_of(it, cfg.reference_field) is None and (cfg.include_truncated or not it.get("truncated")):
@@ -173,8 +169,7 @@ def judge_file(candidates: str, out: str, cfg: JudgeConfig, *, engine=None, engi
 def _write_judged(out: str, judged: list[dict], comparisons: list[dict] | None, summary: dict) -> None:
     with atomic_files() as group:
         f = group.open(out)
-        for row in judged:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        records_io.write_rows(f, judged)
         if comparisons is not None:
             f = group.open(out + ".comparisons.jsonl")
             for rec in comparisons:
@@ -203,7 +198,7 @@ def merge_judged(paths: list[str], out: str, items: list[dict], cfg: JudgeConfig
     config = cfg.config_id()
     for path in paths:
         where = []   # shard row j -> its index in `items` (a comparison's a/b are shard row numbers)
-        for line, row in read_candidates(path):
+        for line, row in records_io.iter_rows(path):
             key = _candidate_key(row)
             where.append(None)
             if not isinstance(row.get("judge"), dict) or judge_config_id(row["judge"]) != config:
