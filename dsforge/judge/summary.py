@@ -32,7 +32,8 @@ def summarize(judged: list[dict], judge: Judge | None, cfg: JudgeConfig, seconds
     Keys: judge_model, rubric, rubric_hash, mode, votes; items, scored, failed, not_judged_truncated,
     not_compared (candidate counts); mean_score_by_temperature {temperature: mean score},
     score_histogram {score rounded to 0.1: count}, spearman_score_length (score vs reply characters);
-    parse_failures_first_try and failures_final {cause: count}; structured_output; calls,
+    parse_failures_first_try and failures_final {cause: count}; structured_output (None for a
+    verifier); calls,
     cached_calls, failed_calls, cache_hits, cache_misses; prompt_tokens, completion_tokens (new
     tokens, not from the cache); seconds (wall); cost_usd when cfg.prices is set; pairwise also
     comparisons, swap_decided, swap_consistent, swap_consistency, slot_picks {first, second, tie}
@@ -41,11 +42,12 @@ def summarize(judged: list[dict], judge: Judge | None, cfg: JudgeConfig, seconds
     accuracy and accuracy_by_temperature[t] = {n, lenient, strict} (fractions of the checked
     candidates; lenient = correct, strict = correct and format_ok) and no_answer (none extracted).
     An LLM run has kind "llm"."""
-    if judge is None:   # a verifier run: no calls
+    verifier = judge is None
+    if verifier:   # no calls: every counter is 0
         judge = Judge(cfg, None, Cache(None), progress=False)
     st, u = judge.stats, judge.stats.usage
     run = {"parse_failures_first_try": dict(st.first_try_failures), "failures_final": dict(st.final_failures),
-           "structured_output": judge.structured,
+           "structured_output": None if verifier else judge.structured,
            "calls": u["calls"] + u["cached_calls"] + u["failed_calls"], "cached_calls": u["cached_calls"],
            "failed_calls": u["failed_calls"], "prompt_tokens": u["prompt_tokens"],
            "completion_tokens": u["completion_tokens"], "cache_hits": judge.cache.hits,
