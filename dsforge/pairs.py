@@ -17,11 +17,12 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from dsforge import pairchecks as pc
+from dsforge.candidates import load_judged
 from dsforge.errors import InputError, UsageError
-from dsforge.formats.rows import entry_for, from_conversation
+from dsforge.formats.rows import from_conversation
+from dsforge.infer import infer_entry
 from dsforge.io import atomic_files, guard_kind, guard_outputs, note_output
 from dsforge.records import Conversation
-from dsforge.sample import read_candidates
 
 STRATEGIES = ("best-vs-worst", "best-vs-random", "best-vs-mean-2sd", "all-pairs")
 
@@ -50,18 +51,6 @@ class PairConfig:
 
 def _norm(text: str) -> str:
     return " ".join(text.split())
-
-
-def load_judged(path: str) -> list[dict]:
-    rows = []
-    for line, row in read_candidates(path):
-        if "judge" not in row or "prompt_id" not in row:
-            raise InputError("not a judged candidate (no 'judge' field)", "pairs reads the output of dsforge judge",
-                             path=path, line=line)
-        rows.append(row)
-    if not rows:
-        raise UsageError(f"{path}: no judged candidates")
-    return rows
 
 
 def _order(cands: list[dict], tiered: bool, rng: random.Random) -> list[dict]:
@@ -269,7 +258,7 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
         "chosen_longer_rate": lb["chosen_longer_rate"], "median_length_ratio": lb["median_length_ratio"],
         "margin_quantiles": {q: margins[min(len(margins) - 1, int(q / 100 * len(margins)))]
                              for q in (0, 25, 50, 75, 100)} if margins else {},
-        "dataset_info_entry": entry_for("ranking", cfg.fmt, system=any("system" in p for p in pairs)),
+        "dataset_info_entry": infer_entry(pairs).entry if pairs else None,   # what register writes, less file_name
         "out": out, "sidecar": sidecar, "degenerate": degenerate_report(rows, margins),
     }
     if not pairs and not kto_rows:
@@ -294,7 +283,7 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
                        {"kto_chosen_weight": round(n_u / n_d, 3), "kto_rejected_weight": 1.0})
         summary["kto"] = {"out": kto_out, "rows": len(kto), "desirable": n_d, "undesirable": n_u,
                           "threshold": cfg.kto_threshold, "suggested_weights": weights,
-                          "dataset_info_entry": entry_for("kto", cfg.fmt, system=any("system" in k for k in kto))}
+                          "dataset_info_entry": infer_entry(kto).entry}
     if not pairs:   # KTO rows only: the pairs file (and its sidecar) of an earlier run stay as they were
         summary["out"] = summary["sidecar"] = None
     with atomic_files() as group:   # all outputs land together, or none

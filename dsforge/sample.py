@@ -16,9 +16,10 @@ import os
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from dsforge import __version__, logs
+from dsforge.candidates import ends_torn, in_shard, iter_rows
+from dsforge.candidates import iter_rows as read_candidates  # noqa: F401 (old name; judge still imports it)
 from dsforge.engines import Request, Result, SamplingParams, derive_seed
 from dsforge.errors import InputError, UsageError
 from dsforge.formats.rows import ConversionError, to_conversation
@@ -33,6 +34,7 @@ class Prompt:
     prompt_id: str
     messages: list[dict]
     source: str          # file:line of its first occurrence
+    carried: dict = field(default_factory=dict)   # keys added to each candidate: reference, fields (Candidate)
 
 
 @dataclass
@@ -47,11 +49,17 @@ class SampleConfig:
     stop: tuple[str, ...] = ()
     logprobs: bool = True
     system: str | None = None
+    carry: tuple[str, ...] = ()    # prompt-row fields copied into each candidate's `fields`
 
     def fingerprint(self) -> str:
         """Settings a resumed run must share with the file it appends to (temperatures may grow)."""
         key = {k: getattr(self, k) for k in ("model", "engine", "n", "top_p", "max_tokens", "seed", "stop", "system")}
+        if self.carry:   # only when set: files written before carry existed keep their fingerprint
+            key["carry"] = list(self.carry)
         return hashlib.sha256(json.dumps(key, sort_keys=True, default=list).encode()).hexdigest()[:12]
+
+
+        return replace(self, **update)
 
 
 # ---------------------------------------------------------------- prompts
@@ -68,13 +76,31 @@ def _prompt_record(rec, mapping: dict) -> dict:
     return rec
 
 
+def _carried(rec: dict, carry: tuple[str, ...], stats: Counter) -> dict:
+    """What a prompt row hands on to its candidates: its `reference` (when it has one) and the named fields."""
+    out = {"reference": rec["reference"]} if "reference" in rec else {}
+    if carry:
+        out["fields"] = {name: rec[name] for name in carry if name in rec}
+        for name in carry:
+            if name not in rec:
+                stats["carry_missing:" + name] += 1
+    return out
+
+
 def read_prompts(inputs: list[str], *, mapping: dict | None = None, system: str | None = None,
                  shard: tuple[int, int] | None = None, limit: int | None = None,
-                 skip_bad: bool = False, stats: Counter | None = None) -> list[Prompt]:
+                 skip_bad: bool = False, stats: Counter | None = None, carry: tuple[str, ...] = ()) -> list[Prompt]:
     """Prompts from any readable file: alpaca (instruction+input), sharegpt/openai conversations
     (the last user turn is answered, earlier turns are context; a trailing assistant answer is
-    dropped), or a plain column (--map instruction=COLUMN; prompt/question/query/text are tried)."""
+    dropped), or a plain column (--map instruction=COLUMN; prompt/question/query/text are tried).
+
+    Each Prompt carries its row's `reference` and the fields named in `carry` (see records.Candidate);
+    a duplicate prompt keeps its first row. Counts go to `stats`: rows, duplicate_prompts, other_shards,
+    bad_rows, carry_missing:NAME. Raises InputError at FILE:LINE for a row that is no prompt (unless
+    skip_bad), UsageError when a `carry` field is in none of the prompt rows.
+    """
     mapping = dict(mapping or {})
+    keys: set = set()
     stats = stats if stats is not None else Counter()
     seen: dict[str, Prompt] = {}
     for path in expand_inputs(inputs):
@@ -101,19 +127,18 @@ def read_prompts(inputs: list[str], *, mapping: dict | None = None, system: str 
             if shard and not in_shard(pid, shard):
                 stats["other_shards"] += 1
                 continue
-            seen[pid] = Prompt(pid, msgs, f"{path}:{line}")
+            seen[pid] = Prompt(pid, msgs, f"{path}:{line}", _carried(rec, carry, stats))
+            keys.update(rec)
             if limit and len(seen) >= limit:
-                return list(seen.values())
+                break
+        else:
+            continue
+        break
+    for name in carry:
+        if seen and stats["carry_missing:" + name] == len(seen):
+            raise UsageError(f"--carry {name}: none of the prompt rows has a field '{name}'",
+                             "name fields the rows have: " + ", ".join(sorted(map(str, keys))[:12]))
     return list(seen.values())
-
-
-def in_shard(prompt_id: str, shard: tuple[int, int]) -> bool:
-    """True when `prompt_id` (dsforge's hex id; any other string is hashed) falls in shard (i, n)."""
-    try:
-        h = int(prompt_id, 16)
-    except (TypeError, ValueError):
-        h = int(hashlib.sha256(str(prompt_id).encode()).hexdigest(), 16)
-    return h % shard[1] == shard[0]
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -132,37 +157,6 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 # ---------------------------------------------------------------- the candidates file
 
 
-def read_candidates(path: str) -> Iterator[tuple[int, dict]]:
-    """Lines of a candidates file, streamed; a torn last line (crash mid-write, no newline) is skipped,
-    anything else broken is an error."""
-    with open(path, "rb") as f:
-        for i, raw in enumerate(f, 1):
-            if not raw.endswith(b"\n") or not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except UnicodeDecodeError as err:
-                raise InputError(f"not UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})",
-                                 "dsforge writes UTF-8; the file was edited or is not a dsforge file: re-save it "
-                                 "as UTF-8 or rerun the stage that wrote it", path=path, line=i) from None
-            except ValueError:
-                raise InputError("not a JSON candidate line", "the file was edited or is not a dsforge candidates "
-                                 "file", path=path, line=i) from None
-            if not isinstance(row, dict):
-                raise InputError(f"a JSON {type(row).__name__}, not a candidate object", "the file was edited or is "
-                                 "not a dsforge candidates file", path=path, line=i)
-            yield i, row
-
-
-def _ends_torn(path: str) -> bool:
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        if f.tell() == 0:
-            return False
-        f.seek(-1, os.SEEK_END)
-        return f.read(1) != b"\n"
-
-
 @dataclass
 class Existing:
     complete: set = field(default_factory=set)     # {(prompt_id, temperature)}
@@ -175,10 +169,10 @@ def scan_existing(path: str, cfg: SampleConfig) -> Existing:
     ex = Existing()
     if not os.path.exists(path):
         return ex
-    ex.torn = _ends_torn(path)
+    ex.torn = ends_torn(path)
     groups: dict[tuple, list] = defaultdict(list)
     fp = cfg.fingerprint()
-    for line, row in read_candidates(path):
+    for line, row in iter_rows(path):
         if row.get("run") != fp:
             raise UsageError(f"{path}:{line} was sampled with other settings (run {row.get('run')}, now {fp}): "
                              f"model/engine/n/top_p/max_tokens/seed/stop/system differ",
@@ -207,6 +201,9 @@ def collapse(res: Result) -> list[tuple[int, object, list[int]]]:
 
 
 def candidate_rows(res: Result, prompt: Prompt, cfg: SampleConfig, run: str) -> list[dict]:
+    """One records.Candidate dict per distinct answer of `res` (identical answers collapse into the
+    first, their indices in duplicate_indices); the prompt's reference and carried fields come last,
+    and only when present, so files without them stay byte-for-byte as before."""
     p = res.request.params
     rows = []
     for idx, c, dups in collapse(res):
@@ -218,6 +215,7 @@ def candidate_rows(res: Result, prompt: Prompt, cfg: SampleConfig, run: str) -> 
             "prompt_tokens": res.prompt_tokens, "completion_tokens": c.completion_tokens,
             "mean_logprob": round(c.mean_logprob, 5) if c.mean_logprob is not None else None,
             "source": prompt.source, "run": run, "n_emulated": bool(res.meta.get("n_emulated")),
+            **prompt.carried,
         })
     return rows
 
@@ -242,7 +240,7 @@ def sample(inputs: list[str], out: str, cfg: SampleConfig, *, engine=None, engin
     t_start = time.time()
     stats: Counter = Counter()
     prompts = read_prompts(inputs, mapping=mapping, system=cfg.system, shard=shard, limit=limit,
-                           skip_bad=skip_bad, stats=stats)
+                           skip_bad=skip_bad, stats=stats, carry=tuple(getattr(cfg, "carry", None) or ()))
     if not prompts:
         raise UsageError("no prompts to sample", "check the input files, --map and --shard")
     work = out   # the file appended to; with --overwrite a hidden sibling that replaces `out` only at the end
@@ -341,6 +339,9 @@ def _sample_into(work, out, prompts, stats, cfg, engine, engine_options, shard, 
         "seed": cfg.seed, "shard": f"{shard[0]}/{shard[1]}" if shard else None,
         "prompts": len(prompts), "input_rows": stats["rows"], "duplicate_prompts": stats["duplicate_prompts"],
         "bad_rows": stats["bad_rows"], "groups_resumed": counts["groups_skipped"],
+        "prompts_with_reference": sum("reference" in p.carried for p in prompts),
+        "carry": list(getattr(cfg, "carry", None) or ()),
+        "carry_missing": {k[14:]: v for k, v in stats.items() if k.startswith("carry_missing:")},
         "groups_sampled": counts["groups_done"], "failed_requests": counts["failed_requests"],
         "failure_causes": {k[6:]: v for k, v in counts.items() if k.startswith("error:")},
         "candidates_written": counts["candidates"], "duplicates_collapsed": counts["duplicates"],
@@ -392,7 +393,7 @@ def merge(shards: list[str], out: str, *, n: int | None = None, temps: list[floa
         if not os.path.exists(path):
             raise UsageError(f"{path}: no such shard file")
         seen_here = set()
-        for line, row in read_candidates(path):
+        for line, row in iter_rows(path):
             if not isinstance(row.get("prompt_id"), str) or not isinstance(row.get("temperature"), (int, float)):
                 raise InputError("not a candidate (needs prompt_id and a numeric temperature)",
                                  "merge joins the outputs of `dsforge sample --shard`", path=path, line=line)

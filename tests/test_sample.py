@@ -226,3 +226,38 @@ def test_kill_9_mid_run_then_rerun_holds_each_sample_exactly_once(tmp_path, tiny
     subprocess.run(cmd[:-1] + [str(clean)], check=True, capture_output=True, env=env)
     key = lambda r: (r["prompt_id"], r["temperature"], r["sample_index"], r["text"])  # noqa: E731
     assert sorted(map(key, rows)) == sorted(map(key, lines(clean)))
+
+
+def test_sample_carries_reference_and_named_fields_from_a_tasks_file(tmp_path):
+    """A real `dsforge tasks` prompts file: each candidate carries the row's reference at top level and
+    the --carry fields under `fields`; rows without them keep the old bytes (no extra keys)."""
+    from dsforge import tasks
+    from dsforge.records import Candidate
+
+    p = str(tmp_path / "arith.jsonl")
+    tasks.write_rows(tasks.get_family("arith").make(n=4, seed=0), p)
+    src = {r["instruction"]: r for r in lines(p)}
+    out = str(tmp_path / "c.jsonl")
+    cfg = SampleConfig(model="echo-model", engine="echo", temps=(1.0,), n=2, carry=("task", "format", "id"))
+    s = sample([p], out, cfg, engine=EchoEngine(), progress=False, log=lambda m: None)
+    rows = lines(out)
+    assert s["prompts_with_reference"] == 4 and s["carry"] == ["task", "format", "id"] and s["carry_missing"] == {}
+    from dsforge import summaries
+
+    summaries.check("sample", json.loads(open(out + ".summary.json").read()))
+    for r in rows:
+        Candidate.model_validate(r)
+        row = src[r["messages"][-1]["content"]]
+        assert r["reference"] == row["reference"]
+        assert r["fields"] == {"task": row["task"], "format": row["format"], "id": row["id"]}
+    # a file without reference and no --carry: the candidate keys are exactly the old ones
+    q = write(tmp_path / "q.jsonl", [{"prompt": "q"}])
+    sample([q], str(tmp_path / "d.jsonl"), SampleConfig(model="echo-model", engine="echo", temps=(1.0,), n=1),
+           engine=EchoEngine(), progress=False, log=lambda m: None)
+    assert list(lines(tmp_path / "d.jsonl")[0])[-1] == "n_emulated"
+    # a field no row has is a usage error naming the fields there are
+    with pytest.raises(UsageError, match="none of the prompt rows has a field 'answer'") as err:
+        sample([p], str(tmp_path / "e.jsonl"), SampleConfig(model="echo-model", engine="echo", temps=(1.0,), n=2,
+                                                            carry=("answer",)), engine=EchoEngine(),
+               progress=False, log=lambda m: None)
+    assert "reference" in err.value.hint
