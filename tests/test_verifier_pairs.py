@@ -1,0 +1,55 @@
+"""Correct-vs-wrong pairs from verifier labels (dsforge.verifier_pairs)."""
+
+import random
+from collections import Counter
+
+from dsforge.verifier_pairs import is_verifier_data, no_pair_reason, pair_yield, select_correct_vs_wrong
+
+
+def cand(text, correct, pid="p"):
+    return {"prompt_id": pid, "text": text,
+            "judge": {"kind": "verifier", "verifier": "numeric", "correct": correct, "score": float(correct)}}
+
+
+def test_pairs_are_right_vs_wrong_of_similar_length_each_answer_once_first():
+    cands = [cand("43", True), cand("The answer is 43.", True),
+             cand("41", False), cand("It is 44, I think so.", False), cand("29 + 14 = 31", False)]
+    drops = Counter()
+    pairs = select_correct_vs_wrong(cands, 2, random.Random(0), drops)
+    assert [(c["text"], r["text"]) for c, r in pairs] == [("43", "41"), ("The answer is 43.", "It is 44, I think so.")]
+    assert all(c["judge"]["correct"] and not r["judge"]["correct"] for c, r in pairs)
+    assert not drops
+
+
+def test_k_above_distinct_answers_reuses_answers_but_never_repeats_a_pair():
+    cands = [cand("43", True), cand("41", False), cand("44", False), cand("45", False)]
+    pairs = select_correct_vs_wrong(cands, 5, random.Random(0), Counter())
+    assert len(pairs) == 3   # one right x three wrong: three distinct pairs, no more
+    assert len({(c["text"], r["text"]) for c, r in pairs}) == 3
+
+
+def test_prompts_without_a_pair_are_counted_by_reason():
+    groups = {"a": [cand("1", True, "a"), cand("1.", True, "a")],
+              "b": [cand("2", False, "b"), cand("3", False, "b")],
+              "c": [cand("4", True, "c")],
+              "d": [cand("5", True, "d"), cand("6", False, "d")]}
+    drops = Counter()
+    got = {pid: select_correct_vs_wrong(cs, 1, random.Random(0), drops) for pid, cs in groups.items()}
+    assert [pid for pid, p in got.items() if p] == ["d"]
+    assert pair_yield(groups, drops) == {"prompts": 4, "with_right_and_wrong": 1, "rate": 0.25,
+                                         "no_pair": {"all_right": 1, "all_wrong": 1, "single_candidate": 1}}
+
+
+def test_degenerate_pairs_are_dropped_with_their_reason():
+    cands = [cand("43", True), cand("41", False)]
+    drops = Counter()
+    assert select_correct_vs_wrong(cands, 1, random.Random(0), drops, check=lambda c, r: "pair_near_identical") == []
+    assert drops == {"pair_near_identical": 1, "degenerate": 1}
+
+
+def test_reason_and_kind_helpers():
+    assert no_pair_reason([]) == "no_candidate"
+    assert no_pair_reason([cand("1", True), cand("2", False)]) is None
+    assert is_verifier_data([cand("1", True)])
+    assert not is_verifier_data([{"judge": {"kind": "llm", "score": 3}}])
+    assert not is_verifier_data([])
