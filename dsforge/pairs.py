@@ -175,6 +175,18 @@ def _conversation(prompt: list[dict]) -> Conversation:
 
 def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_out: str | None = None,
                 sidecar: str | None = "auto") -> dict:
+    """Judged candidates (one file, or several with cfg.combine) -> chosen/rejected rows in `out`.
+
+    Per prompt, eligible candidates (scored, non-empty, not truncated unless cfg.include_truncated) are
+    ranked and paired by cfg.strategy; ties, margins under cfg.min_margin, identical texts and degenerate
+    pairs are dropped with a counted reason. Writes `out` (LLaMA-Factory ranking rows, cfg.fmt), the
+    sidecar (scores, margin, lengths in characters per pair; "auto" = OUT.sidecar.jsonl, None = none),
+    OUT.summary.json and, with `kto_out`, KTO rows (kto_tag = score >= cfg.kto_threshold), all together
+    and atomically. Returns the summary (summaries.PairsSummary): prompts, pairs, excluded_candidates and
+    dropped {reason: count}, chosen_longer_rate, median_length_ratio, margin_quantiles, degenerate,
+    dataset_info_entry (what `register` writes for OUT, less file_name), out, sidecar, kto. Raises
+    UsageError for bad settings or outputs, InputError (nothing written) when no pair or KTO row survives.
+    """
     if cfg.strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy '{cfg.strategy}'", f"choose one of: {', '.join(STRATEGIES)}")
     if cfg.fmt not in ("sharegpt", "alpaca"):
@@ -311,6 +323,7 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
 
 
 def format_summary(s: dict) -> str:
+    """The console lines for a pairs summary (summaries.PairsSummary)."""
     lines = [f"{s['pairs']} pairs from {s['prompts']} prompts ({s['strategy']}, min margin {s['min_margin']})"]
     if s["excluded_candidates"]:
         lines.append(f"candidates excluded: {s['excluded_candidates']}")

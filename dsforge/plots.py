@@ -43,6 +43,9 @@ def _ticks(lo: float, hi: float, axis: str, n: int = 5) -> str:
 
 def svg_hist(series: dict[str, list[float]], title: str, xlabel: str, bins: int = 20,
              vline: float | None = None, vlabel: str = "", discrete: bool = False) -> str:
+    """Histogram of one or more series {name: values} in `bins` bins (side by side, with a legend for
+    several); `vline` draws a labelled dashed line (e.g. cutoff_len); `discrete` gives one bar per
+    integer value when all values are integers. Returns an <svg> string ("no data" when empty)."""
     vals = [v for vs in series.values() for v in vs]
     if not vals:
         return _frame(title, f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle">no data</text>', xlabel)
@@ -90,6 +93,7 @@ def svg_hist(series: dict[str, list[float]], title: str, xlabel: str, bins: int 
 
 
 def svg_scatter(xs: list[float], ys: list[float], title: str, xlabel: str, ylabel: str) -> str:
+    """Scatter of (x, y) points from 0 with the y = x diagonal (both axes share one scale); an <svg> string."""
     if not xs:
         return _frame(title, f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle">no data</text>', xlabel, ylabel)
     hi = max(max(xs), max(ys), 1)
@@ -103,6 +107,7 @@ def svg_scatter(xs: list[float], ys: list[float], title: str, xlabel: str, ylabe
 
 
 def svg_bars(data: dict[str, float], title: str) -> str:
+    """Horizontal bars of {label: value} (the first 12, in the given order); "nothing dropped" when empty."""
     if not data:
         return _frame(title, f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle">nothing dropped</text>')
     items = list(data.items())[:12]
@@ -122,6 +127,7 @@ def svg_bars(data: dict[str, float], title: str) -> str:
 
 
 def svg_line(xs: list[float], ys: list[float], title: str, xlabel: str, ylabel: str) -> str:
+    """A polyline of y over x (e.g. training loss per step), axes scaled to the data; an <svg> string."""
     if not xs:
         return _frame(title, f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle">no data</text>', xlabel, ylabel)
     x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1

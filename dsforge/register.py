@@ -20,6 +20,9 @@ from dsforge.validate import Report, infer_path, lf_file_order, validate_files
 
 @dataclass
 class Registration:
+    """The result of `register`: the entry written under `name`, the kind and stage it is for, the
+    validation report of the file, and the action taken (added | replaced | unchanged)."""
+
     name: str
     dataset_dir: str
     info_path: str
@@ -30,6 +33,7 @@ class Registration:
     action: str  # added | replaced | unchanged
 
     def yaml_lines(self) -> str:
+        """The two lines a LLaMA-Factory training YAML needs to use this dataset."""
         return f"dataset: {self.name}\ndataset_dir: {self.dataset_dir}"
 
 
@@ -58,6 +62,9 @@ def _file_name(path: str, dataset_dir: str) -> str:
 
 
 def build_entry(path: str, *, kind: str | None = None, formatting: str | None = None) -> tuple[dict, str]:
+    """(dataset_info entry without file_name, kind) for the file at `path`, inferred from its rows by
+    infer.infer_entry: the one builder of entries (pairs' summary uses it on the rows it writes).
+    UsageError when `kind` or `formatting` is given and the file is something else."""
     inf = infer_path(path)
     entry, got_kind = inf.entry, inf.kind
     if kind and kind != got_kind:
@@ -78,7 +85,8 @@ def register(path: str, name: str, dataset_dir: str, *, kind: str | None = None,
     unless `force`, back the old file up (atomically) and write the new one atomically.
     copy_into: first copy the file into the dataset dir as NAME.jsonl (or NAME.json); a different
     file already there is replaced only with `force`, like the entry. The name must be a valid
-    name (dsforge.names); raises UsageError / ConfigError / InputError.
+    name (dsforge.names); raises UsageError / ConfigError / InputError. Returns the Registration (the
+    entry as written, with file_name relative to dataset_dir when the file is inside it).
     """
     check_name(name, "dataset name")
     if not os.path.exists(path):

@@ -160,7 +160,11 @@ def _quality_panels(data: dict) -> list[tuple[str, str, str]]:
 
 
 def collect(target: str) -> dict:
-    """Everything the report shows, from a run directory or one file."""
+    """Everything the report shows, from a run directory or one candidates / judged / pairs file: a dict
+    with title, stages {kind: done marker}, candidates, judged, pairs, sidecar (rows, read through
+    dsforge.candidates), judge_summary, pairs_summary, drops {stage: {reason: count}}, train_log,
+    cutoff_len, model, manifest, review_stats, quality. UsageError for a folder that is no run,
+    InputError at FILE:LINE for a damaged file or one that is none of the three."""
     data: dict = {"title": target, "stages": {}, "candidates": [], "judged": [], "pairs": [], "sidecar": [],
                   "train_log": [], "cutoff_len": 2048, "model": None, "drops": {}, "judge_summary": None}
     p = Path(target)
@@ -254,6 +258,8 @@ def _review_stats(p: Path) -> dict | None:
 
 
 def render(data: dict) -> str:
+    """The HTML page (a str) for `collect`'s data: figures as (title, inline SVG, caption), rendered through
+    the package template data/templates/report.html.j2 with autoescape (only the SVG is marked safe)."""
     figs = []
     lengths, note = _token_lengths(data["pairs"], data.get("model")) if data["pairs"] else ([], "")
     cutoff = data["cutoff_len"]

@@ -31,6 +31,9 @@ PROMPT_FALLBACKS = ("instruction", "prompt", "question", "query", "text")
 
 @dataclass
 class Prompt:
+    """One distinct prompt to sample: its id (records.prompt_id), OpenAI-role messages ending on the user
+    turn, where it was read, and what its candidates inherit from the row."""
+
     prompt_id: str
     messages: list[dict]
     source: str          # file:line of its first occurrence
@@ -142,6 +145,7 @@ def read_prompts(inputs: list[str], *, mapping: dict | None = None, system: str 
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """'I/N' -> (i, n) with 0 <= i < n; None for no text. UsageError (exit 2) otherwise."""
     if not text:
         return None
     i, sep, n = text.partition("/")
@@ -159,6 +163,8 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 @dataclass
 class Existing:
+    """What a resumed run finds in OUT: complete groups (kept), lines of partial groups, a torn tail."""
+
     complete: set = field(default_factory=set)     # {(prompt_id, temperature)}
     keep: list = field(default_factory=list)       # raw lines of complete groups
     dropped_lines: int = 0
@@ -166,6 +172,9 @@ class Existing:
 
 
 def scan_existing(path: str, cfg: SampleConfig) -> Existing:
+    """Read an existing candidates file for a resume: a (prompt, temperature) group is complete when its
+    lines and their duplicate_indices account for cfg.n answers. UsageError when a line was sampled with
+    other settings (another fingerprint), InputError at FILE:LINE for a damaged line."""
     ex = Existing()
     if not os.path.exists(path):
         return ex
@@ -226,7 +235,17 @@ def candidate_rows(res: Result, prompt: Prompt, cfg: SampleConfig, run: str) -> 
 def sample(inputs: list[str], out: str, cfg: SampleConfig, *, engine=None, engine_options: dict | None = None,
            mapping: dict | None = None, shard: tuple[int, int] | None = None, limit: int | None = None,
            skip_bad: bool = False, overwrite: bool = False, progress: bool = True, log=None) -> dict:
-    """Sample; resume into `out` if it exists. Returns the summary dict (also written to OUT.summary.json)."""
+    """Sample every prompt of `inputs` at each of cfg.temps, cfg.n answers each, into `out` (.jsonl), resuming it.
+
+    One line per distinct answer (records.Candidate); a (prompt, temperature) group is written in one
+    write(), so a kill leaves whole groups (and maybe a torn line, repaired on the next run). `engine`: an
+    opened Engine to use (else one is made from cfg.engine and closed at the end); `mapping`: --map;
+    `shard` (i, n); `limit`: first N prompts; `overwrite`: start OUT again (the old file stays until
+    the new one has candidates). Returns the summary (summaries.SampleSummary; also OUT.summary.json):
+    prompts, candidates_written, duplicates_collapsed, truncated, failed_requests, failure_causes,
+    groups_resumed/sampled, tokens and seconds (engine_start_s, generate_s, total_s), tokens_per_s,
+    prompts_with_reference, carry, carry_missing. Raises UsageError (bad settings, OUT of another kind or
+    sampled with other settings, no prompts) and InputError (a bad prompt row at FILE:LINE)."""
     log = log or logs.say
     if cfg.n < 1 or not cfg.temps:
         raise UsageError("need -n >= 1 and at least one temperature")
@@ -359,6 +378,7 @@ def _sample_into(work, out, prompts, stats, cfg, engine, engine_options, shard, 
 
 
 def format_summary(s: dict) -> str:
+    """The console lines for a sample summary (summaries.SampleSummary)."""
     line = (f"sampled {s['prompts']} prompts x {len(s['temperatures'])} temperatures x n={s['n']}: "
             f"{s['candidates_written']} candidates written ({s['duplicates_collapsed']} duplicates collapsed, "
             f"{s['truncated']} truncated at max_tokens), {s['completion_tokens']} tokens in {s['generate_s']} s"
