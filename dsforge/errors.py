@@ -26,6 +26,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 
 class DsforgeError(Exception):
+    """A problem the user can fix: `message` says what and where, `hint` how to fix it (or None).
+
+    `str()` gives the message, then "  hint: ..." on its own line. The CLI (dsforge.cli.main)
+    prints it and exits with `exit_code` (1 here: bad data or a failed step).
+    """
+
     exit_code = 1
 
     def __init__(self, message: str, hint: str | None = None):
@@ -38,10 +44,18 @@ class DsforgeError(Exception):
 
 
 class UsageError(DsforgeError):
+    """Wrong flags, arguments or paths; exit code 2 (click's usage-error code)."""
+
     exit_code = 2
 
 
 class InputError(DsforgeError):
+    """A file that cannot be read as data; exit code 1.
+
+    The message is prefixed with "PATH:LINE:COLUMN: " (LINE and COLUMN 1-based, each only when
+    given; COLUMN only with LINE); `path`, `line` and `column` stay readable as attributes.
+    """
+
     def __init__(self, message: str, hint: str | None = None, *, path: str | None = None,
                  line: int | None = None, column: int | None = None):
         where = ""
@@ -52,7 +66,7 @@ class InputError(DsforgeError):
 
 
 class ConfigError(DsforgeError):
-    pass
+    """A dataset_info.json or recipe problem; the message names the key; exit code 1."""
 
 
 # errno -> (what happened, how to fix it, exit code)
@@ -80,8 +94,9 @@ _OS_ERRORS = {
 def os_error(err: OSError) -> DsforgeError:
     """One message for an operating-system error: what happened, on which path, and how to fix it.
 
-    Exit 2 for a wrong path (ENOENT, ENOTDIR, EISDIR, ENAMETOOLONG), 1 for the machine (full disk,
-    read-only, permission, I/O). Errors without an errno (rare) keep their own text.
+    Returns (never raises) a UsageError for a wrong path (ENOENT, ENOTDIR, EISDIR, ENAMETOOLONG,
+    EEXIST on a file where a directory belongs), exit 2, else a DsforgeError, exit 1 for the machine
+    (full disk, read-only, permission, I/O). Errors without an errno (rare) keep their own text.
     """
     if err.errno is None:   # raised by a library with only a text (transformers, ...)
         text = str(err).strip().splitlines()

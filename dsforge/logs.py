@@ -35,12 +35,16 @@ def set_verbose(flag: bool) -> None:
 
 
 def verbose() -> bool:
+    """True when -v/--verbose or DSFORGE_VERBOSE (anything but '' or '0') turned capturing off."""
     return os.environ.get("DSFORGE_VERBOSE", "") not in ("", "0")
 
 
 @contextlib.contextmanager
 def log_file(path: str | os.PathLike):
-    """Name the log file that captures inside this block write to (unless an outer block named one)."""
+    """Name the log file that captures inside this block write to (unless an outer block named one).
+
+    Yields the log file in force (the outermost block's path, as a str); creates nothing itself.
+    """
     _target.append(str(path))
     try:
         yield _target[0]
@@ -75,6 +79,11 @@ class Capture:
         self._saved: tuple[int, int] | None = None
 
     def start(self) -> "Capture":
+        """Redirect descriptors 1 and 2 to the log (appending; its folder is created) and return self.
+
+        Does nothing when another Capture is active, in verbose mode, or without a path.
+        Raises OSError when the log cannot be opened (nothing is redirected then).
+        """
         global _active
         if _active is not None or verbose() or not self.path:
             return self
@@ -91,6 +100,7 @@ class Capture:
         return self
 
     def stop(self) -> None:
+        """Give descriptors 1 and 2 back to the console; safe to call twice or after a no-op start()."""
         global _active
         if self._saved is None:
             return
@@ -123,7 +133,11 @@ def _flush() -> None:
 
 
 def last_error(path: str | None, limit: int = 300) -> str | None:
-    """The last line of a log that looks like an error (for a one-line message naming the log)."""
+    """The last line of a log that looks like an error (for a one-line message naming the log).
+
+    Reads only the log's last 64 kB; returns that line stripped and cut to `limit` characters, or
+    None when `path` is None/missing or no line contains 'Error', 'error:' or ' ERROR '.
+    """
     if not path or not os.path.exists(path):
         return None
     with open(path, "rb") as f:
@@ -139,8 +153,12 @@ CHILD_KEEP = ("{'loss'", "'train_loss'", "[dsforge]", "Error", "rror:")
 
 
 def child_echo(echo):
-    """Filter a child's (LLaMA-Factory's) lines for the console: losses, dsforge's notes and errors;
-    everything with -v. The child's full output goes to its own log file (train.ChildOutput)."""
+    """Filter a child's (LLaMA-Factory's) lines for the console: losses, dsforge's notes and errors.
+
+    Returns a callable line -> None that passes a line (indented two spaces, stripped) to `echo`
+    when it contains one of CHILD_KEEP; with -v it returns `echo` itself (every line). The child's
+    full output goes to its own log file (dsforge.lf_env.ChildOutput).
+    """
     if verbose():
         return echo
 
