@@ -1,8 +1,9 @@
 """Any OpenAI-compatible server through the `openai` client: vllm serve, llamafactory-cli api, OpenAI.
 
 - bounded concurrency (asyncio semaphore), results yielded as they finish;
-- retries with exponential backoff + jitter on 429, 5xx, timeouts and dropped connections
-  (Retry-After honoured); other 4xx fail the request at once with the server's message;
+- retries (tenacity) with exponential backoff + jitter on 429, 5xx, timeouts and dropped connections
+  (Retry-After honoured); other 4xx fail the request at once with the server's message; the openai
+  client's own retries are off (max_retries=0) so every retry is counted by cause;
 - servers that return fewer than `n` choices (ignore `n`) get follow-up requests until the
   requested number of answers exists; the result says so (meta.n_emulated);
 - an optional probe at open() finds out whether the server honours `seed` and `logprobs`
@@ -16,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import os
 import queue
-import random
 import threading
 from typing import Iterator
 
@@ -33,7 +33,7 @@ class OpenAIOptions(EngineOptions):
     concurrency: int = 16
     timeout: float = 120.0            # seconds per HTTP request
     max_retries: int = 6
-    backoff: float = 0.5              # first retry delay; doubles, with jitter, up to backoff_max
+    backoff: float = 0.5              # first retry delay; doubles, plus up to `backoff` of jitter, up to backoff_max
     backoff_max: float = 20.0
     probe: bool = True                # check seed/logprobs support at open()
     extra_body: dict | None = None    # server-specific fields, e.g. {"top_k": 50}
@@ -131,28 +131,29 @@ class OpenAIEngine(Engine):
         return await client.chat.completions.create(model=self.model, messages=messages, extra_body=extra, **kw)
 
     async def _with_retries(self, client, messages, kw, meta) -> object:
-        import openai
+        """One chat completion, retried by tenacity on what `_retryable` accepts (429, 5xx, timeouts,
+        dropped connections): exponential backoff with jitter from `backoff` up to `backoff_max`, never
+        sooner than the server's Retry-After; at most max_retries retries, then the last error is raised.
+        Every attempt counts in stats["requests"], every retry in stats["retries"] and, by cause, in
+        stats["retry_causes"] and meta["retries"]."""
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
-        attempt = 0
-        while True:
-            attempt += 1
-            self.stats["requests"] += 1
-            try:
+        o = self.options
+
+        def count_retry(state) -> None:
+            cause = _cause(state.outcome.exception())
+            self.stats["retries"] += 1
+            self.stats["retry_causes"][cause] = self.stats["retry_causes"].get(cause, 0) + 1
+            meta.setdefault("retries", []).append(cause)
+
+        backoff = wait_exponential(multiplier=o.backoff, max=o.backoff_max) + wait_random(0, o.backoff)
+        retrying = AsyncRetrying(retry=retry_if_exception(_retryable), stop=stop_after_attempt(o.max_retries + 1),
+                                 wait=_NotBeforeRetryAfter(backoff, o.backoff_max), before_sleep=count_retry,
+                                 reraise=True)
+        async for attempt in retrying:
+            with attempt:
+                self.stats["requests"] += 1
                 return await self._create(client, messages, kw)
-            except (openai.APITimeoutError, openai.APIConnectionError, openai.APIStatusError) as err:
-                status = getattr(err, "status_code", None)
-                retryable = status is None or status in RETRYABLE_STATUS or status >= 500
-                cause = _cause(err)
-                if not retryable or attempt > self.options.max_retries:
-                    raise
-                self.stats["retries"] += 1
-                self.stats["retry_causes"][cause] = self.stats["retry_causes"].get(cause, 0) + 1
-                meta.setdefault("retries", []).append(cause)
-                delay = min(self.options.backoff_max, self.options.backoff * 2 ** (attempt - 1))
-                retry_after = _retry_after(err)
-                if retry_after is not None:
-                    delay = min(self.options.backoff_max, max(delay, retry_after))
-                await asyncio.sleep(delay * (0.5 + random.random()))
 
     async def _one(self, client, req: Request) -> Result:
         p = req.params
@@ -255,6 +256,29 @@ def _cause(err: BaseException) -> str:
 def _describe(err: BaseException) -> str:
     msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return redact_text(f"{_cause(err)}: {msg}")[:500]
+
+
+def _retryable(err: BaseException) -> bool:
+    """Whether a failed request is worth another try: a timeout, a dropped connection, 429, 408/409/425, 5xx."""
+    import openai
+
+    if isinstance(err, (openai.APITimeoutError, openai.APIConnectionError)):
+        return True
+    if isinstance(err, openai.APIStatusError):
+        return err.status_code in RETRYABLE_STATUS or err.status_code >= 500
+    return False
+
+
+class _NotBeforeRetryAfter:
+    """A tenacity wait: `base`'s delay, raised to the server's Retry-After (capped at `cap` seconds)."""
+
+    def __init__(self, base, cap: float):
+        self.base, self.cap = base, cap
+
+    def __call__(self, state) -> float:
+        delay = self.base(state)
+        after = _retry_after(state.outcome.exception()) if state.outcome is not None else None
+        return max(delay, min(after, self.cap)) if after is not None else delay
 
 
 def _retry_after(err) -> float | None:

@@ -46,6 +46,7 @@ if __name__ == "__main__":
     if stubbed:
         print(f"[dsforge] {', '.join(stubbed)} cannot load here; using a stand-in (text-only work)", flush=True)
     os.environ.setdefault("DISABLE_VERSION_CHECK", "1")
+    shim.fix_trl_availability()
     if os.environ.get("DSFORGE_MODEL_DTYPE") and sys.argv[1:2] == ["train"]:   # dsforge train on a CPU
         load_weights_in(os.environ["DSFORGE_MODEL_DTYPE"])
     from llamafactory.cli import main

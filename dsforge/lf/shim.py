@@ -49,3 +49,20 @@ def install() -> list[str]:
         sys.modules[name] = module
         stubbed.append(name)
     return stubbed
+
+
+def fix_trl_availability() -> list[str]:
+    """trl 0.24 keeps `_X_available = _is_package_available("X")` and tests it as a bool, but transformers
+    5.x's `_is_package_available` returns a tuple (found, version), which is always true: trl then
+    imports mergekit, deepspeed, ... that are not installed, and `DPOTrainer` fails to import
+    ("No module named 'mergekit'"). Turn those tuples back into their bool; return the names fixed."""
+    try:
+        import trl.import_utils as iu
+    except Exception:  # no trl, or one that cannot load: nothing to fix here
+        return []
+    fixed = []
+    for name, value in list(vars(iu).items()):
+        if name.startswith("_") and name.endswith("_available") and isinstance(value, tuple):
+            setattr(iu, name, bool(value[0]))
+            fixed.append(name)
+    return fixed
