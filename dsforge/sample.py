@@ -19,15 +19,13 @@ from dataclasses import dataclass, field
 
 from dsforge import __version__, logs
 from dsforge.candidates import ends_torn, in_shard, iter_rows
-from dsforge.candidates import iter_rows as read_candidates  # noqa: F401 (old name; judge still imports it)
 from dsforge.engines import Request, Result, SamplingParams, derive_seed
 from dsforge.errors import InputError, UsageError
-from dsforge.formats.rows import ConversionError, to_conversation
+from dsforge.formats.rows import ConversionError
 from dsforge.io import atomic_write, expand_inputs, guard_kind, guard_outputs, iter_records
+from dsforge.prompts import prompt_messages
+from dsforge.prompts import prompt_record as _prompt_record  # noqa: F401 (old name; evaluate imports it)
 from dsforge.records import prompt_id
-
-PROMPT_FALLBACKS = ("instruction", "prompt", "question", "query", "text")
-
 
 @dataclass
 class Prompt:
@@ -62,21 +60,7 @@ class SampleConfig:
         return hashlib.sha256(json.dumps(key, sort_keys=True, default=list).encode()).hexdigest()[:12]
 
 
-        return replace(self, **update)
-
-
 # ---------------------------------------------------------------- prompts
-
-
-def _prompt_record(rec, mapping: dict) -> dict:
-    if not isinstance(rec, dict):
-        raise ConversionError("a row is not an object", None, "each row must be a JSON object")
-    if mapping or any(k in rec for k in ("messages", "conversations", "instruction")):
-        return rec
-    for name in PROMPT_FALLBACKS[1:]:
-        if isinstance(rec.get(name), str):
-            return {**rec, "instruction": rec[name]}
-    return rec
 
 
 def _carried(rec: dict, carry: tuple[str, ...], stats: Counter) -> dict:
@@ -109,13 +93,7 @@ def read_prompts(inputs: list[str], *, mapping: dict | None = None, system: str 
     for path in expand_inputs(inputs):
         for line, rec in iter_records(path):
             try:
-                conv = to_conversation(_prompt_record(rec, mapping), mapping, system=system)
-                msgs = conv.prompt_messages()
-                if not msgs or msgs[-1]["role"] != "user":
-                    raise ConversionError("the conversation does not end with a user turn to answer", "messages",
-                                          "a prompt row ends with the user's question (an answer after it is dropped)")
-                if not msgs[-1]["content"].strip():
-                    raise ConversionError("the prompt is empty", "instruction")
+                msgs = prompt_messages(rec, mapping, system)
             except ConversionError as err:
                 if skip_bad:
                     stats["bad_rows"] += 1
