@@ -35,6 +35,9 @@ def _can_import_lf(python: str) -> bool:
 
 
 def find_lf_python(explicit: str | None = None) -> str:
+    """The interpreter of an environment that can import llamafactory, looked for in the order of the
+    module docstring. UsageError (with the install hint) when a named one (--lf-python,
+    DSFORGE_LF_PYTHON) lacks it or none is found."""
     cands = []
     if explicit:
         cands.append(("--lf-python", explicit))
@@ -115,12 +118,15 @@ def lf_parse_check(python: str, cfg: dict, version: str | None = None) -> str | 
 
 
 def lf_version(python: str) -> str | None:
+    """The llamafactory version installed for `python` (e.g. '0.9.5'), None when it cannot be read."""
     r = subprocess.run([python, "-c", "import importlib.metadata as m; print(m.version('llamafactory'))"],
                        capture_output=True, text=True)
     return r.stdout.strip() or None
 
 
 def child_env() -> dict:
+    """This process's environment plus DISABLE_VERSION_CHECK=1 and PYTHONUNBUFFERED=1 (unless set): the
+    environment of every LLaMA-Factory and vLLM child dsforge starts."""
     env = dict(os.environ)
     env.setdefault("DISABLE_VERSION_CHECK", "1")
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -161,6 +167,7 @@ class ChildOutput:
         self.echo(line.rstrip("\n"))
 
     def close(self) -> None:
+        """Close the log file."""
         if self.log:
             self.log.close()
 

@@ -99,6 +99,7 @@ def terminated() -> bool:
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it; another process may take it before use)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

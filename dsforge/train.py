@@ -58,6 +58,8 @@ def launch_record(cfg: dict) -> dict:
 
 
 def load_train_recipe(recipe: str) -> dict:
+    """A training recipe: a built-in method (lora, full, freeze) or a YAML file of flat LLaMA-Factory keys.
+    UsageError when missing; ConfigError (with file:line) for bad YAML, nesting or a bad finetuning_type."""
     path = Path(recipe)
     if recipe in METHODS:
         path = RECIPES / f"{recipe}.yaml"
@@ -80,6 +82,7 @@ def load_train_recipe(recipe: str) -> dict:
 
 
 def stage_defaults(stage: str) -> dict:
+    """The keys the shipped stages.yaml sets for `stage` (e.g. dpo: pref_beta, pref_loss, learning_rate)."""
     data = yaml.safe_load((RECIPES / "stages.yaml").read_text(encoding="utf-8")) or {}
     return dict(data.get(stage) or {})
 
@@ -101,6 +104,7 @@ def parse_sets(pairs: tuple[str, ...] | list[str], flag: str = "--set") -> dict:
 
 
 def template_note(model: str, template: str | None) -> str | None:
+    """A note on the chat template LLaMA-Factory will use when none is given, or None when one is."""
     if template:
         return None
     has = (Path(model) / "chat_template.jinja").exists()
@@ -117,6 +121,8 @@ def template_note(model: str, template: str | None) -> str | None:
 
 
 def dataset_files(dataset_dir: str, names: list[str]) -> list[dict]:
+    """For the manifest: one {dataset, file, sha256, bytes, lines} per file of each named dataset
+    (a folder's files one by one); names not in dataset_info.json are skipped."""
     from dsforge.validate import load_dataset_info
 
     info = load_dataset_info(dataset_dir)
@@ -322,6 +328,8 @@ def train(stage: str, model: str, datasets: list[str], dataset_dir: str, *, reci
 
 
 def read_results(out: Path) -> dict:
+    """What a finished run left in `out`: train_loss, steps, last_logged_loss, weights (path), plots (paths);
+    keys absent when their file is."""
     res: dict = {}
     try:
         allr = json.loads((out / "all_results.json").read_text())
@@ -346,6 +354,7 @@ def read_results(out: Path) -> dict:
 
 
 def format_result(r: dict) -> str:
+    """One human line (two on failure: the error and the log's path) for train()'s result."""
     if r.get("exit_code"):
         error = f": {r['last_error']}" if r.get("last_error") else ""
         return (f"llamafactory-cli exited with code {r['exit_code']}{error}\n"
@@ -360,6 +369,9 @@ def format_result(r: dict) -> str:
 
 def export(model: str, adapter: str, out: str, *, template: str | None = None, lf_python: str | None = None,
            sets: dict | None = None, echo=print) -> int:
+    """Merge a LoRA `adapter` into `model` with `llamafactory-cli export` into the new folder `out`
+    (config and log written there). Returns 0; UsageError before launch (not an adapter folder, a bad
+    --set, an output over an input), DsforgeError naming the log when the export fails."""
     from dsforge import lf_args, models
 
     model = models.resolve(model)

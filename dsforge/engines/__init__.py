@@ -26,6 +26,8 @@ from dsforge.errors import UsageError
 
 @dataclass(frozen=True)
 class SamplingParams:
+    """How to sample one request: temperature, top_p, max_tokens (per answer), n answers, seed, stop
+    strings, logprobs / top_logprobs, and an OpenAI response_format. Frozen: one object serves many requests."""
     temperature: float = 1.0
     top_p: float = 1.0
     max_tokens: int = 512
@@ -37,11 +39,13 @@ class SamplingParams:
     response_format: dict | None = None  # OpenAI response_format (json_schema) where supported
 
     def key(self) -> dict:
+        """The parameters as a plain dict (cache keys, summaries)."""
         return {k: v for k, v in self.__dict__.items()}
 
 
 @dataclass
 class Request:
+    """One conversation to complete with `params`; `tag` comes back untouched in its Result."""
     messages: list[dict]              # OpenAI roles, system turn first if any
     params: SamplingParams
     tag: Any = None                   # caller's handle, returned untouched
@@ -49,6 +53,7 @@ class Request:
 
 @dataclass
 class Completion:
+    """One answer: its text, finish_reason, token count and mean logprob where the engine gives them."""
     text: str
     finish_reason: str | None         # "stop" | "length" | None (unknown)
     completion_tokens: int | None = None
@@ -58,6 +63,8 @@ class Completion:
 
 @dataclass
 class Result:
+    """A request's answers (up to params.n), its prompt token count, the seed really used, and `error`
+    (a string naming the cause) when it failed for good; `meta` holds retries, n emulation, usage."""
     request: Request
     completions: list[Completion] = field(default_factory=list)
     prompt_tokens: int | None = None
@@ -85,9 +92,11 @@ class Engine:
         self.capabilities = {"seed": True, "logprobs": True, "n": True}
 
     def open(self) -> "Engine":
+        """Load the model / connect; returns self. Engines that need nothing do nothing."""
         return self
 
     def close(self) -> None:
+        """Free the model and stop any process the engine started; safe to call twice."""
         pass
 
     def _captured(self, open_fn):
@@ -112,6 +121,7 @@ class Engine:
         raise NotImplementedError
 
     def describe(self) -> dict:
+        """{engine, model, options (as set), capabilities}: what a summary or manifest records."""
         return {"engine": self.name, "model": self.model, "options": self.options.model_dump(exclude_none=True),
                 "capabilities": self.capabilities}
 
@@ -130,6 +140,8 @@ ENGINES = {
 
 
 def parse_options(cls: type[EngineOptions], raw: dict, engine: str) -> EngineOptions:
+    """`raw` (--engine-opt KEY=VALUE pairs, a recipe's engine_options) checked against the engine's
+    Options model; UsageError naming the bad key and listing the accepted ones."""
     try:
         return cls(**raw)
     except ValidationError as err:
@@ -139,6 +151,8 @@ def parse_options(cls: type[EngineOptions], raw: dict, engine: str) -> EngineOpt
 
 
 def get_engine(name: str, model: str, options: dict | None = None) -> Engine:
+    """A new, unopened engine `name` (vllm, openai, hf) for `model`. UsageError for an unknown engine, a
+    missing package (with the pip command) or a bad option."""
     if name not in ENGINES:
         raise UsageError(f"unknown engine '{name}'", f"choose one of: {', '.join(ENGINES)}")
     module, cls_name, install = ENGINES[name]
@@ -163,5 +177,6 @@ def derive_seed(base: int | None, *parts) -> int | None:
 
 
 def mean(values) -> float | None:
+    """The mean of the values that are not None; None when there are none."""
     values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else None

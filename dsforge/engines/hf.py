@@ -34,6 +34,7 @@ from dsforge.engines import Completion, Engine, EngineOptions, Request, Result, 
 
 
 class HFOptions(EngineOptions):
+    """--engine-opt keys of the transformers engine: device, dtype (default: default_dtype), batch size, LoRA."""
     batch_size: int | None = None     # prompts per generate call (x n rows); default 32 on a GPU, 8 on a CPU
     dtype: str | None = None          # float32 | bfloat16 | float16; default: see the module docstring
     device: str | None = None         # default: cuda if available, else cpu
@@ -112,6 +113,7 @@ def make_sampler(uniforms, temps, top_p: float, want_logprobs: bool):
 
 
 class HFEngine(Engine):
+    """transformers generate with per-row seeded sampling (see the module docstring): the CPU fallback."""
     name = "hf"
     Options = HFOptions
 
@@ -121,6 +123,7 @@ class HFEngine(Engine):
         self.tok = self.lm = None
 
     def open(self) -> "HFEngine":
+        """Load tokenizer and model (and the LoRA adapter) on the chosen device and dtype; returns self."""
         return self._captured(self._open)   # transformers' and torch's output: the command's log file
 
     def _open(self) -> "HFEngine":
@@ -149,6 +152,7 @@ class HFEngine(Engine):
         return self
 
     def close(self) -> None:
+        """Drop the model and tokenizer and release the log capture."""
         self.lm = self.tok = None
         import gc
 
@@ -156,12 +160,15 @@ class HFEngine(Engine):
         self._release()
 
     def describe(self) -> dict:
+        """Engine.describe() plus the resolved device, dtype and batch size once open."""
         d = super().describe()
         if self.lm is not None:
             d["resolved"] = {"device": self.device, "dtype": self.dtype, "batch_size": self.batch_size}
         return d
 
     def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
+        """Group requests by sampling settings, generate in batches of batch_size, and yield one Result per
+        request with n completions each."""
         if self.lm is None:
             self.open()
         groups: dict = defaultdict(list)

@@ -28,6 +28,7 @@ _DONE = object()
 
 
 class OpenAIOptions(EngineOptions):
+    """--engine-opt keys of the openai engine (unknown keys are errors)."""
     base_url: str | None = None       # default: OPENAI_BASE_URL, then http://127.0.0.1:8000/v1
     api_key: str | None = None        # default: OPENAI_API_KEY, then "EMPTY" (local servers)
     concurrency: int = 16
@@ -43,6 +44,8 @@ RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
 class OpenAIEngine(Engine):
+    """Any OpenAI-compatible chat server; see the module docstring. `stats` counts requests (attempts),
+    retries, retry_causes {cause: count}, prompt_tokens and completion_tokens over the engine's life."""
     name = "openai"
     Options = OpenAIOptions
 
@@ -54,6 +57,7 @@ class OpenAIEngine(Engine):
         self.stats = {"requests": 0, "retries": 0, "retry_causes": {}, "prompt_tokens": 0, "completion_tokens": 0}
 
     def describe(self) -> dict:
+        """Engine.describe() plus base_url, with the API key and any credential in a URL left out."""
         d = super().describe()
         d["options"].pop("api_key", None)
         d["base_url"] = self.base_url
@@ -68,6 +72,8 @@ class OpenAIEngine(Engine):
     # ------------------------------------------------------------------ lifecycle
 
     def open(self) -> "OpenAIEngine":
+        """Probe the server (unless probe=false) for seed and logprobs support; DsforgeError / UsageError when
+        it cannot be reached, does not serve the model, or refuses the key."""
         if self.options.probe:
             self.capabilities.update(asyncio.run(self._probe()))
         return self
@@ -205,6 +211,8 @@ class OpenAIEngine(Engine):
             await client.close()
 
     def generate(self, requests: list[Request]) -> Iterator[Result]:
+        """Send every request with bounded concurrency and yield each Result as it finishes (any order); a
+        request that fails for good yields a Result with `error` set, the others go on."""
         out: queue.Queue = queue.Queue()
 
         def runner():

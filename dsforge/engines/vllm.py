@@ -27,6 +27,8 @@ from dsforge.servers import CPU_VLLM_ENV, vllm_cpu_defaults
 
 
 class VLLMOptions(EngineOptions):
+    """--engine-opt keys of the offline vLLM engine; None means vLLM's default, or on a CPU
+    dsforge.servers.CPU_VLLM's."""
     dtype: str | None = None                 # auto on GPU, float32 on CPU
     max_model_len: int | None = None
     tensor_parallel_size: int = 1
@@ -57,6 +59,7 @@ def _on_cpu() -> bool:
 
 
 class VLLMEngine(Engine):
+    """Offline vllm.LLM stepped by dsforge (see the module docstring); `llm` may be an already built vllm.LLM."""
     name = "vllm"
     Options = VLLMOptions
 
@@ -70,6 +73,8 @@ class VLLMEngine(Engine):
         self.capabilities = {"seed": True, "logprobs": True, "n": True}
 
     def open(self) -> "VLLMEngine":
+        """Start the engine (its output to the command's log); UsageError naming the likely cause when vLLM
+        cannot start. A no-op when an LLM was handed in."""
         if self.llm is not None:
             self._lora = self._lora_request()   # an adapter on a handed-in engine (built with enable_lora)
             return self
@@ -152,6 +157,7 @@ class VLLMEngine(Engine):
         return LoRARequest(f"dsforge-{lora_id}", lora_id, path)
 
     def close(self) -> None:
+        """Shut the engine down and stop whatever of its processes outlived the shutdown; safe to call twice."""
         if self.llm is not None and self._owns_llm:
             llm, self.llm = self.llm, None
             try:
@@ -173,6 +179,7 @@ class VLLMEngine(Engine):
         self._release()
 
     def sampling_params(self, p):
+        """vllm.SamplingParams for dsforge SamplingParams `p` (json_schema response_format -> structured outputs)."""
         from vllm import SamplingParams
 
         kw = dict(n=p.n, temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_tokens, seed=p.seed,
@@ -186,6 +193,8 @@ class VLLMEngine(Engine):
         return SamplingParams(**kw)
 
     def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
+        """Feed `requests` (any iterable, read lazily, at most max_inflight held) into the engine and yield each
+        Result as soon as its request finishes."""
         if self.llm is None:
             self.open()
         engine = self.llm.llm_engine
