@@ -46,6 +46,8 @@ class ContaminationOptions:
     fields: tuple[str, ...] = FIELDS
 
     def check(self) -> None:
+        """Raise UsageError (exit 2) for an ngram outside 0..64, a threshold outside (0, 1], both tests
+        off, or a shingle spec that is not word:K / char:K."""
         if self.ngram < 0 or self.ngram > 64:
             raise UsageError(f"--ngram {self.ngram} must be between 1 and 64 (0: no n-gram test)",
                              "13 is the GPT-3 paper's choice")
@@ -73,6 +75,10 @@ class EvalIndex:
         self.sigs: dict[int, object] = {}
 
     def add_files(self, files: list[str]) -> None:
+        """Index the prompt and answer text of every row of `files` (eval ids in reading order).
+
+        Raises InputError (exit 1, file:line) for a row that is not an object or files with no row.
+        """
         batch: list[tuple[int, str]] = []
         for fi, line, rec in records(files):
             for name, text in zip(FIELDS, row_texts(rec)):
@@ -111,7 +117,8 @@ class EvalIndex:
             self.grams.setdefault(_h(toks[i:i + n]), eid)
 
     def match_ngram(self, toks: list[str]) -> tuple[int, str] | None:
-        """(eval id, the shared n-gram) of the first overlap, or None."""
+        """(eval id, the shared n-gram joined by spaces) of the first overlap of the token list `toks`
+        (dedup.tokens), or None. Short eval texts (MIN_TOKENS..N-1 tokens) match as whole runs."""
         g = self.grams
         for n in ([self.opts.ngram] if self.opts.ngram else []) + sorted(self.short_lengths):
             for i in range(len(toks) - n + 1):
@@ -121,6 +128,11 @@ class EvalIndex:
         return None
 
     def match_near(self, sigs, bands, k: int) -> tuple[int, float] | None:
+        """(eval id, estimated Jaccard in [0, 1]) of the first eval text sharing an LSH band with row `k`
+        and reaching the threshold, or None.
+
+        `sigs` [n, num_perm] and `bands` [n, b] come from the index's Signer.sign / Signer.bands.
+        """
         import numpy as np
 
         seen = set()
@@ -153,6 +165,10 @@ class ContaminationReport:
     kept: int | None = None
 
     def to_dict(self) -> dict:
+        """The JSON summary: {kind: "contamination", version: 1, train, against (file lists), options
+        {ngram, threshold, shingle, fields, min_tokens}, rows, contaminated, by_method {ngram|near: rows},
+        by_field {prompt|answer: rows}, eval_texts, eval_texts_short, hits [{train, eval, field, method,
+        detail}] (at most MAX_EXAMPLES), out, kept (rows written; None without out)}."""
         return {"kind": "contamination", "version": 1, "train": self.train, "against": self.against,
                 "options": self.options, "rows": self.rows, "contaminated": self.contaminated,
                 "by_method": dict(self.by_method), "by_field": dict(self.by_field), "eval_texts": self.eval_texts,
@@ -160,7 +176,11 @@ class ContaminationReport:
 
 
 class Guard:
-    """Checks rows against an EvalIndex in batches; `check(rows)` -> list of hit dicts or None per row."""
+    """Checks rows against an EvalIndex in batches; `check(rows)` -> list of hit dicts or None per row.
+
+    Building it reads every --against file (UsageError, exit 2, when they name no file; InputError,
+    exit 1, for an unreadable row).
+    """
 
     def __init__(self, against: list[str], opts: ContaminationOptions):
         from dsforge import io as dio
@@ -203,7 +223,14 @@ class Guard:
 def check_files(train: list[str], against: list[str], opts: ContaminationOptions, *, out: str | None = None,
                 progress: Callable[[int], None] | None = None) -> ContaminationReport:
     """Find train rows that overlap the eval files; with `out`, write the clean rows there (atomic)
-    and the report to OUT.contamination.json. Inputs are never overwritten (UsageError, exit 2)."""
+    and the report to OUT.contamination.json.
+
+    `train`/`against`: files, globs or directories (JSON/JSONL, csv/parquet, text). `progress` is
+    called with the number of rows of each finished batch. Returns the ContaminationReport (keys of
+    its to_dict() listed there). Raises UsageError (exit 2) when no train file is found, for bad
+    options, or when `out` (or its report) would overwrite an input or a different kind of output;
+    InputError (exit 1) for unreadable rows.
+    """
     from dsforge import io as dio
 
     files = dio.expand_inputs(train, dio.JSON_EXTS | dio.TABLE_EXTS | dio.TEXT_EXTS)

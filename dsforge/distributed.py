@@ -55,10 +55,12 @@ class ShardWorker:
     """A Ray actor: owns one engine for one shard (the engine lives in the stage function it runs)."""
 
     def where(self) -> dict:
+        """Where this actor runs: {"host": hostname, "pid": process id, "gpus": CUDA_VISIBLE_DEVICES or None}."""
         return {"host": socket.gethostname(), "pid": os.getpid(),
                 "gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
     def run(self, stage, out, shard) -> dict:
+        """`stage(out, shard)` in this actor: shard = (i, n); returns the stage's summary dict."""
         return stage(out, shard)
 
 
@@ -146,7 +148,12 @@ def sample_ray(inputs: list[str], out: str, cfg, *, address: str, workers: int |
                engine_options: dict | None = None, mapping: dict | None = None, limit: int | None = None,
                skip_bad: bool = False, overwrite: bool = False, log=None) -> dict:
     """Run `sample` as N Ray actors (shard i/N each) and merge into `out`. Returns run_shards()'s dict
-    plus "merged": merge()'s dict, or None while a shard is lost or has failed requests."""
+    plus "merged": merge()'s dict, or None while a shard is lost or has failed requests.
+
+    Raises UsageError (exit 2) for an `out` that is not .jsonl, a bad address, `limit` (a shard's
+    first N would not be the file's), or inputs without prompts; DsforgeError when the cluster
+    cannot be reached.
+    """
     from dsforge import logs
     from dsforge import sample as s
 
@@ -207,7 +214,11 @@ def judge_ray(candidates: str, out: str, cfg, *, address: str, workers: int | No
 
 
 def format_ray_summary(res: dict, out: str) -> str:
-    """One paragraph for the console: merged counts, or which shards to rerun."""
+    """One paragraph for the console: merged counts, or which shards to rerun.
+
+    `res` is sample_ray()'s dict (shard summaries with groups_sampled, completion_tokens, generate_s,
+    failed_requests); returns newline-joined lines without a trailing newline.
+    """
     done = [sh for sh in res["shards"] if sh]
     toks = sum(sh["completion_tokens"] for sh in done)
     gen = max((sh["generate_s"] for sh in done), default=0)
@@ -227,6 +238,7 @@ def format_ray_summary(res: dict, out: str) -> str:
 
 
 def lost_lines(res: dict, what: str) -> list[str]:
-    """One line per lost shard: why, and where its finished `what` wait for the rerun."""
+    """One line per lost shard of run_shards()'s `res`: why, and where its finished `what` (e.g.
+    "groups", "calls") wait for the rerun; an empty list when none was lost."""
     return [f"shard {i}: lost ({why}); its finished {what} are kept in {res['paths'][i]}"
             + (" (and its call cache)" if what == "calls" else "") for i, why in res["lost"]]
