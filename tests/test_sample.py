@@ -261,3 +261,22 @@ def test_sample_carries_reference_and_named_fields_from_a_tasks_file(tmp_path):
                                                             carry=("answer",)), engine=EchoEngine(),
                progress=False, log=lambda m: None)
     assert "reference" in err.value.hint
+
+
+def test_cli_carry_with_a_real_engine(tmp_path, tiny_model):
+    """`dsforge sample --carry` on a `dsforge tasks` file through a real (tiny, hf) engine."""
+    from dsforge import tasks
+
+    p = str(tmp_path / "units.jsonl")
+    tasks.write_rows(tasks.get_family("units").make(n=2, seed=1), p)
+    src = {r["instruction"]: r for r in lines(p)}
+    base = ["sample", p, "-m", tiny_model, "--engine", "hf", "--temps", "0.7", "-n", "1", "--max-tokens", "4"]
+    r = CliRunner().invoke(cli, [*base, "--carry", "format, task", "--carry", "id", "-o", str(tmp_path / "c.jsonl")])
+    assert r.exit_code == 0, r.output
+    for row in lines(tmp_path / "c.jsonl"):
+        want = src[row["messages"][-1]["content"]]
+        assert row["reference"] == want["reference"]
+        assert row["fields"] == {k: want[k] for k in ("format", "task", "id")}
+    r = CliRunner().invoke(cli, [*base, "--carry", "answr", "-o", str(tmp_path / "d.jsonl")])
+    assert r.exit_code == 2 and "none of the prompt rows has a field 'answr'" in r.output
+    assert not (tmp_path / "d.jsonl").exists()

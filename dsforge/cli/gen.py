@@ -92,6 +92,9 @@ def engine_flags(fn):
 @click.option("--system", help="System prompt for prompts that have none.")
 @click.option("--map", "maps", type=MapPair(), multiple=True, metavar="DEST=SOURCE",
               help="Where the prompt is: --map instruction=COLUMN (or messages=COLUMN).")
+@click.option("--carry", multiple=True, metavar="FIELD[,FIELD]",
+              help="Prompt-row fields to copy into each candidate's `fields` (the row's `reference` is always "
+                   "carried).")
 @click.option("--shard", help="I/N: sample only this deterministic slice of the prompts (by prompt id hash).")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N distinct prompts.")
 @click.option("--skip-bad", is_flag=True, help="Skip rows that are not usable prompts (counted) instead of stopping.")
@@ -103,7 +106,7 @@ def engine_flags(fn):
 @click.option("--ray-workers", type=click.IntRange(1, MAX_WORKERS), help="Workers for --ray (default: one per GPU, else per node).")
 @click.option("-o", "--out", type=JSONL_OUT, required=True, help="Candidates file (.jsonl); rerunning resumes it.")
 def sample(prompts, model, engine, engine_opts, base_url, api_key, temps, n, top_p, max_tokens, seed, stop, system,
-           maps, shard, limit, skip_bad, no_logprobs, overwrite, ray_address, ray_workers, out):
+           maps, carry, shard, limit, skip_bad, no_logprobs, overwrite, ray_address, ray_workers, out):
     """Sample n answers per prompt at each temperature, with full provenance, resumably.
 
     \b
@@ -119,7 +122,8 @@ def sample(prompts, model, engine, engine_opts, base_url, api_key, temps, n, top
     options = engine_options(engine, engine_opts, base_url, api_key)
     cfg = s.SampleConfig(model=m.resolve(model) if engine != "openai" else model, engine=engine,
                          temps=parse_temps(temps), n=n, top_p=top_p, max_tokens=max_tokens, seed=seed,
-                         stop=tuple(stop), logprobs=not no_logprobs, system=system)
+                         stop=tuple(stop), logprobs=not no_logprobs, system=system,
+                         carry=tuple(f.strip() for c in carry for f in c.split(",") if f.strip()))
     if ray_address or ray_workers:
         return _sample_ray(list(prompts), out, cfg, ray_address, ray_workers, shard, options, _mapping(maps), limit,
                            skip_bad, overwrite)
