@@ -87,14 +87,23 @@ def calibrate(family: str, model: str, *, levels: list[str] | None = None, n_pro
                                     tag=(name, i, "sampled")))
     t0 = time.time()
     results = {}
+
+    def collect(eng):
+        step = max(1, len(requests) // 10)
+        for r in eng.generate(requests):
+            results[r.request.tag] = r
+            if len(results) % step == 0:
+                log(f"calibrate: {len(results)}/{len(requests)} requests answered ({time.time() - t0:.0f} s)")
+
     if engine is None:
         from dsforge.engines import get_engine
 
         log(f"calibrate: starting the {engine_name} engine for {model} ...")
         with get_engine(engine_name, model, engine_options) as eng:
-            results = {r.request.tag: r for r in eng.generate(requests)}
+            t0 = time.time()
+            collect(eng)
     else:
-        results = {r.request.tag: r for r in engine.generate(requests)}
+        collect(engine)
     failed = [tag for tag, r in results.items() if r.error]
     if failed or len(results) != len(requests):
         raise UsageError(f"calibrate: {len(failed) or len(requests) - len(results)} requests failed "
