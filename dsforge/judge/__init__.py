@@ -8,6 +8,17 @@ crash replays finished calls from the cache for free and only sends the rest. Fa
 Replies are parsed client-side (JSON with the rationale first, else a trailing "Score: N"),
 range-checked, and retried with a fresh sample a bounded number of times; what still cannot be
 parsed is recorded as a failure with its raw text and cause. No parse, no score.
+
+With `--verifier` a program (dsforge.verify) labels each reply against the candidate's reference
+instead; the judged record is the same, with judge.kind "verifier".
+
+    core       JudgeConfig, Judge (calls through engine + cache; `ask`: the one re-ask loop), parse_votes
+    cache      the SQLite call cache
+    pointwise  each candidate scored alone          pairwise  pairs asked in both orders
+    audit      bias probes (identical, swapped, padded), through Judge.ask
+    verifier   judge by a program, no model
+    files      judge_file / merge_judged: guards, resume, atomic outputs
+    summary    the summary dict and its console lines
 """
 
 from dsforge.judge.cache import Cache
