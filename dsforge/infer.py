@@ -26,17 +26,28 @@ KIND_FOR_STAGE = {"pt": "pt", "sft": "sft", "rm": "ranking", "dpo": "ranking", "
 
 @dataclass
 class Inferred:
+    """What infer_entry found: `kind` (one of KINDS), the dataset_info `entry` (formatting, ranking,
+    columns, and tags for sharegpt/openai), and `notes` (choices worth telling the user)."""
+
     kind: str
     entry: dict
     notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
+        """Short text for messages, e.g. 'ranking (sharegpt, ranking)' or 'pt (alpaca)'."""
         fmt = self.entry.get("formatting", "alpaca")
         return f"{self.kind} ({fmt}{', ranking' if self.entry.get('ranking') else ''})"
 
 
 def infer_entry(rows: Iterable[dict], path: str = "", sample: int = 1000) -> Inferred:
-    """Look at up to `sample` rows and build the dataset_info entry LLaMA-Factory needs for them."""
+    """Look at up to `sample` rows and build the dataset_info entry LLaMA-Factory needs for them.
+
+    Rows that are not objects are skipped. Mirrors the column/tag names LLaMA-Factory 0.9.5 reads
+    (llamafactory/data/parser.py, DatasetAttr and get_dataset_list). Returns an Inferred; kind is
+    'ranking' when chosen and rejected columns exist, 'kto' with a boolean kto_tag/label column,
+    'pt' for a lone 'text' column, else 'sft'. Raises InputError (exit 1, naming `path`) when
+    there is no row, or no column that tells the format.
+    """
     keys: dict[str, int] = {}
     kinds: dict[str, set] = {}
     msg_keys: set[str] = set()

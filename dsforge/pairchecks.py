@@ -56,7 +56,8 @@ def similarity(a: str, b: str, method: str = "ratio") -> float:
     """Similarity of two answers in [0, 1]; 1 means the same text after whitespace normalisation.
 
     ratio: normalized Indel edit-distance similarity (rapidfuzz; difflib's ratio when rapidfuzz is missing);
-    jaccard: overlap of the sets of lower-cased word tokens.
+    jaccard: overlap of the sets of lower-cased word tokens. Raises ValueError for another method (a
+    caller's bug: the CLI's click.Choice and pairs' config check spell the user's error).
     """
     a, b = " ".join(a.split()), " ".join(b.split())
     if method == "jaccard":
@@ -87,7 +88,9 @@ def quantiles(values: list[float], qs=(0, 10, 25, 50, 75, 90, 100)) -> dict:
 def length_bias(chosen_lens: list[int], rejected_lens: list[int], warn_above: float = 0.7) -> dict:
     """Share of pairs whose chosen is longer, the median chosen/rejected length ratio, and a warning flag.
 
-    Lengths in any unit (characters or tokens); `warn` is true when the share exceeds `warn_above`.
+    Lengths in any unit (characters or tokens), paired by position; `warn` is true when the share
+    exceeds `warn_above`. Returns {pairs, chosen_longer_rate (0..1, 4 places), median_length_ratio
+    (chosen / max(1, rejected), 4 places), warn}; both rates are None when there is no pair.
     """
     ratios = [c / max(1, r) for c, r in zip(chosen_lens, rejected_lens)]
     if not ratios:
@@ -108,6 +111,7 @@ class PairStats:
     """Collects text-level checks over pairs: format asymmetry, similarity distribution, length bias.
 
     `add` returns the reason codes of one pair (near-identical included when similarity >= max_similarity).
+    Lengths are counted in characters. Raises ValueError for a method not in SIM_METHODS.
     """
 
     def __init__(self, max_similarity: float = 0.95, method: str = "ratio", warn_above: float = 0.7):
@@ -140,7 +144,11 @@ class PairStats:
 
 
 def format_pairs(res: dict) -> list[str]:
-    """Text lines for validate's report: length bias, similarity quantiles, truncation counts."""
+    """Text lines for validate's report: length bias, similarity quantiles, truncation counts.
+
+    `res` is PairStats.result(), optionally with "truncation" {cutoff_len, template, counts} from
+    TruncationCheck.result(); parts that are missing or empty give no line.
+    """
     out = []
     lb = res.get("length_bias") or {}
     if lb.get("pairs"):
@@ -161,14 +169,21 @@ NEAR_ZERO = 0.05   # a margin within 5% of the judge's observed score range is "
 
 
 def margin_summary(margins: list[float], score_range: list[float] | None, near_zero: float = NEAR_ZERO) -> dict:
-    """Quantiles of the written pairs' score margins and how many are near zero (<= near_zero x score range)."""
+    """Quantiles of the written pairs' score margins and how many are near zero (<= near_zero x score range).
+
+    `score_range` is [min, max] of the judge's observed scores (None: range 0, so only margins <= 0
+    count). Returns {quantiles {q: value}, near_zero (count), near_zero_below (the bound, 4 places)}.
+    """
     span = (score_range[1] - score_range[0]) if score_range else 0
     return {"quantiles": quantiles(margins), "near_zero": sum(m <= near_zero * span for m in margins),
             "near_zero_below": round(near_zero * span, 4)}
 
 
 def format_degenerate(d: dict) -> list[str]:
-    """Text lines for `dsforge pairs`: degenerate-pair counts, similarity and margin distributions."""
+    """Text lines for `dsforge pairs`: degenerate-pair counts, similarity and margin distributions.
+
+    `d` is PairStats.result() plus an optional "margin" (margin_summary()); missing parts give no line.
+    """
     out = []
     if d.get("counts"):
         out.append("degenerate candidate pairs (checked before taking a pair): "
