@@ -15,6 +15,7 @@ from dsforge import io as dio
 from dsforge.errors import ConfigError, InputError, UsageError
 from dsforge.infer import KIND_FOR_STAGE, STAGE_FOR_KIND
 from dsforge.names import check_name
+from dsforge.records import DatasetInfoEntry
 from dsforge.validate import Report, infer_path, lf_file_order, validate_files
 
 
@@ -67,6 +68,7 @@ def build_entry(path: str, *, kind: str | None = None, formatting: str | None = 
     UsageError when `kind` or `formatting` is given and the file is something else."""
     inf = infer_path(path)
     entry, got_kind = inf.entry, inf.kind
+    DatasetInfoEntry.model_validate(entry)   # an entry LLaMA-Factory reads in full (no unknown or misspelled key)
     if kind and kind != got_kind:
         raise UsageError(f"{path} looks like {got_kind} data, not {kind}",
                          "check the file, or convert it first: dsforge convert --to " + kind)

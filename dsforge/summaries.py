@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from dsforge.records import DatasetInfoEntry
+
 
 class _Summary(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -116,7 +118,7 @@ class PairsSummary(_Summary):
     chosen_longer_rate: float | None          # fraction of pairs whose chosen text is longer
     median_length_ratio: float | None         # median len(chosen) / len(rejected)
     margin_quantiles: dict[int | str, float]  # percentile 0, 25, 50, 75, 100 -> margin ("0".. in the JSON)
-    dataset_info_entry: dict | None           # the entry `register` writes for OUT (less file_name)
+    dataset_info_entry: DatasetInfoEntry | None   # the entry `register` writes for OUT (less file_name)
     out: str | None
     sidecar: str | None
     degenerate: dict | None = None
@@ -124,7 +126,19 @@ class PairsSummary(_Summary):
                                               #  dataset_info_entry} with --kto
 
 
-SUMMARIES: dict[str, type[BaseModel]] = {"sample": SampleSummary, "judge": JudgeSummary, "pairs": PairsSummary}
+class RegisterSummary(_Summary):
+    """The register stage of `dsforge run` (dsforge.run.run_register)."""
+
+    entry: DatasetInfoEntry                   # as written into dataset_info.json
+    rows: int
+    would_train: int                          # rows LLaMA-Factory would train on
+    path: str                                 # the registered copy in the dataset dir
+    sha256: str
+    action: str                               # added | replaced | unchanged
+
+
+SUMMARIES: dict[str, type[BaseModel]] = {"sample": SampleSummary, "judge": JudgeSummary, "pairs": PairsSummary,
+                                         "register": RegisterSummary}
 
 
 def check(stage: str, summary: dict) -> dict:
@@ -134,4 +148,4 @@ def check(stage: str, summary: dict) -> dict:
     return summary
 
 
-__all__ = ["Accuracy", "JudgeSummary", "PairsSummary", "SampleSummary", "SUMMARIES", "check"]
+__all__ = ["Accuracy", "JudgeSummary", "PairsSummary", "RegisterSummary", "SampleSummary", "SUMMARIES", "check"]

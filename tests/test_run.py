@@ -64,6 +64,9 @@ def test_fingerprints_skip_finished_stages_and_rerun_changed_ones(tmp_path):
     assert man["inputs"][0]["sha256"] and man["stages"]["convert"]["summary"]["rows_out"] > 0
     info = json.loads((tmp_path / "run" / "data" / "dataset_info.json").read_text())
     assert info["faq"]["formatting"] == "sharegpt"
+    from dsforge import summaries
+
+    summaries.check("register", man["stages"]["register"]["summary"])   # the typed record readers rely on
     assert (tmp_path / "run" / "report.html").exists()
     again = subprocess.run([sys.executable, "-m", "dsforge", "run", r], capture_output=True, text=True)
     assert again.returncode == 0 and again.stderr.count("skipped") == 2, again.stderr
