@@ -8,6 +8,10 @@ from typing import Callable, Iterator
 def chunk_chars(text: str, size: int, overlap: int = 0) -> Iterator[str]:
     """Windows of at most `size` characters, `overlap` shared between neighbours, cut at whitespace when possible.
 
+    A cut at whitespace is searched in the window's second half; pieces are stripped and empty
+    pieces are skipped. Raises ValueError unless size > 0 and 0 <= overlap < size (the CLI checks
+    its options before).
+
     >>> list(chunk_chars("aaa bbb ccc", 8))
     ['aaa bbb', 'ccc']
     """
@@ -36,7 +40,8 @@ def chunk_tokens(text: str, size: int, overlap: int, offsets: Callable[[str], li
     """Windows of `size` tokens (with `overlap`), cut on token boundaries and returned as the original text.
 
     `offsets(text)` returns each token's (start, end) character span, e.g. from a fast tokenizer's
-    offset mapping.
+    offset mapping (token_offsets). Pieces are stripped and empty pieces skipped. Raises ValueError
+    unless size > 0 and 0 <= overlap < size.
     """
     if size <= 0 or not 0 <= overlap < size:
         raise ValueError("need size > 0 and 0 <= overlap < size")
@@ -54,7 +59,12 @@ def chunk_tokens(text: str, size: int, overlap: int, offsets: Callable[[str], li
 
 
 def token_offsets(tokenizer_path: str) -> Callable[[str], list[tuple[int, int]]]:
-    """Offset function for a local Hugging Face tokenizer (needs `transformers`: pip install 'dsforge[hf]')."""
+    """Offset function for a local Hugging Face tokenizer (needs `transformers`: pip install 'dsforge[hf]').
+
+    Returns text -> [(start, end)] character spans of its tokens, special tokens left out. Raises
+    UsageError (exit 2) when `tokenizer_path` is not a local folder with a loadable tokenizer or
+    transformers is missing (dsforge.tokenizers.load_tokenizer).
+    """
     from dsforge.tokenizers import load_tokenizer
 
     tok = load_tokenizer(tokenizer_path)

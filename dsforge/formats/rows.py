@@ -104,7 +104,12 @@ def to_conversation(record: dict, mapping: dict[str, str] | None = None, *, syst
     """Read a raw or LLaMA-Factory record into a Conversation.
 
     mapping renames source columns to dsforge names (instruction, input, output, system, history,
-    messages, chosen, rejected, kto_tag, tools, text); unmapped names are looked up as is.
+    messages, chosen, rejected, kto_tag, tools, text); unmapped names are looked up as is. Roles
+    become OpenAI roles (human -> user, gpt -> assistant, observation -> tool); a leading system
+    turn, the `system` column, else `system` fill conv.system; alpaca input is appended to the
+    instruction on a new line; kto_tag (or label) is read leniently (true/false, 1/0, yes/no,
+    good/bad). Raises ConversionError (field + hint) for a missing prompt, an unknown role, a
+    non-text value, a malformed history pair or tool call, or an unreadable label.
     """
     mapping = mapping or {}
 
@@ -182,7 +187,17 @@ def _split_pairs(msgs: list[dict]) -> list[tuple[str, str]]:
 
 
 def from_conversation(conv: Conversation, kind: str, fmt: str) -> dict:
-    """The LLaMA-Factory row for this conversation (kind: sft|ranking|kto; fmt: alpaca|sharegpt|openai)."""
+    """The LLaMA-Factory row for this conversation (kind: sft|ranking|kto; fmt: alpaca|sharegpt|openai).
+
+    The shapes LLaMA-Factory 0.9.5 reads (llamafactory/data/converter.py: AlpacaDatasetConverter,
+    SharegptDatasetConverter, OpenAIDatasetConverter): alpaca {instruction, input, output | chosen,
+    rejected (strings), system?, history?}; sharegpt {conversations [{from, value}], system?, tools?};
+    openai {messages [{role, content}]} with function_call turns as tool_calls. Ranking rows end on
+    a user turn and carry chosen/rejected (single message objects outside alpaca); kto rows carry a
+    boolean kto_tag; media lists are copied. Raises ConversionError for an unknown format, an empty
+    prompt or answer, ranking without both answers, a conversation without an answer to train on, or
+    turns alpaca cannot hold.
+    """
     if fmt not in FORMATS:
         raise ConversionError(f"unknown format '{fmt}'", hint="use alpaca, sharegpt or openai")
     msgs = list(conv.messages)
@@ -257,7 +272,13 @@ def from_conversation(conv: Conversation, kind: str, fmt: str) -> dict:
 
 def entry_for(kind: str, fmt: str, *, system: bool = False, history: bool = False, tools: bool = False,
               media: tuple[str, ...] = ()) -> dict:
-    """The dataset_info.json entry for rows written by from_conversation, every key spelled out."""
+    """The dataset_info.json entry for rows written by from_conversation, every key spelled out.
+
+    Returns {formatting, ranking, columns {...}, tags {...} (sharegpt/openai only)}; kind 'pt' gives
+    the pretraining entry {"columns": {"prompt": "text"}}. Key names mirror LLaMA-Factory 0.9.5's
+    DatasetAttr (llamafactory/data/parser.py); openai data gets every tag spelled out, since
+    LLaMA-Factory's defaults are sharegpt's. No system column for openai (the system is a message).
+    """
     if kind == "pt":
         return {"formatting": "alpaca", "ranking": False, "columns": {"prompt": "text"}}
     ranking = kind == "ranking"
