@@ -26,8 +26,9 @@ from dsforge import __version__, logs
 from dsforge.engines import Request, SamplingParams, derive_seed, get_engine
 from dsforge.errors import InputError, UsageError
 from dsforge.evalstats import mcnemar, paired_difference, pass_at_k, pct, wilson
-from dsforge.formats.rows import ConversionError, to_conversation
+from dsforge.formats.rows import ConversionError
 from dsforge.io import atomic_write, expand_inputs, guard_outputs, iter_records
+from dsforge.prompts import prompt_messages
 from dsforge.records import prompt_id
 
 EVAL_KIND = "dsforge.eval"
@@ -64,15 +65,11 @@ def read_items(path: str, cfg: EvalConfig) -> list[dict]:
     `id` is the row's "id" (else its prompt_id); an id used twice is an InputError (file:line).
     A row that is not a prompt (no instruction/messages/prompt/question) is an InputError.
     """
-    from dsforge.sample import _prompt_record
-
     items, seen = [], {}
     for file in expand_inputs([path]):
         for line, rec in iter_records(file):
             try:
-                msgs = to_conversation(_prompt_record(rec, {}), {}, system=cfg.system).prompt_messages()
-                if not msgs or msgs[-1]["role"] != "user" or not str(msgs[-1]["content"]).strip():
-                    raise ConversionError("the row has no user prompt to answer", "instruction")
+                msgs = prompt_messages(rec, system=cfg.system)
             except ConversionError as err:
                 raise InputError(f"not a prompt row: {err}", err.hint or "rows carry 'instruction' (or messages) and "
                                  "'reference', as `dsforge tasks make` writes them", path=file, line=line) from None

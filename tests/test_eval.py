@@ -215,6 +215,18 @@ def test_cli_usage_errors_are_one_message_exit_2(tmp_path):
     assert json.loads((tmp_path / "keep.json").read_text()) == {"mine": 1}
 
 
+def test_bad_prompt_rows_are_data_errors_with_file_and_line(tmp_path):
+    f = tmp_path / "bad.jsonl"
+    f.write_text(json.dumps({"id": "a", "instruction": "1+1?", "reference": "2"}) + "\n"
+                 + json.dumps({"id": "b", "reference": "3"}) + "\n")
+    r = _run(["eval", "--prompts", str(f), "--verifier", "numeric", "--engine", "openai"])
+    assert r.exit_code == 1 and "bad.jsonl:2: not a prompt row" in r.output and "Traceback" not in r.output
+    f.write_text(json.dumps({"id": "a", "instruction": "1+1?", "reference": "2"}) + "\n"
+                 + json.dumps({"id": "a", "instruction": "2+2?", "reference": "4"}) + "\n")
+    r = _run(["eval", "--prompts", str(f), "--verifier", "numeric", "--engine", "openai"])
+    assert r.exit_code == 1 and "bad.jsonl:2: id 'a' is used again (first at line 1)" in r.output
+
+
 def test_eval_has_help():
     r = _run(["eval", "--help"])
     assert r.exit_code == 0 and "pass@1" in r.output
