@@ -30,6 +30,13 @@ def load(name):
     ("dataset_info_entry", {"file_name": "a.json", "formatting": "sharegpt"}, True),
     ("dataset_info_entry", {"file_name": "a.json", "format": "sharegpt"}, False),
     ("dataset_info_entry", {"file_name": "a.json", "columns": {"prompts": "x"}}, False),
+    ("candidate", {"prompt_id": "p", "messages": [{"role": "user", "content": "q"}], "text": "a", "reference": 3,
+                   "fields": {"format": "number"}, "new_key": 1}, True),
+    ("candidate", {"prompt_id": "p", "messages": [{"role": "user", "content": "q"}]}, False),
+    ("judged_candidate", {"prompt_id": "p", "messages": [{"role": "user", "content": "q"}], "text": "a",
+                          "judge": {"kind": "verifier", "score": 1, "correct": True, "format_ok": False}}, True),
+    ("judged_candidate", {"prompt_id": "p", "messages": [{"role": "user", "content": "q"}], "text": "a",
+                          "judge": {"kind": "robot", "score": 1}}, False),
 ])
 def test_schema_accepts_and_rejects(name, row, ok):
     errors = list(jsonschema.Draft202012Validator(load(name)).iter_errors(row))
