@@ -106,7 +106,9 @@ _SECRET = re.compile(r"(?:^|_)(?:token|password|passwd|secret|api_?key|access_ke
 
 
 def refuse_secrets(keys, origin: str = "--set") -> None:
-    """UsageError when one of `keys` holds a credential: secrets never go into dsforge's files or output."""
+    """UsageError (exit 2) when one of `keys` names a credential (token, password, secret, api_key,
+    access_key as the name's last part): secrets never go into dsforge's files or output. `origin`
+    names where the keys came from in the message."""
     secret = sorted(k for k in keys if _SECRET.search(str(k)))
     if secret:
         raise UsageError(f"{', '.join(secret)} ({origin}) is a credential: dsforge would print it and write it into "
@@ -116,7 +118,8 @@ def refuse_secrets(keys, origin: str = "--set") -> None:
 
 
 def check_keys(keys, origin: str) -> None:
-    """UsageError (with a did-you-mean) when one of `keys` is not a LLaMA-Factory training argument."""
+    """UsageError (exit 2; one line per key, with a did-you-mean) when one of `keys` is not a LLaMA-Factory
+    training argument of the shipped table; `origin` (e.g. "--set") is named on each line."""
     problems = [_unknown(k, f" ({origin})") for k in keys if k not in table()["keys"]]
     if problems:
         raise UsageError("\n  ".join(problems), f"the accepted keys are listed in {TABLE}")
@@ -181,7 +184,10 @@ def check_config(cfg: dict, origins: dict[str, str] | None = None, command: str 
 
 
 def deprecated(cfg: dict) -> list[str]:
-    """Notes for keys the pinned transformers marks deprecated (they still work there)."""
+    """Notes for keys the pinned transformers marks deprecated (they still work there).
+
+    Returns one "key: note" string per such key of `cfg`, in `cfg`'s order; [] when none is.
+    """
     keys = table()["keys"]
     return [f"{k}: {keys[k]['deprecated']}" for k in cfg if k in keys and keys[k].get("deprecated")]
 

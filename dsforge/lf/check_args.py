@@ -19,6 +19,11 @@ shim.install()
 
 
 def main() -> None:
+    """Parse the JSON config at argv[1] with get_train_args and print the verdict line (module doc).
+
+    LLaMA-Factory's own output goes to a buffer, so the verdict is the last stdout line; a rejected
+    config still exits 0 (the verdict says it). An unreadable config file raises (traceback, exit 1).
+    """
     with open(sys.argv[1], encoding="utf-8") as f:
         cfg = json.load(f)
     noise = io.StringIO()

@@ -17,6 +17,11 @@ import sys
 
 
 def main() -> None:
+    """Print the environment report (the JSON line of the module doc) on stdout; always exits 0.
+
+    requirements are read from llamafactory/extras/misc.py check_dependencies' check_version(...)
+    calls; a pin whose package is not installed is left out of versions and mismatches.
+    """
     out = {"python": sys.version.split()[0], "llamafactory": None, "requirements": [], "versions": {},
            "mismatches": [], "openai_error": None}
     try:

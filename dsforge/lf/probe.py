@@ -26,6 +26,14 @@ shim.install()
 
 
 def probe(ns, name: str, stage_arg: str, template: str | None = None) -> dict:
+    """Load dataset `name` from ns.dataset_dir the way `llamafactory-cli train` would and count its rows.
+
+    Runs get_train_args, load_tokenizer, get_template_and_fix_tokenizer and get_dataset (llamafactory
+    0.9.5, data/loader.py) with ns.cutoff_len; dpo is loaded as stage "rm", as train/dpo/workflow.py
+    does. Returns {dataset, stage (as given), template, ok, rows (kept after preprocessing; 0 on
+    failure), error ("Type: message", at most 500 characters; only when not ok)}. Never raises: every
+    failure, SystemExit included, is reported in the dict.
+    """
     from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
     from llamafactory.hparams import get_train_args
     from llamafactory.model import load_tokenizer
@@ -54,6 +62,10 @@ def probe(ns, name: str, stage_arg: str, template: str | None = None) -> dict:
 
 
 def main() -> int:
+    """Probe every NAME:STAGE[:TEMPLATE] spec; print one 'DSFORGE_PROBE {json}' line each (probe()'s dict).
+
+    Returns 0; a bad command line exits 2 (argparse).
+    """
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset-dir", required=True)
     ap.add_argument("specs", nargs="+", metavar="NAME:STAGE", help="dataset key and stage (pt/sft/rm/dpo/kto/ppo)")
