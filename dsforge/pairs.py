@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from dsforge import pairchecks as pc
-from dsforge.candidates import load_judged
+from dsforge.candidates import dumps, load_judged
 from dsforge.errors import InputError, UsageError
 from dsforge.formats.rows import from_conversation
 from dsforge.infer import infer_entry
@@ -305,16 +305,16 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
                 json.dump(pairs, f, ensure_ascii=False, indent=1)
             else:
                 for p in pairs:
-                    f.write(json.dumps(p, ensure_ascii=False) + "\n")
+                    f.write(dumps(p))
             if sidecar:
                 f = group.open(sidecar)
                 for s in side:
-                    f.write(json.dumps(s, ensure_ascii=False) + "\n")
+                    f.write(dumps(s))
             json.dump(summary, group.open(out + ".summary.json"), indent=2)
         if kto_out:
             f = group.open(kto_out)
             for k in kto:
-                f.write(json.dumps(k, ensure_ascii=False) + "\n")
+                f.write(dumps(k))
     if pairs:
         note_output(out, "pairs")
     if kto_out:

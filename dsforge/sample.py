@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from dsforge import __version__, logs
-from dsforge.candidates import ends_torn, in_shard, iter_rows
+from dsforge.candidates import dumps, ends_torn, in_shard, iter_rows, write_rows
 from dsforge.engines import Request, Result, SamplingParams, derive_seed
 from dsforge.errors import InputError, UsageError
 from dsforge.formats.rows import ConversionError
@@ -258,7 +258,7 @@ def _sample_into(work, out, prompts, stats, cfg, engine, engine_options, shard, 
     if ex.torn or ex.dropped_lines:
         with atomic_write(work) as f:
             for row in ex.keep:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                f.write(dumps(row))
         log(f"resume: kept {len(ex.complete)} complete (prompt, temperature) groups; dropped "
             f"{ex.dropped_lines} lines of unfinished groups{' and a torn last line' if ex.torn else ''}")
     elif ex.complete:
@@ -304,7 +304,7 @@ def _sample_into(work, out, prompts, stats, cfg, engine, engine_options, shard, 
                         counts["error:" + str(res.meta.get("error_cause", "short"))] += 1
                     else:
                         rows = candidate_rows(res, by_id[res.request.tag], cfg, run)
-                        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+                        write_rows(f, rows)   # the whole group in one write()
                         f.flush()
                         counts["groups_done"] += 1
                         counts["candidates"] += len(rows)
@@ -430,6 +430,6 @@ def merge(shards: list[str], out: str, *, n: int | None = None, temps: list[floa
     with atomic_write(out) as f:
         for rows in groups.values():
             for r in rows:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+                f.write(dumps(r))
     return {"shards": len(shards), "groups": len(groups), "candidates": sum(len(v) for v in groups.values()),
             "prompts": len({k[0] for k in groups})}
