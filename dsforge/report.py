@@ -257,6 +257,27 @@ def _review_stats(p: Path) -> dict | None:
         return None   # not a reviewed file: nothing to show
 
 
+def _verifier_panels(judged: list[dict]) -> list[tuple[str, str, str]]:
+    """Verifier-judged candidates: lenient (correct) and strict (correct and format_ok) accuracy per temperature."""
+    checked = defaultdict(list)
+    for r in judged:
+        j = r.get("judge") or {}
+        if j.get("kind") == "verifier" and j.get("correct") is not None:
+            checked[f"T={r.get('temperature')}"].append(j)
+    if not checked:
+        return []
+    bars, parts = {}, []
+    for t, js in sorted(checked.items()):
+        lenient = sum(bool(j["correct"]) for j in js) / len(js)
+        strict = sum(bool(j["correct"] and j.get("format_ok")) for j in js) / len(js)
+        bars[f"{t} lenient %"], bars[f"{t} strict %"] = round(100 * lenient, 1), round(100 * strict, 1)
+        parts.append(f"{t}: {lenient:.0%} lenient, {strict:.0%} strict of {len(js)}")
+    no_answer = sum(1 for js in checked.values() for j in js if j.get("answer") is None)
+    return [("Verifier accuracy", svg_bars(bars, "Verifier accuracy per temperature (%)"),
+             "; ".join(parts) + f". Lenient: the answer is right wherever it stands; strict: also in the asked "
+             f"form. {no_answer} replies had no answer to extract.")]
+
+
 def render(data: dict) -> str:
     """The HTML page (a str) for `collect`'s data: figures as (title, inline SVG, caption), rendered through
     the package template data/templates/report.html.j2 with autoescape (only the SVG is marked safe)."""
@@ -285,6 +306,7 @@ def render(data: dict) -> str:
                          f"{len(cands) - len(toks)} (the engine did not report them), so lengths are in characters."))
     figs.extend(_pair_panels(data))
     figs.extend(_quality_panels(data))
+    figs.extend(_verifier_panels(data["judged"]))
     if data["judged"]:
         by_t = defaultdict(list)
         for r in data["judged"]:

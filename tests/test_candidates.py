@@ -124,3 +124,5 @@ def test_one_candidate_walks_from_candidates_to_a_registered_pairs_file(tmp_path
     assert reg.report.would_train == 3
     r = CliRunner().invoke(cli, ["report", j, "-o", str(tmp_path / "r.html")])
     assert r.exit_code == 0, r.output
+    page = (tmp_path / "r.html").read_text()
+    assert "Verifier accuracy per temperature" in page and "T=1.0: 50% lenient, 50% strict of 6" in page
