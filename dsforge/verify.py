@@ -126,7 +126,7 @@ def words_to_digits(text: str) -> str:
 _NUM = re.compile(r"(?<![\d.,])([-−]?)(\d{1,3}(?:,\d{3})+(?!\d)|\d{1,3}(?:[ \u00a0\u202f\u2009]\d{3})+(?![\d,])|\d+)"
                   r"(\.\d+)?(?![\d])")
 _OP = r"[-−+*×x÷/]"
-_ANCHOR = re.compile(r"(?:final answer|answer|result)\s*(?:is|was|would be|will be|=|:)?\s*:?", re.I)
+_ANCHOR = re.compile(r"\b(?:final answer|answer|result)\s*(?:is|was|would be|will be|=|:)\s*:?", re.I)
 _BOXED = re.compile(r"\\boxed\s*\{")
 _TAG = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
 

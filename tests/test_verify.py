@@ -22,7 +22,8 @@ from dsforge.verify import MissingReference, Verdict, check_format, final_number
     ("Alright buddy, we just calculate 6 + 8 = 12. So 26 + 7 is 14. The final answer.", "14"),
     ("6 + 7 is 15, which is the sum of these two mixed numbers (considering two 7s).", "15"),
     ("1 + 8 = 9\n\nIn this equation, just the number is treated like a quantity of 1.", "9"),
-    ("The sum is 29 + 14", None), ("4 kilometers is equal to 4000 meters.", "4000"),
+    ("The sum is 29 + 14", None),
+    ("90 + 40 = 130\n\nThe answer clearly represents the sum of 90 and 40.", "130"),   # 'answer' alone is no anchor ("4 kilometers is equal to 4000 meters.", "4000"),
 ])
 def test_final_number(reply, expected):
     assert final_number(reply) == expected
