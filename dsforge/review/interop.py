@@ -67,7 +67,13 @@ def _tasks(ds) -> list[dict]:
 
 def export_file(src: str, out: str, fmt: str, *, mode: str = "score", max_pairs_per_prompt: int = 3,
                 seed: int = 0) -> int:
-    """Write SRC's items as Label Studio tasks or Argilla records (a JSON list) to OUT; returns the count."""
+    """Write SRC's items as Label Studio tasks or Argilla records (a JSON list) to OUT; returns the count.
+
+    `fmt`: "labelstudio" (also writes OUT.labeling-config.xml) or "argilla"; `mode`: "score" (one
+    unit per candidate) or "pairwise" (one per pair). Writes are atomic. Raises UsageError (exit 2)
+    for another mode or format, an OUT that is not .json or would replace SRC; InputError (exit 1)
+    for unreadable candidate rows.
+    """
     if mode not in LS_CONFIG:
         raise UsageError(f"--export supports --mode score and pairwise, not {mode}")
     if not out.endswith(".json"):
@@ -130,7 +136,15 @@ def _decisions(rec: dict, path: str, i: int):
 def import_file(src: str, labels: str, out: str, *, mode: str = "score", max_pairs_per_prompt: int = 3,
                 seed: int = 0) -> dict:
     """Append the labels in LABELS (Label Studio or Argilla JSON) to OUT's event log as decisions of
-    their annotators, then rebuild OUT. Units that match no item of SRC are counted, not guessed."""
+    their annotators, then rebuild OUT. Units that match no item of SRC are counted, not guessed.
+
+    Annotators are named "ls-USER" (Label Studio's completed_by) or "argilla-USER_ID"; a cancelled
+    Label Studio annotation becomes a skip, a non-empty `flag` answer flags the unit's candidates.
+    Returns {events (written), unmatched (units of no item or candidate of SRC), annotators
+    (comma-joined, or "nobody"), records (judged records in OUT)}. Raises InputError (exit 1) when
+    LABELS is not JSON or holds something that is neither a task nor a record, UsageError (exit 2)
+    when OUT's event log holds another mode.
+    """
     ds = load_dataset(src, mode, max_pairs_per_prompt=max_pairs_per_prompt, seed=seed)
     try:
         with open(labels, encoding="utf-8") as f:

@@ -27,6 +27,8 @@ def _h(*parts) -> int:
 
 @dataclass
 class Item:
+    """One unit of labelling: a prompt's candidates (score, rank) or one pair of them (pairwise)."""
+
     key: str                       # prompt_id (score, rank) or "prompt_id:cidA:cidB" (pairwise, cids sorted)
     prompt_id: str
     cids: list[str]                # candidates shown, in file order
@@ -45,14 +47,18 @@ class Dataset:
     by_key: dict[str, Item] = field(default_factory=dict)
 
     def item_of(self, key: str) -> Item | None:
+        """The item with this key, or None (e.g. a logged item the input no longer holds)."""
         return self.by_key.get(key)
 
 
 def load_dataset(path: str, mode: str, *, max_pairs_per_prompt: int = 3, seed: int = 0) -> Dataset:
     """Read a candidates or judged file (output of `dsforge sample` / `judge`) into items.
 
-    Raises InputError for rows without prompt_id/messages/text, UsageError for an unknown mode
-    or a file without candidates.
+    Pairwise mode makes up to `max_pairs_per_prompt` pairs per prompt, chosen by a shuffle seeded
+    with (seed, prompt id). A candidate seen twice (same prompt id and text) is kept once.
+    Raises InputError (exit 1, FILE:LINE) for a line that is not a JSON object or a row that is not
+    a candidate (dsforge.candidates.check_row), UsageError (exit 2) for an unknown mode or a file
+    without candidates.
     """
     if mode not in MODES:
         raise UsageError(f"unknown mode '{mode}'", f"choose one of: {', '.join(MODES)}")
@@ -92,7 +98,8 @@ def display_order(item: Item, annotator: str, seed: int = 0) -> list[str]:
 def assignment(ds: Dataset, annotators: list[str] | None, overlap: float, seed: int = 0) -> dict[str, set[str]] | None:
     """Item keys per annotator: each item goes to one annotator (by a hash of its key), and a share
     `overlap` of the items also to the next one, so those get two labels for agreement.
-    None means every annotator sees every item."""
+    Returns {annotator: set of item keys}, or None (every annotator sees every item) when no
+    annotators are named. Raises UsageError (exit 2) unless 0 <= overlap <= 1."""
     if not annotators:
         return None
     if not 0 <= overlap <= 1:

@@ -20,5 +20,5 @@ def _md():
 
 
 def to_html(text: str) -> str:
-    """Markdown (code blocks included) to HTML with every raw tag escaped."""
+    """Markdown (code blocks included) to HTML with every raw tag escaped; None or '' gives ''."""
     return _md().render(text or "")

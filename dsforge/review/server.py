@@ -32,6 +32,8 @@ META_KEYS = ("model", "temperature", "top_p", "sample_index", "finish_reason", "
 
 
 def check_annotator(name: str) -> str:
+    """Return `name` if it is 1-64 letters, digits, '_', '.', '@' or '-' (starting with a letter or
+    digit), else raise UsageError (exit 2 on the command line, HTTP 400 from the API)."""
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise UsageError(f"annotator name {name!r} is not 1-64 letters, digits, '_', '.', '@' or '-'",
                          "e.g. --annotator alice")
@@ -58,6 +60,8 @@ class Session:
     # --------------------------------------------------------- output file
 
     def start(self) -> None:
+        """Write OUT from the log once, then start the background writer (rewrites OUT, debounced,
+        after each change). OSError propagates when OUT cannot be written."""
         write_output(self.ds, self.log, self.out)
         self._writer.start()
 
@@ -78,6 +82,8 @@ class Session:
     # --------------------------------------------------------- queue
 
     def queue(self, annotator: str) -> list:
+        """The annotator's items in dataset order: all of them without --assign, else the assigned
+        ones; UsageError (HTTP 400) for an annotator the assignment does not name."""
         if self.assign is None:
             return self.ds.items
         mine = self.assign.get(annotator)
@@ -102,6 +108,9 @@ class Session:
         self.pinned.discard(annotator)
 
     def current(self, annotator: str, state) -> str | None:
+        """Key of the item to show the annotator: the cursor's (while unfinished, or pinned by an undo),
+        else the next unfinished one after it, wrapping around; None when all are done.
+        `state` is EventLog.state()."""
         key = self.cursor.get(annotator)
         if key is not None and (annotator in self.pinned or not self._done(state, annotator, self.ds.by_key[key])):
             return key
@@ -111,6 +120,11 @@ class Session:
     # --------------------------------------------------------- API
 
     def view(self, annotator: str) -> dict:
+        """The page's state for one annotator (GET /api/state): {annotator, mode, total, done, skipped,
+        left, rubric_html, can_undo, decisions, item}; item is None when everything is done, else
+        {key, index, prompt_id, messages [{role, html}], candidates [{cid, slot ('A'/'B' or '1'..),
+        html, chars, meta, label, flag}], verdict, skipped, complete}. Text is rendered by
+        render.to_html (raw tags escaped)."""
         with self.lock:
             state = self.log.state()
             q = self.queue(annotator)
@@ -157,7 +171,14 @@ class Session:
                 "complete": bool(st and is_complete(self.ds.mode, item, st))}
 
     def act(self, body: dict) -> dict:
-        """Apply one action from the page; raises UsageError for a malformed one (HTTP 400)."""
+        """Apply one action from the page (POST /api/act) and return the new view().
+
+        `body`: {annotator, action (label | flag | skip | next | undo), item (key), cand?, value?
+        (1-5 | best/worst | A/B/tie by mode), first? (pairwise: the cid shown as A), reason?, seconds?
+        (time on the item; outside 0..86400 it counts 0)}. label/flag/skip/undo are written to the
+        log (fsync) before the reply; next only moves the cursor. Raises UsageError for a malformed
+        one (HTTP 400).
+        """
         annotator = check_annotator(body.get("annotator", ""))
         action, key = body.get("action"), body.get("item")
         seconds = body.get("seconds")
@@ -218,7 +239,9 @@ class Session:
 
 
 def make_app(session: Session):
-    """The Starlette application for one Session."""
+    """The Starlette application for one Session: the routes of the module doc, Host limited to
+    127.0.0.1/localhost, a strict CSP and no-store headers on every response; API errors are JSON
+    {error, hint?} with HTTP 400 (415 for a body that is not JSON)."""
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -277,7 +300,8 @@ def make_app(session: Session):
 
 
 def bind(port: int) -> socket.socket:
-    """A listening socket on 127.0.0.1:port (0 = any free port)."""
+    """A listening socket on 127.0.0.1:port (0 = any free port); UsageError (exit 2) when the port
+    cannot be bound (in use, or not allowed)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -328,7 +352,8 @@ DEFAULT_RUBRICS = {
 
 
 def load_rubric_text(rubric: str | None, mode: str) -> tuple[str, str]:
-    """(text, name) of the rubric shown on the page: a markdown file, or the built-in one for the mode."""
+    """(text, name) of the rubric shown on the page: a markdown file (name = its file name), or the
+    built-in one for the mode (name 'human-MODE'). UsageError (exit 2) when `rubric` is not a file."""
     if not rubric:
         return DEFAULT_RUBRICS[mode], f"human-{mode}"
     if not os.path.isfile(rubric):
@@ -338,7 +363,8 @@ def load_rubric_text(rubric: str | None, mode: str) -> tuple[str, str]:
 
 
 def check_output(inputs: list[str], out: str) -> None:
-    """Refuse an output that is one of the inputs, or a file this tool did not write."""
+    """Refuse (UsageError, exit 2) an output that is not .jsonl, is one of the inputs, or is a file
+    this tool did not write (no OUT.events.jsonl beside it)."""
     from dsforge.io import guard_outputs
     from dsforge.review.store import events_path
 
@@ -354,7 +380,12 @@ def check_output(inputs: list[str], out: str) -> None:
 def open_session(src: str, out: str, *, annotator: str, mode: str = "score", rubric: str | None = None,
                  assign: list[str] | None = None, overlap: float = 0.0, max_pairs_per_prompt: int = 3,
                  seed: int = 0) -> Session:
-    """Load the items and (re)open OUT's event log; no server yet. Raises UsageError/InputError."""
+    """Load the items and (re)open OUT's event log; no server yet.
+
+    Raises UsageError (exit 2) for a bad annotator name, --overlap without --assign, an unknown
+    mode, a missing rubric file, an event log of another mode or a file without candidates;
+    InputError (exit 1) for an input row or an event line that cannot be read.
+    """
     from dsforge.review.items import load_dataset
     from dsforge.review.store import EventLog, events_path, new_header, rubric_info
 

@@ -41,7 +41,12 @@ def cohen_kappa(a: list, b: list) -> float | None:
 
 
 def kripp_alpha(units: dict[str, dict[str, object]], level: str) -> float | None:
-    """Krippendorff's alpha over units labelled by 2+ annotators ({unit: {annotator: value}})."""
+    """Krippendorff's alpha over units labelled by 2+ annotators ({unit: {annotator: value}}).
+
+    `level`: "nominal" (values coded by category) or "ordinal" (values must be numbers). Returns
+    alpha rounded to 4 places, or None with fewer than 2 such units or fewer than 2 distinct values.
+    Raises UsageError (exit 2) when the `krippendorff` package is missing (dsforge[review]).
+    """
     import numpy as np
 
     units = {u: v for u, v in units.items() if len(v) >= 2}
@@ -84,6 +89,10 @@ class Sources:
         self.run_cmp: dict[str, list[dict]] = {}                        # run name -> comparisons (cids)
 
     def add_file(self, path: str) -> None:
+        """Add one judged file: its human labels (judge.kind "human", and a prior_judge as an LLM run),
+        or its LLM judge scores as one run named "PATH (MODEL)", with PATH.comparisons.jsonl when a
+        pairwise run left one. Raises UsageError (exit 2) for a missing file or one without judged
+        records; InputError (exit 1) for a line that is not a JSON object."""
         rows = _rows(path)
         if not rows:
             raise UsageError(f"{path}: no judged records", "give dsforge review outputs and dsforge judge outputs")
@@ -137,7 +146,14 @@ class Sources:
 
 
 def compute(paths: list[str]) -> dict:
-    """All agreement numbers for FILES; raises UsageError when no human labels are among them."""
+    """All agreement numbers for FILES; raises UsageError when no human labels are among them.
+
+    Returns {files, mode ("score" / "rank" / "pairwise", '/'-joined when mixed), inter_annotator
+    {annotators, units_labelled_twice, pairs [{annotators [a, b], units, agreement, cohen_kappa}],
+    krippendorff_alpha, alpha_level}, judges [{run, pairs_compared, human_decisive_pairs, accuracy,
+    cohen_kappa, swap_consistency?, first_slot_rate?}], time {annotator: {prompts, median_seconds,
+    mean_seconds, total_minutes}}}; rates in [0, 1] (4 places), None where undefined.
+    """
     src = Sources()
     for p in paths:
         src.add_file(p)

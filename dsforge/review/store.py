@@ -33,6 +33,7 @@ VERDICTS = ("A", "B", "tie")
 
 
 def events_path(out: str) -> str:
+    """The event log beside the judged output: OUT + '.events.jsonl'."""
     return out + ".events.jsonl"
 
 
@@ -48,6 +49,10 @@ class ItemState:
 
 
 def is_complete(mode: str, item: Item, st: ItemState | None) -> bool:
+    """Whether one annotator finished `item`: every unflagged candidate scored (score mode), a verdict
+    given (pairwise), a best and a worst chosen (rank; with two candidates the best is enough). An
+    item with fewer than two unflagged candidates is complete in rank and pairwise modes; no state
+    (None) is never complete."""
     if st is None:
         return False
     usable = [c for c in item.cids if c not in st.flags]
@@ -62,7 +67,12 @@ def is_complete(mode: str, item: Item, st: ItemState | None) -> bool:
 
 
 class EventLog:
-    """Append-only JSONL with fsync per event; thread-safe; replays into per-(annotator, item) state."""
+    """Append-only JSONL with fsync per event; thread-safe; replays into per-(annotator, item) state.
+
+    Opening an existing log cuts a torn last line (`torn_dropped` is then True) and raises
+    InputError (exit 1) for a line that is not JSON or a log without a header, UsageError (exit 2)
+    when its header's mode differs from `header["mode"]`; a new log gets `header` as its first line.
+    """
 
     def __init__(self, path: str, header: dict):
         self.path = path
@@ -120,13 +130,15 @@ class EventLog:
 
     @property
     def header(self) -> dict:
+        """The log's first event: {ev: "header", id, t, mode, input, seed, dsforge, rubric, rubric_hash}."""
         return self.events[0]
 
     def retracted(self) -> set[str]:
+        """Ids of the events some undo event names as its target."""
         return {e["target"] for e in self.events if e.get("ev") == "undo"}
 
     def last_undoable(self, annotator: str) -> dict | None:
-        """The annotator's latest decision that is not yet retracted."""
+        """The annotator's latest decision (label, flag or skip event) that is not yet retracted, or None."""
         gone = self.retracted()
         for e in reversed(self.events):
             if e.get("annotator") == annotator and e.get("ev") in ("label", "flag", "skip") and e["id"] not in gone:
@@ -174,6 +186,7 @@ def _apply_label(st: ItemState, e: dict) -> None:
 
 
 def rubric_info(text: str, name: str) -> dict:
+    """The header's rubric fields: {"rubric": name, "rubric_hash": first 16 hex digits of sha256(text)}."""
     return {"rubric": name, "rubric_hash": hashlib.sha256(text.encode()).hexdigest()[:16]}
 
 
@@ -184,6 +197,10 @@ def materialize(ds: Dataset, log: EventLog) -> list[dict]:
     0.5 otherwise (rank); the win rate over the pairs labelled, ties half (pairwise). A candidate
     every annotator flagged has score None and error "flagged_unusable". judge.labels keeps each
     annotator's own label and the seconds they spent on the item.
+
+    Each record is the input row (its earlier judge kept as prior_judge) with judge {kind, mode,
+    model: "human", rubric, rubric_hash, annotator (comma-joined), annotators, score, seconds,
+    labels, error? (flagged_unusable | not_compared | not_reviewed when no score), flags?}.
     """
     mode = ds.mode
     head = log.header
@@ -248,7 +265,11 @@ def materialize(ds: Dataset, log: EventLog) -> list[dict]:
 
 
 def write_output(ds: Dataset, log: EventLog, out: str) -> int:
-    """Rebuild OUT from the log atomically; returns the number of records written."""
+    """Rebuild OUT from the log atomically (materialize()); returns the number of records written.
+
+    Raises OSError (the CLI turns it into one message with errors.os_error) when OUT cannot be written; a previous
+    OUT then stays as it was.
+    """
     with log.lock:
         rows = materialize(ds, log)
     with atomic_write(out) as f:
@@ -258,4 +279,5 @@ def write_output(ds: Dataset, log: EventLog, out: str) -> int:
 
 
 def new_header(ds: Dataset, mode: str, rubric: dict, seed: int) -> dict:
+    """Header fields for a new log: {mode, input (absolute path), seed, dsforge (version), **rubric}."""
     return {"mode": mode, "input": os.path.abspath(ds.path), "seed": seed, "dsforge": __version__, **rubric}
