@@ -4,7 +4,8 @@ One rule for all of them, checked in one place before a name is used: letters (a
 digits, '_', '-' and '.', starting with a letter, digit or '_', at most 100 characters, never
 '..'. So a name can never be a path ('../../x', '/abs', 'a/b'), a hidden file, or something
 LLaMA-Factory reads differently: it splits `dataset:` on commas and strips the spaces around each
-name, so ' spaced ' or 'a,b' could never be trained.
+name (0.9.5: hparams/data_args.py, DataArguments.__post_init__ split_arg), so ' spaced ' or 'a,b'
+could never be trained.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ HINT = "use letters, digits, '_', '-' and '.', starting with a letter or digit (
 
 
 def name_problem(name) -> str | None:
-    """Why `name` is not a valid name, or None when it is."""
+    """Why `name` is not a valid name (one clause, e.g. "it contains '..'"), or None when it is."""
     if not isinstance(name, str):
         return f"a name is text, not {type(name).__name__}"
     if not name:
