@@ -12,8 +12,8 @@ A `Verdict` keeps two flags apart (format gains must not pass for reasoning gain
 
 Numeric answer extraction (`final_number`), in this order; the first rule that finds a number wins:
  1. the last `\\boxed{...}`, then the last `<answer>...</answer>` (the rules below applied inside it);
- 2. after the last "answer is" / "answer:" / "result is" / "final answer" (up to the end of that
-    sentence): the number stated last as a result in it (rule 3), else its first number that is not
+ 2. after the last "answer is" / "answer:" / "answer =" / "result is" / "final answer is" (up to the
+    end of that sentence; "answer" alone is no anchor): the number stated last as a result in it (rule 3), else its first number that is not
     an operand;
  3. the number stated last as a result: right after the last "=", "is", "equals", "equal to",
     "makes", "gives" or "get" that a number (not an operand) follows ("29 + 14 = 31" -> 31: the
@@ -28,7 +28,9 @@ otherwise; `numeric:rel=1e-3,abs=0.01` sets the tolerances (close when either ho
 Errors: `get_verifier` raises UsageError (exit 2) for an unknown kind, a bad regex, bad numeric
 options, or a python: module/function that cannot be found; `check` raises `MissingReference`
 (an InputError, exit 1) when a verifier that needs a reference gets None, and InputError for an
-unknown `format` rule in a row.
+unknown `format` rule in a row, or a python: function that raises or returns something unusable.
+Words for numbers are read only when the reply has no usable digits (so "one" in "the one who" is
+left alone when a digit answer exists).
 """
 
 from __future__ import annotations
@@ -432,7 +434,11 @@ class PythonVerifier(Verifier):
         self.fn = fn
 
     def check(self, reply: str, reference, row: dict | None = None) -> Verdict:
-        out = self.fn(reply, reference, row)
+        try:
+            out = self.fn(reply, reference, row)
+        except Exception as err:  # noqa: BLE001 - the user's verifier failed on this reply
+            raise InputError(f"verifier {self.spec!r} raised {type(err).__name__}: {err}",
+                             "fix the function (it is called as fn(reply, reference, row))") from err
         if isinstance(out, Verdict):
             return out
         fmt = self._format_ok(reply or "", reference, row)

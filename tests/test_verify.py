@@ -84,13 +84,16 @@ def test_python_verifier(tmp_path, monkeypatch):
         "def flag(reply, reference, row):\n    return reply.strip() == str(reference)\n"
         "def score(reply, reference, row):\n    return 0.75\n"
         "def full(reply, reference, row):\n    return {'correct': True, 'format_ok': False, 'answer': 'x'}\n"
-        "def bad(reply, reference, row):\n    return 'yes'\n")
+        "def bad(reply, reference, row):\n    return 'yes'\n"
+        "def boom(reply, reference, row):\n    return 1 / 0\n")
     monkeypatch.chdir(tmp_path)
     assert get_verifier("python:myver:flag").check("43", 43).correct
     assert get_verifier("python:myver:score").check("43", 43) == Verdict(True, True, None, 0.75)
     assert get_verifier(f"python:{tmp_path / 'myver.py'}:full").check("x", None) == Verdict(True, False, "x", 1.0)
     with pytest.raises(InputError, match="returned str"):
         get_verifier("python:myver:bad").check("43", 43)
+    with pytest.raises(InputError, match="raised ZeroDivisionError"):
+        get_verifier("python:myver:boom").check("43", 43)
 
 
 @pytest.mark.parametrize("spec,message", [
