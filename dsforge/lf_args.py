@@ -149,6 +149,9 @@ def check_config(cfg: dict, origins: dict[str, str] | None = None, command: str 
     text for a numeric key, '5e-5' -> 5e-05; a number for a text key). Raises UsageError listing
     every unknown key (with a did-you-mean), wrong type and value outside a key's choices; each
     line names where the key came from (`origins[key]`, e.g. "--set" or "recipe lora.yaml").
+    The key sets are LLaMA-Factory's parsers (0.9.5, hparams/parser.py): train = _TRAIN_ARGS
+    (get_train_args), export = _INFER_ARGS (get_infer_args, no TrainingArguments). Ranges (RANGES)
+    are dsforge's own: values LLaMA-Factory accepts but fails on late or trains nothing with.
     """
     keys = _keys(command)
     origins = origins or {}
