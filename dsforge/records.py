@@ -337,6 +337,11 @@ class Judgement(BaseModel):
     correct: bool | None = None              # verifier, lenient: the answer is right wherever it stands
     format_ok: bool | None = None            # verifier, strict: the reply has the form the prompt asked for
     answer: JsonValue = None                 # verifier: the answer extracted from the reply
+    annotator: str | None = None             # human: the annotators' names, comma-separated
+    annotators: int | None = None            # human: how many labelled this candidate
+    seconds: float | None = None             # human: labelling time, summed over annotators
+    labels: list[dict[str, JsonValue]] | None = None   # human: one label per annotator (score/rank/games, flag)
+    flags: list[JsonValue] | None = None     # human: why annotators flagged it unusable
 
 
 class JudgedCandidate(Candidate):

@@ -8,7 +8,7 @@ import pytest
 from dsforge import candidates as cands
 from dsforge.errors import InputError, UsageError
 from dsforge.pairs import PairConfig, build_pairs
-from dsforge.records import Candidate, JudgedCandidate
+from dsforge.records import Candidate, JudgedCandidate, Judgement
 from dsforge.register import register
 
 
@@ -115,6 +115,7 @@ def test_one_candidate_walks_from_candidates_to_a_registered_pairs_file(tmp_path
     assert r.exit_code == 0, r.output
     judged = cands.load_judged(j)
     assert [x["judge"]["correct"] for x in judged] == [True, False] * 3 and judged[0]["reference"] == "40"
+    assert all(set(x["judge"]) <= set(Judgement.model_fields) for x in judged)   # every judge key is listed
     summaries.check("judge", json.loads(open(j + ".summary.json").read()))
     r = CliRunner().invoke(cli, ["pairs", j, "-o", p])
     assert r.exit_code == 0, r.output

@@ -62,6 +62,10 @@ def test_score_mode_records_undo_and_reopen(tmp_path):
     assert j["kind"] == "human" and j["annotator"] == "alice" and j["mode"] == "score"
     assert sorted(r["judge"]["score"] for r in recs) == [3.0, 4.0, 5.0] and j["seconds"] == 4.5
     assert recs[0]["prior_judge"]["kind"] == "llm"
+    from dsforge.candidates import load_judged
+    from dsforge.records import Judgement
+
+    assert load_judged(s.out) == recs and set(j) <= set(Judgement.model_fields)   # the typed record, every key listed
     evs = [json.loads(x) for x in open(events_path(s.out))]
     assert evs[0]["ev"] == "header" and evs[-1]["ev"] == "undo"
     # reopening continues where alice stopped: item 2, with two of its three answers scored

@@ -247,6 +247,7 @@ def test_sample_carries_reference_and_named_fields_from_a_tasks_file(tmp_path):
     summaries.check("sample", json.loads(open(out + ".summary.json").read()))
     for r in rows:
         Candidate.model_validate(r)
+        assert set(r) == set(Candidate.model_fields)   # every key sample writes is listed in the record
         row = src[r["messages"][-1]["content"]]
         assert r["reference"] == row["reference"]
         assert r["fields"] == {"task": row["task"], "format": row["format"], "id": row["id"]}
