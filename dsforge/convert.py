@@ -25,104 +25,15 @@ from typing import Callable, Iterator
 
 from dsforge import io as dio
 from dsforge.errors import InputError, UsageError
-from dsforge.formats import FORMATS, ConversionError, entry_for, from_conversation, to_conversation
+from dsforge.formats import ConversionError, entry_for, from_conversation, to_conversation
 from dsforge.formats.pt import chunk_chars, chunk_tokens, token_offsets
 from dsforge.records import prompt_id
+from dsforge.stages import MAP_DESTS, TARGETS, ConvertConfig  # noqa: F401 (TARGETS, MAP_DESTS: re-exported)
 
-TARGETS = ("pt", "sft", "ranking", "kto")
-# What a mapping (--map DEST=SOURCE) can name: the columns `formats.to_conversation` and the
-# pretraining reader look up. Anything else would be silently ignored, so it is refused.
-MAP_DESTS = ("instruction", "input", "output", "system", "history", "messages", "conversations", "chosen",
-             "rejected", "kto_tag", "label", "tools", "text", "images", "videos", "audios")
 SHUFFLE_BUCKETS = 64
 
 
-@dataclass
-class ConvertOptions:
-    to: str
-    fmt: str = "sharegpt"
-    mapping: dict[str, str] = field(default_factory=dict)
-    system: str | None = None
-    text_split: str = "file"  # txt/md: one document per file, or "paragraph" (blank-line separated)
-    chunk_chars: int | None = None
-    chunk_tokens: int | None = None
-    tokenizer: str | None = None
-    overlap: int = 0
-    min_chars: int = 1
-    max_chars: int | None = None
-    dedup: bool = True
-    shuffle: bool = False
-    seed: int = 0
-    eval_ratio: float = 0.0
-    eval_out: str | None = None
-    skip_bad: bool = False
-    near_dedup: bool = False          # --dedup near: also drop near-duplicates (MinHash LSH, dsforge.dedup)
-    dedup_on: str = "all"             # what a near-duplicate shares: the prompt, or prompt + answer
-    dedup_shingle: str = "word:3"
-    dedup_threshold: float = 0.8
-    split_group: str = "exact"        # train/eval split groups exact prompts, or near-duplicate prompts
-    decontaminate: tuple[str, ...] = ()   # eval files whose overlapping rows are dropped (dsforge.contamination)
-
-    def check(self) -> None:
-        if self.to not in TARGETS:
-            raise UsageError(f"unknown target '{self.to}'", f"use one of {', '.join(TARGETS)}")
-        if self.fmt not in FORMATS:
-            raise UsageError(f"unknown format '{self.fmt}'", f"use one of {', '.join(FORMATS)}")
-        self._check_values()
-        if self.chunk_chars and self.chunk_tokens:
-            raise UsageError("--chunk-chars and --chunk-tokens exclude each other")
-        if self.chunk_tokens and not self.tokenizer:
-            raise UsageError("--chunk-tokens needs --tokenizer PATH", "point it at a local tokenizer directory")
-        size = self.chunk_chars or self.chunk_tokens
-        if size is not None and not 0 <= self.overlap < size:
-            raise UsageError(f"--overlap {self.overlap} must be >= 0 and smaller than the chunk size {size}")
-        if not 0 <= self.eval_ratio < 1:
-            raise UsageError("--eval-ratio must be in [0, 1)")
-        if self.eval_ratio > 0 and not self.eval_out:
-            raise UsageError("--eval-ratio needs --eval-out FILE")
-        if self.to != "pt" and (self.chunk_chars or self.chunk_tokens):
-            raise UsageError("chunking applies to --to pt only")
-        if self.split_group not in ("exact", "near"):
-            raise UsageError(f"--split-group {self.split_group!r}: use exact or near")
-        if self.near_dedup and self.split_group == "exact" and self.eval_ratio:
-            self.split_group = "near"   # near-duplicates dropped but split apart would leak across the split
-        if self.near_dedup or self.split_group == "near":
-            self.near_options().check()
-
-    def near_options(self):
-        from dsforge.dedup import DedupOptions
-
-        return DedupOptions(on=self.dedup_on, shingle=self.dedup_shingle, threshold=self.dedup_threshold,
-                            flags="--dedup-")
-
-    def _check_values(self) -> None:
-        """Values that would be silently ignored or mean nothing are refused (0 is never 'off')."""
-        unknown = sorted(set(self.mapping) - set(MAP_DESTS))
-        if unknown:
-            raise UsageError(f"--map {unknown[0]}=...: unknown destination '{unknown[0]}'",
-                             f"destinations: {', '.join(MAP_DESTS)}")
-        if self.to == "pt" and set(self.mapping) - {"text"}:
-            raise UsageError(f"--to pt reads only the text column; --map {sorted(set(self.mapping) - {'text'})[0]}"
-                             f"=... would be ignored", "use --map text=COLUMN")
-        if self.to != "pt" and "text" in self.mapping:
-            raise UsageError("--map text=... applies to --to pt only", "map instruction/output or messages instead")
-        for flag, value, low in (("--chunk-chars", self.chunk_chars, 1), ("--chunk-tokens", self.chunk_tokens, 1),
-                                 ("--max-chars", self.max_chars, 1), ("--min-chars", self.min_chars, 0),
-                                 ("--overlap", self.overlap, 0)):
-            if value is not None and value < low:
-                raise UsageError(f"{flag} {value} must be >= {low}", f"leave {flag} out to turn it off"
-                                 if low else None)
-        if self.max_chars is not None and self.max_chars < self.min_chars:
-            raise UsageError(f"--max-chars {self.max_chars} is below --min-chars {self.min_chars}: every chunk "
-                             f"would be dropped")
-        if self.to != "pt" and (self.max_chars is not None or self.min_chars != 1):
-            raise UsageError("--min-chars/--max-chars apply to --to pt only")
-        if self.tokenizer and not self.chunk_tokens:
-            raise UsageError("--tokenizer is used only with --chunk-tokens", "add --chunk-tokens N or drop --tokenizer")
-        if self.eval_out and not self.eval_ratio:
-            raise UsageError("--eval-out needs --eval-ratio R (0 < R < 1)")
-        if self.system is not None and self.to == "pt":
-            raise UsageError("--system applies to sft/ranking/kto rows, not to --to pt")
+ConvertOptions = ConvertConfig   # the convert stage's one config model (dsforge.stages)
 
 
 @dataclass
@@ -318,6 +229,8 @@ def convert(inputs: list[str], out: str, opts: ConvertOptions,
                     if len(stats.contamination) < 20:
                         stats.contamination.append({"train": f"{files[at[0]]}:{at[1]} {hit['field']}", **hit})
                     continue
+            if opts.limit is not None and stats.written + stats.eval_written >= opts.limit:
+                break   # --limit: the first N rows, nothing more is read
             line = json.dumps(row, ensure_ascii=False, separators=(", ", ": "))
             if opts.dedup:
                 d = _digest(line)

@@ -14,43 +14,32 @@ import json
 import random
 import statistics
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 
 from dsforge import pairchecks as pc
-from dsforge.candidates import dumps, load_judged
 from dsforge.errors import InputError, UsageError
-from dsforge.formats.rows import from_conversation
-from dsforge.infer import infer_entry
+from dsforge.formats.rows import entry_for, from_conversation
 from dsforge.io import atomic_files, guard_kind, guard_outputs, note_output
 from dsforge.records import Conversation
+from dsforge.stages import STRATEGIES, PairsConfig
+from dsforge.sample import read_candidates
 
-STRATEGIES = ("best-vs-worst", "best-vs-random", "best-vs-mean-2sd", "all-pairs")
-
-
-@dataclass
-class PairConfig:
-    strategy: str = "best-vs-worst"
-    min_margin: float = 0.0          # a pair needs a margin > 0 (ties never pass) and >= min_margin
-    max_pairs_per_prompt: int = 1
-    max_length_ratio: float | None = None   # drop pairs whose chosen is this many times longer than rejected
-    length_tiered: bool = False      # among equal top scores take the shortest; among equal bottom the longest
-    include_truncated: bool = False
-    fmt: str = "sharegpt"
-    seed: int = 0
-    kto_threshold: float | None = None
-    combine: str | None = None       # several judged files: "human-overrides" or "agree-only" (see combine_sources)
-    score: str = "score"             # or "expected_score": the judge's probability-weighted score (fewer ties)
-    # degenerate pairs (dsforge.pairchecks), checked on every candidate pair before it is taken
-    max_similarity: float | None = None   # drop pairs whose answers are at least this similar (0..1)
-    similarity: str = "ratio"        # "ratio" (normalized edit distance) or "jaccard" (word-set overlap)
-    drop_format_asymmetry: bool = False   # drop pairs whose answers differ in <think>/stop string/code fence
-    tokenizer: str | None = None     # with cutoff_len: drop pairs LLaMA-Factory's truncation makes degenerate
-    template: str = "auto"
-    cutoff_len: int | None = None
+PairConfig = PairsConfig   # the pairs stage's one config model (dsforge.stages)
 
 
 def _norm(text: str) -> str:
     return " ".join(text.split())
+
+
+def load_judged(path: str) -> list[dict]:
+    rows = []
+    for line, row in read_candidates(path):
+        if "judge" not in row or "prompt_id" not in row:
+            raise InputError("not a judged candidate (no 'judge' field)", "pairs reads the output of dsforge judge",
+                             path=path, line=line)
+        rows.append(row)
+    if not rows:
+        raise UsageError(f"{path}: no judged candidates")
+    return rows
 
 
 def _order(cands: list[dict], tiered: bool, rng: random.Random) -> list[dict]:
@@ -175,18 +164,6 @@ def _conversation(prompt: list[dict]) -> Conversation:
 
 def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_out: str | None = None,
                 sidecar: str | None = "auto") -> dict:
-    """Judged candidates (one file, or several with cfg.combine) -> chosen/rejected rows in `out`.
-
-    Per prompt, eligible candidates (scored, non-empty, not truncated unless cfg.include_truncated) are
-    ranked and paired by cfg.strategy; ties, margins under cfg.min_margin, identical texts and degenerate
-    pairs are dropped with a counted reason. Writes `out` (LLaMA-Factory ranking rows, cfg.fmt), the
-    sidecar (scores, margin, lengths in characters per pair; "auto" = OUT.sidecar.jsonl, None = none),
-    OUT.summary.json and, with `kto_out`, KTO rows (kto_tag = score >= cfg.kto_threshold), all together
-    and atomically. Returns the summary (summaries.PairsSummary): prompts, pairs, excluded_candidates and
-    dropped {reason: count}, chosen_longer_rate, median_length_ratio, margin_quantiles, degenerate,
-    dataset_info_entry (what `register` writes for OUT, less file_name), out, sidecar, kto. Raises
-    UsageError for bad settings or outputs, InputError (nothing written) when no pair or KTO row survives.
-    """
     if cfg.strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy '{cfg.strategy}'", f"choose one of: {', '.join(STRATEGIES)}")
     if cfg.fmt not in ("sharegpt", "alpaca"):
@@ -270,7 +247,7 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
         "chosen_longer_rate": lb["chosen_longer_rate"], "median_length_ratio": lb["median_length_ratio"],
         "margin_quantiles": {q: margins[min(len(margins) - 1, int(q / 100 * len(margins)))]
                              for q in (0, 25, 50, 75, 100)} if margins else {},
-        "dataset_info_entry": infer_entry(pairs).entry if pairs else None,   # what register writes, less file_name
+        "dataset_info_entry": entry_for("ranking", cfg.fmt, system=any("system" in p for p in pairs)),
         "out": out, "sidecar": sidecar, "degenerate": degenerate_report(rows, margins),
     }
     if not pairs and not kto_rows:
@@ -295,7 +272,7 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
                        {"kto_chosen_weight": round(n_u / n_d, 3), "kto_rejected_weight": 1.0})
         summary["kto"] = {"out": kto_out, "rows": len(kto), "desirable": n_d, "undesirable": n_u,
                           "threshold": cfg.kto_threshold, "suggested_weights": weights,
-                          "dataset_info_entry": infer_entry(kto).entry}
+                          "dataset_info_entry": entry_for("kto", cfg.fmt, system=any("system" in k for k in kto))}
     if not pairs:   # KTO rows only: the pairs file (and its sidecar) of an earlier run stay as they were
         summary["out"] = summary["sidecar"] = None
     with atomic_files() as group:   # all outputs land together, or none
@@ -305,16 +282,16 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
                 json.dump(pairs, f, ensure_ascii=False, indent=1)
             else:
                 for p in pairs:
-                    f.write(dumps(p))
+                    f.write(json.dumps(p, ensure_ascii=False) + "\n")
             if sidecar:
                 f = group.open(sidecar)
                 for s in side:
-                    f.write(dumps(s))
+                    f.write(json.dumps(s, ensure_ascii=False) + "\n")
             json.dump(summary, group.open(out + ".summary.json"), indent=2)
         if kto_out:
             f = group.open(kto_out)
             for k in kto:
-                f.write(dumps(k))
+                f.write(json.dumps(k, ensure_ascii=False) + "\n")
     if pairs:
         note_output(out, "pairs")
     if kto_out:
@@ -323,7 +300,6 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
 
 
 def format_summary(s: dict) -> str:
-    """The console lines for a pairs summary (summaries.PairsSummary)."""
     lines = [f"{s['pairs']} pairs from {s['prompts']} prompts ({s['strategy']}, min margin {s['min_margin']})"]
     if s["excluded_candidates"]:
         lines.append(f"candidates excluded: {s['excluded_candidates']}")

@@ -24,13 +24,15 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dsforge.errors import ConfigError, UsageError
 from dsforge.names import name_problem
+from dsforge.stages import (ENGINES, STAGE_CONFIGS, STAGE_NAMES, ConvertConfig, JudgeConfig, PairsConfig, RegisterConfig,
+                             SampleConfig, TrainConfig, field_of_flag, recipe_key)
 
 
 def _valid_name(value: str) -> str:
@@ -47,93 +49,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ConvertStage(_Strict):
-    to: Literal["pt", "sft", "ranking", "kto"] = "sft"
-    format: Literal["alpaca", "sharegpt", "openai"] = "sharegpt"
-    map: dict[str, str] = Field(default_factory=dict)
-    system: str | None = None
-    chunk_chars: int | None = None
-    overlap: int = 0
-    dedup: bool = True
-    near_dedup: bool = Field(False, description="also drop near-duplicates (convert --dedup near)")
-    dedup_on: Literal["prompt", "all"] = "all"
-    dedup_shingle: str = "word:3"
-    dedup_threshold: float = 0.8
-    decontaminate: list[str] = Field(default_factory=list, description="eval files whose overlapping rows are dropped")
-    shuffle: bool = False
-    seed: int = 0
-    skip_bad: bool = False
-    limit: int | None = Field(None, description="keep only the first N converted rows (quick runs)")
-
-    def options(self):
-        """The convert.ConvertOptions of this stage (not yet checked)."""
-        from dsforge.convert import ConvertOptions
-
-        return ConvertOptions(to=self.to, fmt=self.format, mapping=dict(self.map), system=self.system,
-                              chunk_chars=self.chunk_chars, overlap=self.overlap, dedup=self.dedup,
-                              shuffle=self.shuffle, seed=self.seed, skip_bad=self.skip_bad, near_dedup=self.near_dedup,
-                              dedup_on=self.dedup_on, dedup_shingle=self.dedup_shingle,
-                              dedup_threshold=self.dedup_threshold, decontaminate=tuple(self.decontaminate))
-
-
-class SampleStage(_Strict):
-    engine: Literal["vllm", "openai", "hf"] = "vllm"
-    engine_options: dict = Field(default_factory=dict)
-    temps: list[float] = Field(default_factory=lambda: [0.7, 1.0], min_length=1)
-    n: int = Field(4, ge=1)
-    top_p: float = 1.0
-    max_tokens: int = Field(512, ge=1)
-    seed: int = 0
-    system: str | None = None
-    limit: int | None = None
-
-
-class JudgeStage(_Strict):
-    engine: Literal["openai", "vllm", "hf"] = "openai"
-    engine_options: dict = Field(default_factory=dict)
-    serve: bool = Field(False, description="start a local OpenAI-compatible server (vllm) with the judge model")
-    base_url: str | None = None
-    rubric: str = "additive"
-    mode: Literal["pointwise", "pairwise"] = "pointwise"
-    votes: int = Field(1, ge=1)
-    temperature: float = 0.0
-    max_tokens: int = 256
-    parse_retries: int = 2
-    audit: bool = False
-    include_truncated: bool = False
-
-
-class PairsStage(_Strict):
-    strategy: Literal["best-vs-worst", "best-vs-random", "best-vs-mean-2sd", "all-pairs"] = "best-vs-worst"
-    min_margin: float = Field(0.0, ge=0)
-    max_pairs_per_prompt: int = Field(1, ge=1)
-    max_length_ratio: float | None = None
-    length_tiered: bool = False
-    include_truncated: bool = False
-    format: Literal["sharegpt", "alpaca"] = "sharegpt"
-    kto_threshold: float | None = None
-    score: Literal["score", "expected_score"] = "score"
-
-
-class RegisterStage(_Strict):
+class RegisterStage(RegisterConfig):
+    """The recipe's register entry: a RegisterConfig whose name becomes a file name (never a path)."""
     name: Name
-    dataset_dir: str | None = Field(None, description="default: RUN_DIR/data")
-    what: Literal["auto", "pairs", "kto", "convert"] = "auto"
-    force: bool = Field(False, description="replace a different NAME.jsonl / entry already in dataset_dir "
-                        "(as `dsforge register --force`)")
 
 
-class TrainStage(_Strict):
-    stage: Literal["pt", "sft", "dpo", "kto", "rm"]
-    recipe: str = "lora"
-    model: str | None = Field(None, description="default: models.sampler")
-    set: dict = Field(default_factory=dict)
-    lf_python: str | None = None
-
-
-STAGE_TYPES = {"convert": ConvertStage, "sample": SampleStage, "judge": JudgeStage, "pairs": PairsStage,
-               "register": RegisterStage, "train": TrainStage}
-ORDER = list(STAGE_TYPES)
+STAGE_TYPES = {**STAGE_CONFIGS, "register": RegisterStage}
+ORDER = list(STAGE_NAMES)
 
 
 class Models(_Strict):
@@ -147,12 +69,12 @@ def _attr(kind: str) -> str:
 
 class Stage(_Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    convert: ConvertStage | None = None
-    sample: SampleStage | None = None
-    judge: JudgeStage | None = None
-    pairs: PairsStage | None = None
+    convert: ConvertConfig | None = None
+    sample: SampleConfig | None = None
+    judge: JudgeConfig | None = None
+    pairs: PairsConfig | None = None
     register_: RegisterStage | None = Field(None, alias="register")
-    train: TrainStage | None = None
+    train: TrainConfig | None = None
 
     @model_validator(mode="after")
     def _one(self):
@@ -200,6 +122,8 @@ def check_semantics(r: PipelineRecipe) -> list[tuple[str, str]]:
         if ORDER.index(k) < last:
             problems.append((f"stages[{i}]", f"{k} comes after {ORDER[last]}; the order is {' -> '.join(ORDER)}"))
         last = max(last, ORDER.index(k))
+    if "sample" in pos and r.stages[pos["sample"]].sample.engine not in ENGINES:
+        problems.append((f"stages[{pos['sample']}].sample.engine", f"use one of {', '.join(ENGINES)}"))
     if "judge" in pos:
         j = r.stages[pos["judge"]].judge
         if not r.models.judge:
@@ -241,21 +165,27 @@ def check_semantics(r: PipelineRecipe) -> list[tuple[str, str]]:
     return problems
 
 
-def _convert_option_problems(c: ConvertStage, where: str) -> list[tuple[str, str]]:
+def _convert_option_problems(c: ConvertConfig, where: str) -> list[tuple[str, str]]:
     """convert's own value checks on a recipe's convert stage, with each CLI flag in the message
-    (--chunk-chars) spelled as the recipe field it came from (stages[i].convert.chunk_chars)."""
+    (--chunk-chars) spelled as the recipe field it sets (stages[i].convert.chunk_chars)."""
     try:
-        c.options().check()
+        c.model_copy().check()
     except UsageError as err:
-        flags = re.findall(r"--([a-z][a-z-]*)", err.message)
-        spell = lambda m: f"{where}.{m.group(1).replace('-', '_')}"  # noqa: E731
-        field = f"{where}.{flags[0].replace('-', '_')}" if flags else where
-        text = re.sub(r"--([a-z][a-z-]*)", spell, err.message)
+        def spell(m: re.Match) -> str:
+            name = field_of_flag(ConvertConfig, m.group(0))
+            return f"{where}.{recipe_key(ConvertConfig, name)}" if name else f"{where}.{m.group(0)[2:].replace('-', '_')}"
+
+        flags = re.findall(FLAG, err.message)
+        field = spell(re.search(FLAG, err.message)) if flags else where
+        text = re.sub(FLAG, spell, err.message)
         text = text[len(field) + 1:] if text.startswith(field + " ") else text
         if err.hint:
-            text += f" ({re.sub(r'--([a-z][a-z-]*)', spell, err.hint)})"
+            text += f" ({re.sub(FLAG, spell, err.hint)})"
         return [(field, text)]
     return []
+
+
+FLAG = r"--[a-z][a-z-]*[a-z]"
 
 
 RECIPES = Path(__file__).resolve().parent / "data" / "recipes"   # shipped in the wheel

@@ -17,12 +17,16 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from dsforge import __version__, logs
 from dsforge.errors import DsforgeError, UsageError, redact
 from dsforge.io import atomic_write, copy_file, expand_inputs, file_digest, guard_outputs
 from dsforge.recipe import ORDER, PipelineRecipe
+from dsforge.stages import (STAGE_NAMES, ConvertConfig, JudgeConfig, PairsConfig, RegisterConfig, SampleConfig,
+                             TrainConfig)
 
 MARKER = ".dsforge-done.json"
 STARTED = ".dsforge-started.json"
@@ -107,7 +111,8 @@ class Runner:
             self.log(f"[{i + 1}/{len(kinds)}] {kind} ...")
             t0 = time.time()
             with logs.log_file(self.run_dir / LOG):   # vLLM's/transformers' own output (-v: the console)
-                outputs, summary = getattr(self, f"stage_{kind}")(opts, d)
+                ctx = Context(self.r, self.run_dir, d, self.outputs, self.manifest, self.echo, self.log)
+                outputs, summary = STAGES[kind](opts, ctx)
             seconds = round(time.time() - t0, 1)
             self.outputs[kind] = outputs
             with atomic_write(marker) as f:
@@ -131,9 +136,6 @@ class Runner:
             result["report"] = write_report(str(self.run_dir), str(self.run_dir / "report.html"))
         return result
 
-    def _data_dir(self, o) -> Path:
-        return Path(o.dataset_dir or self.run_dir / "data")
-
     def _guard(self, inputs: list[str]) -> None:
         """The same clash rules as the standalone commands, for the whole run, before any stage starts:
         no input (or the recipe) inside a stage folder (a rerun clears it), equal to the manifest, the
@@ -141,7 +143,7 @@ class Runner:
         from dsforge.io import _within, is_hf_dataset_dir
 
         folders = [("run directory", self.run_dir)] + [(f"register {st.options.name} dataset_dir",
-                                                        self._data_dir(st.options))
+                                                        data_dir_of(st.options, self.run_dir))
                                                        for st in self.r.stages if st.kind == "register"]
         for item in self.r.inputs:   # an input folder holding the run's own outputs: each rerun reads them back
             if os.path.isdir(item) and not is_hf_dataset_dir(item):
@@ -154,7 +156,7 @@ class Runner:
                 ("log", self.run_dir / LOG)]
         for st in self.r.stages:
             if st.kind == "register":
-                outs.append((f"register {st.options.name}", self._data_dir(st.options) / f"{st.options.name}.jsonl"))
+                outs.append((f"register {st.options.name}", data_dir_of(st.options, self.run_dir) / f"{st.options.name}.jsonl"))
         guard_outputs([("inputs", f) for f in inputs] + [("RECIPE", self.recipe_path)], outs,
                       output_dirs=[("stage folder", self.stage_dir(i, st.kind)) for i, st in enumerate(self.r.stages)],
                       hint="keep the recipe's inputs outside its run_dir stage folders and outputs")
@@ -180,133 +182,173 @@ class Runner:
         with atomic_write(self.run_dir / "manifest.json") as f:
             json.dump(redact(self.manifest), f, indent=2, ensure_ascii=False)   # no URL credentials, no keys
 
-    def _source(self) -> list[str]:
+
+# ------------------------------------------------------------------ stages
+# Each stage is a function (config, context) -> (outputs, summary): `outputs` (paths the next stages read)
+# lands in context.outputs[kind] and the completion marker, `summary` (JSON) in manifest.stages[kind].summary.
+
+
+@dataclass
+class Context:
+    """What a stage function sees of the run: the recipe, the run and stage folders, the outputs of the
+    stages before it ({kind: outputs}), the manifest so far, and the console (echo) and log (log) writers."""
+    recipe: PipelineRecipe
+    run_dir: Path
+    dir: Path
+    outputs: dict
+    manifest: dict
+    echo: Callable[[str], None]
+    log: Callable[[str], None]
+
+    def source(self) -> list[str]:
+        """The rows the first stage after convert reads: convert's output, else the recipe's inputs."""
         if "convert" in self.outputs:
             return [self.outputs["convert"]["path"]]
-        return list(self.r.inputs)
+        return list(self.recipe.inputs)
 
-    # ------------------------------------------------------------------ stages
 
-    def stage_convert(self, o, d: Path):
-        from dsforge.convert import convert
+def run_convert(o: ConvertConfig, ctx: Context) -> tuple[dict, dict]:
+    """Outputs {path, kind, format}; summary: convert's ConvertStats.to_dict() (inputs, read, written,
+    eval_written, skipped, first_errors, entry, near_dedup, contamination) + rows_out."""
+    from dsforge.convert import convert
 
-        out = str(d / "data.jsonl")
-        stats = convert(list(self.r.inputs), out, o.options())
-        if o.limit:
-            with open(out, encoding="utf-8") as f:
-                keep = [next(f) for _ in range(min(o.limit, stats.written))]
-            with atomic_write(out) as f:
-                f.writelines(keep)
-        summary = stats.to_dict()
-        summary["rows_out"] = file_digest(out)["lines"]
-        self.echo(f"convert: {stats.read} rows read -> {summary['rows_out']} {o.to} rows"
-                  + (f" (skipped {dict(stats.skipped)})" if stats.skipped else ""))
-        return {"path": out, "kind": o.to, "format": o.format}, summary
+    out = str(ctx.dir / "data.jsonl")
+    stats = convert(list(ctx.recipe.inputs), out, o)   # o.limit: the first N rows, through convert itself
+    summary = stats.to_dict()
+    summary["rows_out"] = file_digest(out)["lines"]
+    ctx.echo(f"convert: {stats.read} rows read -> {summary['rows_out']} {o.to} rows"
+             + (f" (skipped {dict(stats.skipped)})" if stats.skipped else ""))
+    return {"path": out, "kind": o.to, "format": o.fmt}, summary
 
-    def stage_sample(self, o, d: Path):
-        from dsforge import models
-        from dsforge.sample import SampleConfig, format_summary, sample
 
-        model = self.r.models.sampler
-        engine_model = models.resolve(model) if o.engine != "openai" else model
-        cfg = SampleConfig(model=engine_model, engine=o.engine, temps=tuple(o.temps), n=o.n, top_p=o.top_p,
-                           max_tokens=o.max_tokens, seed=o.seed, system=o.system)
-        out = str(d / "candidates.jsonl")
-        s = sample(self._source(), out, cfg, engine_options=dict(o.engine_options), limit=o.limit)
-        self.echo(format_summary(s))
-        if s["failed_requests"]:
-            raise UsageError(f"sample: {s['failed_requests']} requests failed; rerun `dsforge run` to retry them")
-        return {"path": out}, {k: v for k, v in s.items() if k != "engine_info"}
+def run_sample(o: SampleConfig, ctx: Context) -> tuple[dict, dict]:
+    """Outputs {path}; summary: dsforge.sample.sample's summary without engine_info. UsageError when
+    requests failed (a rerun retries them)."""
+    from dsforge import models
+    from dsforge.sample import format_summary, sample
 
-    def stage_judge(self, o, d: Path):
-        from dsforge import models
-        from dsforge.judge import JudgeConfig, format_summary, judge_file
-        from dsforge.rubrics import load_rubric
+    model = o.model or ctx.recipe.models.sampler
+    cfg = o.model_copy(update={"model": models.resolve(model) if o.engine != "openai" else model})
+    out = str(ctx.dir / "candidates.jsonl")
+    s = sample(ctx.source(), out, cfg, engine_options=dict(o.engine_options), limit=o.limit)
+    ctx.echo(format_summary(s))
+    if s["failed_requests"]:
+        raise UsageError(f"sample: {s['failed_requests']} requests failed; rerun `dsforge run` to retry them")
+    return {"path": out}, {k: v for k, v in s.items() if k != "engine_info"}
 
-        judge_model = self.r.models.judge
-        options = dict(o.engine_options)
-        server = None
-        served_name = judge_model
-        try:
-            if o.serve:
-                from dsforge.servers import LocalServer
 
-                server = LocalServer.vllm(judge_model, name="judge", log_path=str(d / "judge_server.log"),
-                                          env={"VLLM_LOGGING_LEVEL": "WARNING"})
-                served_name = server.name
-                self.log(f"starting a local judge server ({judge_model}) on 127.0.0.1:{server.port} ...")
-                server.start().wait()   # stopped in `finally` on any exit, Ctrl-C and SIGTERM included
-                options["base_url"] = server.url
-            elif o.base_url:
-                options["base_url"] = o.base_url
-            cfg = JudgeConfig(judge_model=served_name if o.engine == "openai" else models.resolve(judge_model),
-                              rubric=load_rubric(o.rubric, o.mode), engine=o.engine, temperature=o.temperature,
-                              votes=o.votes, max_tokens=o.max_tokens, parse_retries=o.parse_retries,
-                              include_truncated=o.include_truncated)
-            out = str(d / "judged.jsonl")
-            s = judge_file(self.outputs["sample"]["path"], out, cfg, engine_options=options, audit=o.audit)
-        finally:
-            if server is not None:
-                server.stop()
-                self.log("judge server stopped")
-        self.echo(format_summary(s))
-        return {"path": out}, {k: v for k, v in s.items() if k != "engine_info"}
+def run_judge(o: JudgeConfig, ctx: Context) -> tuple[dict, dict]:
+    """Outputs {path}; summary: dsforge.judge.judge_file's summary without engine_info. With serve: true a
+    local vLLM server runs the judge model for this stage only."""
+    from dsforge import models
+    from dsforge.judge import JudgeConfig as Resolved
+    from dsforge.judge import format_summary, judge_file
+    from dsforge.rubrics import load_rubric
 
-    def stage_pairs(self, o, d: Path):
-        from dsforge.pairs import PairConfig, build_pairs, format_summary
+    d = ctx.dir
+    judge_model = ctx.recipe.models.judge
+    options = dict(o.engine_options)
+    server = None
+    served_name = judge_model
+    try:
+        if o.serve:
+            from dsforge.servers import LocalServer
 
-        cfg = PairConfig(strategy=o.strategy, min_margin=o.min_margin, max_pairs_per_prompt=o.max_pairs_per_prompt,
-                         max_length_ratio=o.max_length_ratio, length_tiered=o.length_tiered,
-                         include_truncated=o.include_truncated, fmt=o.format, kto_threshold=o.kto_threshold,
-                         score=o.score)
-        out = str(d / "pairs.jsonl")
-        kto = str(d / "kto.jsonl") if o.kto_threshold is not None else None
-        s = build_pairs(self.outputs["judge"]["path"], out, cfg, kto_out=kto)
-        self.echo(format_summary(s))
-        if not s["pairs"] and not kto:
-            raise UsageError("pairs: no pair survived the policy (see 'dropped'); lower min_margin, sample more, "
-                             "or use a stronger judge")
-        return {"path": out, "kto": kto, "sidecar": s["sidecar"]}, s
+            server = LocalServer.vllm(judge_model, name="judge", log_path=str(d / "judge_server.log"),
+                                      env={"VLLM_LOGGING_LEVEL": "WARNING"})
+            served_name = server.name
+            ctx.log(f"starting a local judge server ({judge_model}) on 127.0.0.1:{server.port} ...")
+            server.start().wait()   # stopped in `finally` on any exit, Ctrl-C and SIGTERM included
+            options["base_url"] = server.url
+        elif o.base_url:
+            options["base_url"] = o.base_url
+        cfg = Resolved(judge_model=served_name if o.engine == "openai" else models.resolve(judge_model),
+                       rubric=load_rubric(o.rubric, o.mode), engine=o.engine, temperature=o.temperature,
+                       votes=o.votes, max_tokens=o.max_tokens, parse_retries=o.parse_retries,
+                       include_truncated=o.include_truncated)
+        out = str(d / "judged.jsonl")
+        s = judge_file(ctx.outputs["sample"]["path"], out, cfg, engine_options=options, audit=o.audit)
+    finally:
+        if server is not None:
+            server.stop()
+            ctx.log("judge server stopped")
+    ctx.echo(format_summary(s))
+    return {"path": out}, {k: v for k, v in s.items() if k != "engine_info"}
 
-    def stage_register(self, o, d: Path):
-        from dsforge.register import register
 
-        what = o.what
-        if what == "auto":
-            what = "pairs" if "pairs" in self.outputs else "convert"
-        src = (self.outputs.get("pairs", {}).get("kto") if what == "kto"
-               else self.outputs.get(what, {}).get("path"))
-        if not src:
-            raise UsageError(f"register: nothing to register from '{what}'")
-        data_dir = self._data_dir(o)
-        # like `dsforge register`: a different NAME.jsonl or entry in the dataset dir is replaced only with
-        # register.force, unless it is exactly what this run's register stage wrote last time
-        prev = (self.manifest.get("stages", {}).get("register") or {}).get("summary") or {}
-        dst = data_dir / f"{o.name}.jsonl"
-        ours = (prev.get("path") == str(dst) and dst.exists() and prev.get("sha256") == file_digest(dst)["sha256"]
-                and prev.get("entry") == _registered_entry(data_dir, o.name))
-        reg = register(src, o.name, str(data_dir), force=o.force or ours, copy_into=True)
-        self.echo(f"register: {o.name} -> {reg.info_path} ({reg.action}; LLaMA-Factory would train "
-                  f"{reg.report.would_train} of {reg.report.rows} rows, stage {reg.stage})")
-        path = str(dst)
-        return {"name": o.name, "dataset_dir": str(data_dir), "stage": reg.stage, "path": path}, {
-            "entry": reg.entry, "rows": reg.report.rows, "would_train": reg.report.would_train, "path": path,
-            "sha256": file_digest(path)["sha256"], "action": reg.action}
+def run_pairs(o: PairsConfig, ctx: Context) -> tuple[dict, dict]:
+    """Outputs {path, kto, sidecar}; summary: dsforge.pairs.build_pairs's summary. UsageError when no pair
+    survived and no KTO rows were asked for."""
+    from dsforge.pairs import build_pairs, format_summary
 
-    def stage_train(self, o, d: Path):
-        from dsforge.train import format_result, train
+    out = str(ctx.dir / "pairs.jsonl")
+    kto = str(ctx.dir / "kto.jsonl") if o.kto_threshold is not None else None
+    s = build_pairs(ctx.outputs["judge"]["path"], out, o, kto_out=kto)
+    ctx.echo(format_summary(s))
+    if not s["pairs"] and not kto:
+        raise UsageError("pairs: no pair survived the policy (see 'dropped'); lower min_margin, sample more, "
+                         "or use a stronger judge")
+    return {"path": out, "kto": kto, "sidecar": s["sidecar"]}, s
 
-        reg = self.outputs["register"]
-        self.log(f"  llamafactory-cli train; full log: {d}/dsforge_train.log")
-        res = train(o.stage, o.model or self.r.models.sampler, [reg["name"]], reg["dataset_dir"], recipe=o.recipe,
-                    sets=dict(o.set), output_dir=str(d), lf_python=o.lf_python, sets_origin="train.set",
-                    log=self.log, echo=logs.child_echo(self.echo))   # losses and errors; all with -v
-        if res["exit_code"]:
-            error = f": {res['last_error']}" if res.get("last_error") else ""
-            raise DsforgeError(f"train: llamafactory-cli exited with code {res['exit_code']}{error}",
-                               f"full log: {d}/dsforge_train.log")
-        self.echo(format_result(res))
-        return {"output_dir": str(d), "weights": res.get("weights"), "plots": res.get("plots")}, res
+
+def run_register(o: RegisterConfig, ctx: Context) -> tuple[dict, dict]:
+    """Outputs {name, dataset_dir, stage, path}; summary {entry, rows, would_train, path, sha256, action}."""
+    from dsforge.register import register
+
+    what = o.what
+    if what == "auto":
+        what = "pairs" if "pairs" in ctx.outputs else "convert"
+    src = (ctx.outputs.get("pairs", {}).get("kto") if what == "kto"
+           else ctx.outputs.get(what, {}).get("path"))
+    if not src:
+        raise UsageError(f"register: nothing to register from '{what}'")
+    data_dir = data_dir_of(o, ctx.run_dir)
+    # like `dsforge register`: a different NAME.jsonl or entry in the dataset dir is replaced only with
+    # register.force, unless it is exactly what this run's register stage wrote last time
+    prev = (ctx.manifest.get("stages", {}).get("register") or {}).get("summary") or {}
+    dst = data_dir / f"{o.name}.jsonl"
+    ours = (prev.get("path") == str(dst) and dst.exists() and prev.get("sha256") == file_digest(dst)["sha256"]
+            and prev.get("entry") == _registered_entry(data_dir, o.name))
+    reg = register(src, o.name, str(data_dir), force=o.force or ours, copy_into=True)
+    ctx.echo(f"register: {o.name} -> {reg.info_path} ({reg.action}; LLaMA-Factory would train "
+             f"{reg.report.would_train} of {reg.report.rows} rows, stage {reg.stage})")
+    path = str(dst)
+    return {"name": o.name, "dataset_dir": str(data_dir), "stage": reg.stage, "path": path}, {
+        "entry": reg.entry, "rows": reg.report.rows, "would_train": reg.report.would_train, "path": path,
+        "sha256": file_digest(path)["sha256"], "action": reg.action}
+
+
+def run_train(o: TrainConfig, ctx: Context) -> tuple[dict, dict]:
+    """Outputs {output_dir, weights, plots}; summary: dsforge.train.train's result dict. DsforgeError when
+    llamafactory-cli exits non-zero."""
+    from dsforge.train import format_result, train
+
+    d = ctx.dir
+    reg = ctx.outputs["register"]
+    ctx.log(f"  llamafactory-cli train; full log: {d}/dsforge_train.log")
+    res = train(o.stage, o.model or ctx.recipe.models.sampler, [reg["name"]], reg["dataset_dir"], recipe=o.recipe,
+                sets=dict(o.set), output_dir=str(d), lf_python=o.lf_python, sets_origin="train.set",
+                log=ctx.log, echo=logs.child_echo(ctx.echo))   # losses and errors; all with -v
+    if res["exit_code"]:
+        error = f": {res['last_error']}" if res.get("last_error") else ""
+        raise DsforgeError(f"train: llamafactory-cli exited with code {res['exit_code']}{error}",
+                           f"full log: {d}/dsforge_train.log")
+    ctx.echo(format_result(res))
+    return {"output_dir": str(d), "weights": res.get("weights"), "plots": res.get("plots")}, res
+
+
+# The runner's table: kind -> stage function. A new stage is one entry here and one config model in
+# dsforge.stages (STAGE_CONFIGS); the keys and their order must match STAGE_NAMES.
+STAGES: dict[str, Callable[..., tuple[dict, dict]]] = {
+    "convert": run_convert, "sample": run_sample, "judge": run_judge, "pairs": run_pairs,
+    "register": run_register, "train": run_train,
+}
+assert tuple(STAGES) == STAGE_NAMES
+
+
+def data_dir_of(o: RegisterConfig, run_dir: Path) -> Path:
+    """A register stage's dataset folder: its dataset_dir, else RUN_DIR/data."""
+    return Path(o.dataset_dir or run_dir / "data")
 
 
 def _registered_entry(data_dir: Path, name: str) -> dict | None:
@@ -316,4 +358,4 @@ def _registered_entry(data_dir: Path, name: str) -> dict | None:
         return None
 
 
-__all__ = ["Runner", "ORDER"]
+__all__ = ["Runner", "ORDER", "STAGES", "Context"]
