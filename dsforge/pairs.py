@@ -16,30 +16,19 @@ import statistics
 from collections import Counter, defaultdict
 
 from dsforge import pairchecks as pc
+from dsforge.candidates import dumps, load_judged
 from dsforge.errors import InputError, UsageError
-from dsforge.formats.rows import entry_for, from_conversation
+from dsforge.formats.rows import from_conversation
+from dsforge.infer import infer_entry
 from dsforge.io import atomic_files, guard_kind, guard_outputs, note_output
 from dsforge.records import Conversation
 from dsforge.stages import STRATEGIES, PairsConfig
-from dsforge.sample import read_candidates
 
 PairConfig = PairsConfig   # the pairs stage's one config model (dsforge.stages)
 
 
 def _norm(text: str) -> str:
     return " ".join(text.split())
-
-
-def load_judged(path: str) -> list[dict]:
-    rows = []
-    for line, row in read_candidates(path):
-        if "judge" not in row or "prompt_id" not in row:
-            raise InputError("not a judged candidate (no 'judge' field)", "pairs reads the output of dsforge judge",
-                             path=path, line=line)
-        rows.append(row)
-    if not rows:
-        raise UsageError(f"{path}: no judged candidates")
-    return rows
 
 
 def _order(cands: list[dict], tiered: bool, rng: random.Random) -> list[dict]:
@@ -164,6 +153,18 @@ def _conversation(prompt: list[dict]) -> Conversation:
 
 def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_out: str | None = None,
                 sidecar: str | None = "auto") -> dict:
+    """Judged candidates (one file, or several with cfg.combine) -> chosen/rejected rows in `out`.
+
+    Per prompt, eligible candidates (scored, non-empty, not truncated unless cfg.include_truncated) are
+    ranked and paired by cfg.strategy; ties, margins under cfg.min_margin, identical texts and degenerate
+    pairs are dropped with a counted reason. Writes `out` (LLaMA-Factory ranking rows, cfg.fmt), the
+    sidecar (scores, margin, lengths in characters per pair; "auto" = OUT.sidecar.jsonl, None = none),
+    OUT.summary.json and, with `kto_out`, KTO rows (kto_tag = score >= cfg.kto_threshold), all together
+    and atomically. Returns the summary (summaries.PairsSummary): prompts, pairs, excluded_candidates and
+    dropped {reason: count}, chosen_longer_rate, median_length_ratio, margin_quantiles, degenerate,
+    dataset_info_entry (what `register` writes for OUT, less file_name), out, sidecar, kto. Raises
+    UsageError for bad settings or outputs, InputError (nothing written) when no pair or KTO row survives.
+    """
     if cfg.strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy '{cfg.strategy}'", f"choose one of: {', '.join(STRATEGIES)}")
     if cfg.fmt not in ("sharegpt", "alpaca"):
@@ -247,7 +248,7 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
         "chosen_longer_rate": lb["chosen_longer_rate"], "median_length_ratio": lb["median_length_ratio"],
         "margin_quantiles": {q: margins[min(len(margins) - 1, int(q / 100 * len(margins)))]
                              for q in (0, 25, 50, 75, 100)} if margins else {},
-        "dataset_info_entry": entry_for("ranking", cfg.fmt, system=any("system" in p for p in pairs)),
+        "dataset_info_entry": infer_entry(pairs).entry if pairs else None,   # what register writes, less file_name
         "out": out, "sidecar": sidecar, "degenerate": degenerate_report(rows, margins),
     }
     if not pairs and not kto_rows:
@@ -272,7 +273,7 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
                        {"kto_chosen_weight": round(n_u / n_d, 3), "kto_rejected_weight": 1.0})
         summary["kto"] = {"out": kto_out, "rows": len(kto), "desirable": n_d, "undesirable": n_u,
                           "threshold": cfg.kto_threshold, "suggested_weights": weights,
-                          "dataset_info_entry": entry_for("kto", cfg.fmt, system=any("system" in k for k in kto))}
+                          "dataset_info_entry": infer_entry(kto).entry}
     if not pairs:   # KTO rows only: the pairs file (and its sidecar) of an earlier run stay as they were
         summary["out"] = summary["sidecar"] = None
     with atomic_files() as group:   # all outputs land together, or none
@@ -282,16 +283,16 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
                 json.dump(pairs, f, ensure_ascii=False, indent=1)
             else:
                 for p in pairs:
-                    f.write(json.dumps(p, ensure_ascii=False) + "\n")
+                    f.write(dumps(p))
             if sidecar:
                 f = group.open(sidecar)
                 for s in side:
-                    f.write(json.dumps(s, ensure_ascii=False) + "\n")
+                    f.write(dumps(s))
             json.dump(summary, group.open(out + ".summary.json"), indent=2)
         if kto_out:
             f = group.open(kto_out)
             for k in kto:
-                f.write(json.dumps(k, ensure_ascii=False) + "\n")
+                f.write(dumps(k))
     if pairs:
         note_output(out, "pairs")
     if kto_out:
@@ -300,6 +301,7 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
 
 
 def format_summary(s: dict) -> str:
+    """The console lines for a pairs summary (summaries.PairsSummary)."""
     lines = [f"{s['pairs']} pairs from {s['prompts']} prompts ({s['strategy']}, min margin {s['min_margin']})"]
     if s["excluded_candidates"]:
         lines.append(f"candidates excluded: {s['excluded_candidates']}")

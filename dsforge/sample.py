@@ -16,24 +16,27 @@ import os
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from dsforge import __version__, logs
+from dsforge.candidates import dumps, ends_torn, in_shard, iter_rows, write_rows
 from dsforge.engines import Request, Result, SamplingParams, derive_seed
 from dsforge.errors import InputError, UsageError
-from dsforge.formats.rows import ConversionError, to_conversation
+from dsforge.formats.rows import ConversionError
 from dsforge.io import atomic_write, expand_inputs, guard_kind, guard_outputs, iter_records
+from dsforge.prompts import prompt_messages
+from dsforge.prompts import prompt_record as _prompt_record  # noqa: F401 (old name; evaluate imports it)
 from dsforge.records import prompt_id
 from dsforge.stages import SampleConfig as StageSampleConfig
 
-PROMPT_FALLBACKS = ("instruction", "prompt", "question", "query", "text")
-
-
 @dataclass
 class Prompt:
+    """One distinct prompt to sample: its id (records.prompt_id), OpenAI-role messages ending on the user
+    turn, where it was read, and what its candidates inherit from the row."""
+
     prompt_id: str
     messages: list[dict]
     source: str          # file:line of its first occurrence
+    carried: dict = field(default_factory=dict)   # keys added to each candidate: reference, fields (Candidate)
 
 
 SampleConfig = StageSampleConfig   # the sample stage's one config model (dsforge.stages)
@@ -42,36 +45,37 @@ SampleConfig = StageSampleConfig   # the sample stage's one config model (dsforg
 # ---------------------------------------------------------------- prompts
 
 
-def _prompt_record(rec, mapping: dict) -> dict:
-    if not isinstance(rec, dict):
-        raise ConversionError("a row is not an object", None, "each row must be a JSON object")
-    if mapping or any(k in rec for k in ("messages", "conversations", "instruction")):
-        return rec
-    for name in PROMPT_FALLBACKS[1:]:
-        if isinstance(rec.get(name), str):
-            return {**rec, "instruction": rec[name]}
-    return rec
+def _carried(rec: dict, carry: tuple[str, ...], stats: Counter) -> dict:
+    """What a prompt row hands on to its candidates: its `reference` (when it has one) and the named fields."""
+    out = {"reference": rec["reference"]} if "reference" in rec else {}
+    if carry:
+        out["fields"] = {name: rec[name] for name in carry if name in rec}
+        for name in carry:
+            if name not in rec:
+                stats["carry_missing:" + name] += 1
+    return out
 
 
 def read_prompts(inputs: list[str], *, mapping: dict | None = None, system: str | None = None,
                  shard: tuple[int, int] | None = None, limit: int | None = None,
-                 skip_bad: bool = False, stats: Counter | None = None) -> list[Prompt]:
+                 skip_bad: bool = False, stats: Counter | None = None, carry: tuple[str, ...] = ()) -> list[Prompt]:
     """Prompts from any readable file: alpaca (instruction+input), sharegpt/openai conversations
     (the last user turn is answered, earlier turns are context; a trailing assistant answer is
-    dropped), or a plain column (--map instruction=COLUMN; prompt/question/query/text are tried)."""
+    dropped), or a plain column (--map instruction=COLUMN; prompt/question/query/text are tried).
+
+    Each Prompt carries its row's `reference` and the fields named in `carry` (see records.Candidate);
+    a duplicate prompt keeps its first row. Counts go to `stats`: rows, duplicate_prompts, other_shards,
+    bad_rows, carry_missing:NAME. Raises InputError at FILE:LINE for a row that is no prompt (unless
+    skip_bad), UsageError when a `carry` field is in none of the prompt rows.
+    """
     mapping = dict(mapping or {})
+    keys: set = set()
     stats = stats if stats is not None else Counter()
     seen: dict[str, Prompt] = {}
     for path in expand_inputs(inputs):
         for line, rec in iter_records(path):
             try:
-                conv = to_conversation(_prompt_record(rec, mapping), mapping, system=system)
-                msgs = conv.prompt_messages()
-                if not msgs or msgs[-1]["role"] != "user":
-                    raise ConversionError("the conversation does not end with a user turn to answer", "messages",
-                                          "a prompt row ends with the user's question (an answer after it is dropped)")
-                if not msgs[-1]["content"].strip():
-                    raise ConversionError("the prompt is empty", "instruction")
+                msgs = prompt_messages(rec, mapping, system)
             except ConversionError as err:
                 if skip_bad:
                     stats["bad_rows"] += 1
@@ -86,22 +90,22 @@ def read_prompts(inputs: list[str], *, mapping: dict | None = None, system: str 
             if shard and not in_shard(pid, shard):
                 stats["other_shards"] += 1
                 continue
-            seen[pid] = Prompt(pid, msgs, f"{path}:{line}")
+            seen[pid] = Prompt(pid, msgs, f"{path}:{line}", _carried(rec, carry, stats))
+            keys.update(rec)
             if limit and len(seen) >= limit:
-                return list(seen.values())
+                break
+        else:
+            continue
+        break
+    for name in carry:
+        if seen and stats["carry_missing:" + name] == len(seen):
+            raise UsageError(f"--carry {name}: none of the prompt rows has a field '{name}'",
+                             "name fields the rows have: " + ", ".join(sorted(map(str, keys))[:12]))
     return list(seen.values())
 
 
-def in_shard(prompt_id: str, shard: tuple[int, int]) -> bool:
-    """True when `prompt_id` (dsforge's hex id; any other string is hashed) falls in shard (i, n)."""
-    try:
-        h = int(prompt_id, 16)
-    except (TypeError, ValueError):
-        h = int(hashlib.sha256(str(prompt_id).encode()).hexdigest(), 16)
-    return h % shard[1] == shard[0]
-
-
 def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """'I/N' -> (i, n) with 0 <= i < n; None for no text. UsageError (exit 2) otherwise."""
     if not text:
         return None
     i, sep, n = text.partition("/")
@@ -117,39 +121,10 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 # ---------------------------------------------------------------- the candidates file
 
 
-def read_candidates(path: str) -> Iterator[tuple[int, dict]]:
-    """Lines of a candidates file, streamed; a torn last line (crash mid-write, no newline) is skipped,
-    anything else broken is an error."""
-    with open(path, "rb") as f:
-        for i, raw in enumerate(f, 1):
-            if not raw.endswith(b"\n") or not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except UnicodeDecodeError as err:
-                raise InputError(f"not UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})",
-                                 "dsforge writes UTF-8; the file was edited or is not a dsforge file: re-save it "
-                                 "as UTF-8 or rerun the stage that wrote it", path=path, line=i) from None
-            except ValueError:
-                raise InputError("not a JSON candidate line", "the file was edited or is not a dsforge candidates "
-                                 "file", path=path, line=i) from None
-            if not isinstance(row, dict):
-                raise InputError(f"a JSON {type(row).__name__}, not a candidate object", "the file was edited or is "
-                                 "not a dsforge candidates file", path=path, line=i)
-            yield i, row
-
-
-def _ends_torn(path: str) -> bool:
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        if f.tell() == 0:
-            return False
-        f.seek(-1, os.SEEK_END)
-        return f.read(1) != b"\n"
-
-
 @dataclass
 class Existing:
+    """What a resumed run finds in OUT: complete groups (kept), lines of partial groups, a torn tail."""
+
     complete: set = field(default_factory=set)     # {(prompt_id, temperature)}
     keep: list = field(default_factory=list)       # raw lines of complete groups
     dropped_lines: int = 0
@@ -157,13 +132,16 @@ class Existing:
 
 
 def scan_existing(path: str, cfg: SampleConfig) -> Existing:
+    """Read an existing candidates file for a resume: a (prompt, temperature) group is complete when its
+    lines and their duplicate_indices account for cfg.n answers. UsageError when a line was sampled with
+    other settings (another fingerprint), InputError at FILE:LINE for a damaged line."""
     ex = Existing()
     if not os.path.exists(path):
         return ex
-    ex.torn = _ends_torn(path)
+    ex.torn = ends_torn(path)
     groups: dict[tuple, list] = defaultdict(list)
     fp = cfg.fingerprint()
-    for line, row in read_candidates(path):
+    for line, row in iter_rows(path):
         if row.get("run") != fp:
             raise UsageError(f"{path}:{line} was sampled with other settings (run {row.get('run')}, now {fp}): "
                              f"model/engine/n/top_p/max_tokens/seed/stop/system differ",
@@ -192,6 +170,9 @@ def collapse(res: Result) -> list[tuple[int, object, list[int]]]:
 
 
 def candidate_rows(res: Result, prompt: Prompt, cfg: SampleConfig, run: str) -> list[dict]:
+    """One records.Candidate dict per distinct answer of `res` (identical answers collapse into the
+    first, their indices in duplicate_indices); the prompt's reference and carried fields come last,
+    and only when present, so files without them stay byte-for-byte as before."""
     p = res.request.params
     rows = []
     for idx, c, dups in collapse(res):
@@ -203,6 +184,7 @@ def candidate_rows(res: Result, prompt: Prompt, cfg: SampleConfig, run: str) -> 
             "prompt_tokens": res.prompt_tokens, "completion_tokens": c.completion_tokens,
             "mean_logprob": round(c.mean_logprob, 5) if c.mean_logprob is not None else None,
             "source": prompt.source, "run": run, "n_emulated": bool(res.meta.get("n_emulated")),
+            **prompt.carried,
         })
     return rows
 
@@ -213,7 +195,17 @@ def candidate_rows(res: Result, prompt: Prompt, cfg: SampleConfig, run: str) -> 
 def sample(inputs: list[str], out: str, cfg: SampleConfig, *, engine=None, engine_options: dict | None = None,
            mapping: dict | None = None, shard: tuple[int, int] | None = None, limit: int | None = None,
            skip_bad: bool = False, overwrite: bool = False, progress: bool = True, log=None) -> dict:
-    """Sample; resume into `out` if it exists. Returns the summary dict (also written to OUT.summary.json)."""
+    """Sample every prompt of `inputs` at each of cfg.temps, cfg.n answers each, into `out` (.jsonl), resuming it.
+
+    One line per distinct answer (records.Candidate); a (prompt, temperature) group is written in one
+    write(), so a kill leaves whole groups (and maybe a torn line, repaired on the next run). `engine`: an
+    opened Engine to use (else one is made from cfg.engine and closed at the end); `mapping`: --map;
+    `shard` (i, n); `limit`: first N prompts; `overwrite`: start OUT again (the old file stays until
+    the new one has candidates). Returns the summary (summaries.SampleSummary; also OUT.summary.json):
+    prompts, candidates_written, duplicates_collapsed, truncated, failed_requests, failure_causes,
+    groups_resumed/sampled, tokens and seconds (engine_start_s, generate_s, total_s), tokens_per_s,
+    prompts_with_reference, carry, carry_missing. Raises UsageError (bad settings, OUT of another kind or
+    sampled with other settings, no prompts) and InputError (a bad prompt row at FILE:LINE)."""
     log = log or logs.say
     if cfg.n < 1 or not cfg.temps:
         raise UsageError("need -n >= 1 and at least one temperature")
@@ -227,7 +219,7 @@ def sample(inputs: list[str], out: str, cfg: SampleConfig, *, engine=None, engin
     t_start = time.time()
     stats: Counter = Counter()
     prompts = read_prompts(inputs, mapping=mapping, system=cfg.system, shard=shard, limit=limit,
-                           skip_bad=skip_bad, stats=stats)
+                           skip_bad=skip_bad, stats=stats, carry=tuple(getattr(cfg, "carry", None) or ()))
     if not prompts:
         raise UsageError("no prompts to sample", "check the input files, --map and --shard")
     work = out   # the file appended to; with --overwrite a hidden sibling that replaces `out` only at the end
@@ -248,7 +240,7 @@ def _sample_into(work, out, prompts, stats, cfg, engine, engine_options, shard, 
     if ex.torn or ex.dropped_lines:
         with atomic_write(work) as f:
             for row in ex.keep:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                f.write(dumps(row))
         log(f"resume: kept {len(ex.complete)} complete (prompt, temperature) groups; dropped "
             f"{ex.dropped_lines} lines of unfinished groups{' and a torn last line' if ex.torn else ''}")
     elif ex.complete:
@@ -294,7 +286,7 @@ def _sample_into(work, out, prompts, stats, cfg, engine, engine_options, shard, 
                         counts["error:" + str(res.meta.get("error_cause", "short"))] += 1
                     else:
                         rows = candidate_rows(res, by_id[res.request.tag], cfg, run)
-                        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+                        write_rows(f, rows)   # the whole group in one write()
                         f.flush()
                         counts["groups_done"] += 1
                         counts["candidates"] += len(rows)
@@ -326,6 +318,9 @@ def _sample_into(work, out, prompts, stats, cfg, engine, engine_options, shard, 
         "seed": cfg.seed, "shard": f"{shard[0]}/{shard[1]}" if shard else None,
         "prompts": len(prompts), "input_rows": stats["rows"], "duplicate_prompts": stats["duplicate_prompts"],
         "bad_rows": stats["bad_rows"], "groups_resumed": counts["groups_skipped"],
+        "prompts_with_reference": sum("reference" in p.carried for p in prompts),
+        "carry": list(getattr(cfg, "carry", None) or ()),
+        "carry_missing": {k[14:]: v for k, v in stats.items() if k.startswith("carry_missing:")},
         "groups_sampled": counts["groups_done"], "failed_requests": counts["failed_requests"],
         "failure_causes": {k[6:]: v for k, v in counts.items() if k.startswith("error:")},
         "candidates_written": counts["candidates"], "duplicates_collapsed": counts["duplicates"],
@@ -343,6 +338,7 @@ def _sample_into(work, out, prompts, stats, cfg, engine, engine_options, shard, 
 
 
 def format_summary(s: dict) -> str:
+    """The console lines for a sample summary (summaries.SampleSummary)."""
     line = (f"sampled {s['prompts']} prompts x {len(s['temperatures'])} temperatures x n={s['n']}: "
             f"{s['candidates_written']} candidates written ({s['duplicates_collapsed']} duplicates collapsed, "
             f"{s['truncated']} truncated at max_tokens), {s['completion_tokens']} tokens in {s['generate_s']} s"
@@ -377,7 +373,7 @@ def merge(shards: list[str], out: str, *, n: int | None = None, temps: list[floa
         if not os.path.exists(path):
             raise UsageError(f"{path}: no such shard file")
         seen_here = set()
-        for line, row in read_candidates(path):
+        for line, row in iter_rows(path):
             if not isinstance(row.get("prompt_id"), str) or not isinstance(row.get("temperature"), (int, float)):
                 raise InputError("not a candidate (needs prompt_id and a numeric temperature)",
                                  "merge joins the outputs of `dsforge sample --shard`", path=path, line=line)
@@ -416,6 +412,6 @@ def merge(shards: list[str], out: str, *, n: int | None = None, temps: list[floa
     with atomic_write(out) as f:
         for rows in groups.values():
             for r in rows:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+                f.write(dumps(r))
     return {"shards": len(shards), "groups": len(groups), "candidates": sum(len(v) for v in groups.values()),
             "prompts": len({k[0] for k in groups})}
