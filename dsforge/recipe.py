@@ -126,9 +126,9 @@ def check_semantics(r: PipelineRecipe) -> list[tuple[str, str]]:
         problems.append((f"stages[{pos['sample']}].sample.engine", f"use one of {', '.join(ENGINES)}"))
     if "judge" in pos:
         j = r.stages[pos["judge"]].judge
-        if not r.models.judge:
-            problems.append((f"stages[{pos['judge']}].judge", "a judge stage needs models.judge"))
-        if j.engine == "openai" and not j.serve and not j.base_url:
+        if not r.models.judge and not j.verifier:
+            problems.append((f"stages[{pos['judge']}].judge", "a judge stage needs models.judge (or a verifier)"))
+        if j.engine == "openai" and not j.serve and not j.base_url and not j.verifier:
             problems.append((f"stages[{pos['judge']}].judge.base_url",
                              "the openai judge needs base_url (or serve: true to start a local server)"))
         if "sample" not in pos:

@@ -239,13 +239,19 @@ def run_sample(o: SampleConfig, ctx: Context) -> tuple[dict, dict]:
 
 def run_judge(o: JudgeConfig, ctx: Context) -> tuple[dict, dict]:
     """Outputs {path}; summary: dsforge.judge.judge_file's summary without engine_info. With serve: true a
-    local vLLM server runs the judge model for this stage only."""
+    local vLLM server runs the judge model for this stage only; with verifier no model is asked."""
     from dsforge import models
     from dsforge.judge import JudgeConfig as Resolved
     from dsforge.judge import format_summary, judge_file
     from dsforge.rubrics import load_rubric
 
     d = ctx.dir
+    out = str(d / "judged.jsonl")
+    if o.verifier:   # a program labels the replies: no judge model, no server
+        s = judge_file(ctx.outputs["sample"]["path"], out, Resolved(verifier=o.verifier, reference_field=o.reference_field,
+                                                                    include_truncated=o.include_truncated))
+        ctx.echo(format_summary(s))
+        return {"path": out}, s
     judge_model = ctx.recipe.models.judge
     options = dict(o.engine_options)
     server = None
@@ -265,8 +271,7 @@ def run_judge(o: JudgeConfig, ctx: Context) -> tuple[dict, dict]:
         cfg = Resolved(judge_model=served_name if o.engine == "openai" else models.resolve(judge_model),
                        rubric=load_rubric(o.rubric, o.mode), engine=o.engine, temperature=o.temperature,
                        votes=o.votes, max_tokens=o.max_tokens, parse_retries=o.parse_retries,
-                       include_truncated=o.include_truncated)
-        out = str(d / "judged.jsonl")
+                       include_truncated=o.include_truncated, reference_field=o.reference_field)
         s = judge_file(ctx.outputs["sample"]["path"], out, cfg, engine_options=options, audit=o.audit)
     finally:
         if server is not None:

@@ -307,6 +307,11 @@ class JudgeConfig(StageConfig):
                                "valid score; then record the failure.")
     audit: bool = Field(False, description="First probe the judge: identical answers, swapped pairs, padded copies.")
     include_truncated: bool = Field(False, description="Also judge answers cut off at max_tokens.")
+    verifier: str | None = Field(None, description="Label by a program instead of a model: exact, "
+                                 "numeric[:rel=R,abs=A], math, regex:PATTERN or python:MODULE:FUNCTION; each reply "
+                                 "is checked against the candidate's reference answer (no judge model).")
+    reference_field: str = Field("reference", description="With verifier or rubric reference: the candidate field "
+                                 "that holds the reference answer.")
 
 
 class RegisterConfig(StageConfig):

@@ -147,3 +147,23 @@ def test_real_replies_of_the_embedded_model_get_their_hand_labels(tmp_path):
     right = sum(x["label_correct"] for x in real)
     assert s["accuracy"] == {"n": 84, "lenient": round(right / 84, 4), "strict": 0.0} and 0 < right < 84
     assert {t: a["n"] for t, a in s["accuracy_by_temperature"].items()} == {"0.7": 56, "1.0": 28}
+
+
+def test_a_recipe_judge_stage_with_a_verifier_needs_no_judge_model_and_calls_none(tmp_path):
+    import yaml
+
+    from dsforge.recipe import load_recipe
+    from dsforge.run import Context, run_judge
+
+    doc = {"name": "t", "run_dir": str(tmp_path / "run"), "inputs": [str(tmp_path / "p.jsonl")],
+           "stages": [{"sample": {"n": 2}}, {"judge": {"verifier": "numeric"}}, {"pairs": {}}]}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(doc))
+    recipe = load_recipe(str(tmp_path / "r.yaml"))   # no models.judge, no base_url: fine for a verifier
+    stage = recipe.stages[1].judge
+    c = write(tmp_path / "c.jsonl", [cand(0, "43"), cand(1, "31")])
+    (tmp_path / "judge").mkdir()
+    ctx = Context(recipe=recipe, run_dir=tmp_path, dir=tmp_path / "judge", outputs={"sample": {"path": c}},
+                  manifest={}, echo=lambda m: None, log=lambda m: None)
+    outputs, summary = run_judge(stage, ctx)
+    assert summary["kind"] == "verifier" and summary["accuracy"]["lenient"] == 0.5 and summary["calls"] == 0
+    assert [x["judge"]["correct"] for x in rows(outputs["path"])] == [True, False]
