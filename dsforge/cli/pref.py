@@ -8,7 +8,9 @@ import click
 
 from dsforge.cli.gen import engine_flags, engine_options
 from dsforge.cli.types import JSON_OUT, JSONL_OUT, MAX_RETRIES, MAX_WORKERS, MAX_TOKENS, MAX_VOTES, SEED, FiniteFloat, FloatList
+from dsforge.cli.options import options_from
 from dsforge.errors import UsageError
+from dsforge.stages import PairsConfig
 
 
 def _prices(text: str | None):
@@ -151,52 +153,14 @@ def _judge_ray(candidates, out, cfg, address, workers, options, cache_path, audi
 @click.command()
 @click.argument("judged", nargs=-1, required=True)
 @click.option("-o", "--out", type=JSON_OUT, required=True, help="Ranking rows for DPO/RM (.jsonl or .json).")
-@click.option("--combine", type=click.Choice(["human-overrides", "agree-only"]),
-              help="Several JUDGED files (LLM judge runs, dsforge review outputs): human-overrides takes the human "
-                   "scores where a prompt has them, the judge's elsewhere; agree-only keeps only pairs both agree on.")
-@click.option("--format", "fmt", type=click.Choice(["sharegpt", "alpaca"]), default="sharegpt", show_default=True,
-              help="LLaMA-Factory row shape.")
-@click.option("--strategy", type=click.Choice(["best-vs-worst", "best-vs-random", "best-vs-mean-2sd", "all-pairs"]),
-              default="best-vs-worst", show_default=True, help="How rejected answers are picked.")
-@click.option("--min-margin", type=FiniteFloat(0), default=0.0, show_default=True,
-              help="Minimum score difference (ties are always dropped).")
-@click.option("--max-pairs-per-prompt", type=click.IntRange(1), default=1, show_default=True,
-              help="At most this many pairs per prompt.")
-@click.option("--max-length-ratio", type=FiniteFloat(1), help="Drop pairs whose chosen is this many times longer.")
-@click.option("--length-tiered", is_flag=True,
-              help="Prefer the shortest among the top-scored and the longest among the bottom-scored.")
-@click.option("--include-truncated", is_flag=True, help="Allow answers cut off at max_tokens.")
 @click.option("--kto", "kto_out", type=JSONL_OUT, help="Also write KTO rows (one per candidate, boolean kto_tag) here.")
-@click.option("--kto-threshold", type=FiniteFloat(), help="Score at or above which a candidate is desirable (with --kto).")
-@click.option("--score", "score_field", type=click.Choice(["score", "expected_score"]), default="score",
-              show_default=True, help="Rank by the parsed score, or by the judge's logprob-weighted expected score.")
-@click.option("--max-similarity", type=FiniteFloat(0, 1, min_open=True),
-              help="Drop pairs whose answers are at least this similar (0-1, see --similarity), e.g. 0.9.")
-@click.option("--similarity", "sim_method", type=click.Choice(["ratio", "jaccard"]), default="ratio", show_default=True,
-              help="ratio: normalized edit distance of the texts; jaccard: overlap of their word sets.")
-@click.option("--drop-format-asymmetry", is_flag=True,
-              help="Drop pairs whose answers differ in form: <think> on one side, empty vs filled <think>, a "
-                   "trailing stop string or a code fence on one side (always counted).")
-@click.option("--tokenizer", help="Local tokenizer folder: drop pairs that LLaMA-Factory's truncation to --cutoff-len "
-                                  "makes identical or empty, or whose prompt fills cutoff_len.")
-@click.option("--template", default="auto", show_default=True,
-              help="With --tokenizer: 'auto' (the tokenizer's chat template), 'none', or a LLaMA-Factory template name.")
-@click.option("--cutoff-len", type=click.IntRange(1), help="LLaMA-Factory cutoff_len of the training run (with --tokenizer).")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="For random choices and tie order.")
-def pairs(judged, out, combine, fmt, strategy, min_margin, max_pairs_per_prompt, max_length_ratio, length_tiered,
-          include_truncated, kto_out, kto_threshold, score_field, max_similarity, sim_method, drop_format_asymmetry,
-          tokenizer, template, cutoff_len, seed):
+@options_from(PairsConfig)
+def pairs(judged, out, kto_out, cfg):
     """Build DPO chosen/rejected pairs (and KTO rows) from judged candidates, with a policy you can see."""
     import json
 
     from dsforge import pairs as p
 
-    cfg = p.PairConfig(strategy=strategy, min_margin=min_margin, max_pairs_per_prompt=max_pairs_per_prompt,
-                       max_length_ratio=max_length_ratio, length_tiered=length_tiered,
-                       include_truncated=include_truncated, fmt=fmt, seed=seed, kto_threshold=kto_threshold,
-                       score=score_field, combine=combine, max_similarity=max_similarity, similarity=sim_method,
-                       drop_format_asymmetry=drop_format_asymmetry, tokenizer=tokenizer, template=template,
-                       cutoff_len=cutoff_len)
     s = p.build_pairs(list(judged), out, cfg, kto_out=kto_out)
     click.echo(p.format_summary(s))
     if not s["pairs"]:   # KTO rows were written; the pairs file was left as it was
