@@ -38,6 +38,9 @@ ConvertOptions = ConvertConfig   # the convert stage's one config model (dsforge
 
 @dataclass
 class ConvertStats:
+    """What a convert run did: counts of records read and rows written per split, skipped rows per
+    reason, the first errors, and the dataset_info entry for the written rows (see to_dict)."""
+
     inputs: int = 0
     read: int = 0
     written: int = 0
@@ -51,6 +54,11 @@ class ConvertStats:
     eval_out: str | None = None
 
     def to_dict(self) -> dict:
+        """The summary: {inputs (files), read (records), written (train rows), eval_written, skipped
+        {reason: rows} (too_short, too_long, bad_row:FIELD, duplicate, near_duplicate, contaminated),
+        first_errors (at most 5 "file:line: message"), out, eval_out, entry (dataset_info entry),
+        near_dedup (dedup report dict or None), contamination (at most 20 hits {train, field, eval,
+        method, detail})}."""
         return {"inputs": self.inputs, "read": self.read, "written": self.written,
                 "eval_written": self.eval_written, "skipped": dict(self.skipped),
                 "first_errors": self.first_errors, "out": self.out, "eval_out": self.eval_out,
@@ -139,7 +147,16 @@ def _near_plan(rows, stats: ConvertStats, opts: ConvertOptions, files: list[str]
 
 def convert(inputs: list[str], out: str, opts: ConvertOptions,
             progress: Callable[[int], None] | None = None) -> ConvertStats:
-    """Convert `inputs` (files, globs, directories) into `out` (and `opts.eval_out`)."""
+    """Convert `inputs` (files, globs, directories) into `out` (and `opts.eval_out`).
+
+    `progress` is called with 1 per record read. Outputs are written atomically (all or none) and
+    never replace an input or another command's output. Returns the ConvertStats (keys in its
+    to_dict()). Raises UsageError (exit 2) for bad options (ConvertConfig.check), no input files, an
+    output that would replace an input or a different kind of file, or an --eval-ratio that leaves
+    one split empty (LLaMA-Factory cannot load an empty file: "Cannot find valid samples");
+    InputError (exit 1, file:line) for a row that cannot be converted (without --skip-bad), an
+    unreadable file, or when no row is left to write.
+    """
     opts.check()
     files = dio.expand_inputs(inputs, dio.JSON_EXTS | dio.TABLE_EXTS | dio.TEXT_EXTS)
     if not files:
