@@ -119,9 +119,10 @@ _URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>]+")
 def redact_url(url: str) -> str:
     """`url` without credentials: userinfo becomes '***' and secret-looking query values '***'.
 
+    Text that is not a URL is returned as it is.
+
     >>> redact_url("http://user:KEY@host:8000/v1?api_key=x&a=1")
     'http://***@host:8000/v1?api_key=%2A%2A%2A&a=1'
-    Text that is not a URL is returned as it is.
     """
     try:
         parts = urlsplit(url)
