@@ -246,8 +246,7 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
         "prompts": len(groups), "pairs": len(pairs), "strategy": cfg.strategy, "min_margin": cfg.min_margin,
         "format": cfg.fmt, "excluded_candidates": dict(excluded), "dropped": dict(drops), "combine": combined,
         "chosen_longer_rate": lb["chosen_longer_rate"], "median_length_ratio": lb["median_length_ratio"],
-        "margin_quantiles": {q: margins[min(len(margins) - 1, int(q / 100 * len(margins)))]
-                             for q in (0, 25, 50, 75, 100)} if margins else {},
+        "margin_quantiles": pc.quantiles(margins, (0, 25, 50, 75, 100)),   # nearest rank; {} without pairs
         "dataset_info_entry": infer_entry(pairs).entry if pairs else None,   # what register writes, less file_name
         "out": out, "sidecar": sidecar, "degenerate": degenerate_report(rows, margins),
     }

@@ -130,8 +130,8 @@ def test_outputs_are_guarded_like_the_llm_judge(tmp_path):
 
 
 def test_real_replies_of_the_embedded_model_get_their_hand_labels(tmp_path):
-    """84 replies SmolLM2-135M-Instruct gave to 'What is a + b? Answer with just the number.' (vLLM, T 0.7 / 1.0),
-    labelled by hand: the judged file carries the labels' verdicts and the summary their rates."""
+    """Replies SmolLM2-135M-Instruct gave to arithmetic/units prompts (vLLM, T 0.7 / 1.0), labelled by hand:
+    the judged file carries the labels' verdicts and the summary their rates."""
     real = [json.loads(x) for x in REAL.read_text().splitlines()]
     ids = {r["instruction"]: f"p{i}" for i, r in enumerate(real)}
     c = write(tmp_path / "c.jsonl", [
@@ -144,9 +144,11 @@ def test_real_replies_of_the_embedded_model_get_their_hand_labels(tmp_path):
     got = [(x["judge"]["correct"], x["judge"]["format_ok"]) for x in rows(out)]
     assert got == [(x["label_correct"], x["label_format_ok"]) for x in real]
     s = json.load(open(str(out) + ".summary.json"))
-    right = sum(x["label_correct"] for x in real)
-    assert s["accuracy"] == {"n": 84, "lenient": round(right / 84, 4), "strict": 0.0} and 0 < right < 84
-    assert {t: a["n"] for t, a in s["accuracy_by_temperature"].items()} == {"0.7": 56, "1.0": 28}
+    n, right = len(real), sum(x["label_correct"] for x in real)
+    strict = sum(x["label_correct"] and x["label_format_ok"] for x in real)
+    assert s["accuracy"] == {"n": n, "lenient": round(right / n, 4), "strict": round(strict / n, 4)} and 0 < right < n
+    by_t = {t: sum(1 for x in real if str(x["temperature"]) == t) for t in s["accuracy_by_temperature"]}
+    assert {t: a["n"] for t, a in s["accuracy_by_temperature"].items()} == by_t and sum(by_t.values()) == n
 
 
 def test_a_recipe_judge_stage_with_a_verifier_needs_no_judge_model_and_calls_none(tmp_path):
