@@ -329,3 +329,20 @@ def test_report_shows_review_stats(tmp_path):
     assert r.exit_code == 0, r.output
     page = html_out.read_text()
     assert "Human review: agreement and time" in page and "alice vs bob: 18 shared units" in page
+
+
+@pytest.mark.parametrize("labels", [
+    [1], "just a string", [{"data": [1, 2], "annotations": [{"result": []}]}],
+    [{"data": {"item": "x"}, "annotations": [{"result": [5]}]}],
+    [{"fields": ["not", "an", "object"], "responses": {}}],
+    [{"fields": {"answer": "a"}, "responses": {"score": [7]}}],
+])
+def test_import_of_labels_with_an_unexpected_shape_is_one_error_and_writes_nothing(tmp_path, labels):
+    src = write_candidates(tmp_path / "c.jsonl", prompts=2, judge=True)
+    bad = tmp_path / "labels.json"
+    bad.write_text(json.dumps(labels))
+    reviewed = tmp_path / "reviewed.jsonl"
+    r = CliRunner().invoke(cli, ["review", src, "--import", str(bad), "-o", str(reviewed)])
+    assert r.exit_code == 1, r.output
+    assert "labels.json" in r.output and "internal error" not in r.output.lower() and "Traceback" not in r.output
+    assert not reviewed.exists() and not list(tmp_path.glob("reviewed*events*"))

@@ -153,41 +153,55 @@ def import_file(src: str, labels: str, out: str, *, mode: str = "score", max_pai
         raise InputError(f"not JSON ({err})", "give the tool's JSON export", path=labels) from None
     if isinstance(recs, dict):
         recs = recs.get("records") or recs.get("tasks") or [recs]
+    if not isinstance(recs, list):
+        raise InputError("the labels are neither a list of tasks/records nor an object holding one",
+                         "give the tool's JSON export", path=labels)
+    decided = []   # read every record before the first event is written: a bad record appends nothing
+    for i, rec in enumerate(recs, 1):
+        try:
+            if not isinstance(rec, dict):
+                raise TypeError(type(rec).__name__)
+            for d in _decisions(rec, labels, i):
+                if not isinstance(d[3], dict) or not isinstance(d[4], dict):
+                    raise TypeError("its data/fields is not an object")
+                decided.append(d)
+        except (TypeError, AttributeError, ValueError) as err:
+            raise InputError(f"record {i} has an unexpected shape ({err})",
+                             "give the tool's unmodified JSON export", path=labels) from None
     log = EventLog(events_path(out), new_header(ds, mode, rubric_info(f"imported from {labels}", "imported"), seed))
     n, unmatched, who = 0, 0, set()
-    for i, rec in enumerate(recs, 1):
-        for annotator, seconds, cancelled, data, vals in _decisions(rec, labels, i):
-            key = data.get("item") or data.get("prompt_id")
-            item = ds.item_of(key) if key else None
-            if item is None:
-                unmatched += 1
-                continue
-            src_tag = {"source": "labelstudio" if annotator.startswith("ls-") else "argilla"}
-            who.add(annotator)
-            if cancelled:
-                log.add("skip", annotator, item.key, seconds=seconds, **src_tag)
-                n += 1
-                continue
-            cands = [data.get("candidate_a"), data.get("candidate_b")] if mode == "pairwise" \
-                else [data.get("candidate_id")]
-            if any(c not in item.cids for c in cands):
-                unmatched += 1
-                continue
-            if vals.get("flag"):
-                for c in cands:
-                    log.add("flag", annotator, item.key, cand=c, reason=str(vals["flag"])[:500], seconds=seconds,
-                            **src_tag)
-                    n += 1
-                continue
-            if mode == "pairwise" and vals.get("verdict") in ("A", "B", "tie"):
-                v = vals["verdict"]
-                log.add("label", annotator, item.key, cand=cands[1] if v == "B" else cands[0], value=v,
-                        first=cands[0], seconds=seconds, **src_tag)
-                n += 1
-            elif mode == "score" and vals.get("score") in (1, 2, 3, 4, 5):
-                log.add("label", annotator, item.key, cand=cands[0], value=int(vals["score"]), seconds=seconds,
+    for annotator, seconds, cancelled, data, vals in decided:
+        key = data.get("item") or data.get("prompt_id")
+        item = ds.item_of(key) if key else None
+        if item is None:
+            unmatched += 1
+            continue
+        src_tag = {"source": "labelstudio" if annotator.startswith("ls-") else "argilla"}
+        who.add(annotator)
+        if cancelled:
+            log.add("skip", annotator, item.key, seconds=seconds, **src_tag)
+            n += 1
+            continue
+        cands = [data.get("candidate_a"), data.get("candidate_b")] if mode == "pairwise" \
+            else [data.get("candidate_id")]
+        if any(c not in item.cids for c in cands):
+            unmatched += 1
+            continue
+        if vals.get("flag"):
+            for c in cands:
+                log.add("flag", annotator, item.key, cand=c, reason=str(vals["flag"])[:500], seconds=seconds,
                         **src_tag)
                 n += 1
+            continue
+        if mode == "pairwise" and vals.get("verdict") in ("A", "B", "tie"):
+            v = vals["verdict"]
+            log.add("label", annotator, item.key, cand=cands[1] if v == "B" else cands[0], value=v,
+                    first=cands[0], seconds=seconds, **src_tag)
+            n += 1
+        elif mode == "score" and vals.get("score") in (1, 2, 3, 4, 5):
+            log.add("label", annotator, item.key, cand=cands[0], value=int(vals["score"]), seconds=seconds,
+                    **src_tag)
+            n += 1
     records = write_output(ds, log, out)
     return {"events": n, "unmatched": unmatched, "annotators": ", ".join(sorted(who)) or "nobody",
             "records": records}
