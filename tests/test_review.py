@@ -334,7 +334,7 @@ def test_report_shows_review_stats(tmp_path):
 @pytest.mark.parametrize("labels", [
     [1], "just a string", [{"data": [1, 2], "annotations": [{"result": []}]}],
     [{"data": {"item": "x"}, "annotations": [{"result": [5]}]}],
-    [{"fields": ["not", "an", "object"], "responses": {}}],
+    [{"fields": ["not", "an", "object"], "responses": {"score": [{"value": 3, "user_id": "u"}]}}],
     [{"fields": {"answer": "a"}, "responses": {"score": [7]}}],
 ])
 def test_import_of_labels_with_an_unexpected_shape_is_one_error_and_writes_nothing(tmp_path, labels):
