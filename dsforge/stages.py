@@ -223,12 +223,12 @@ class SampleConfig(StageConfig):
     seed: Seed = Field(0, description="Run seed; each request's seed derives from it, the prompt id and the "
                        "temperature.")
     stop: tuple[str, ...] = Field((), description="Stop string (repeatable).")
-    logprobs: Annotated[bool, Cli(invert=True)] = Field(True, description="Do not record the answer's mean "
-                                                        "token logprob.")
+    logprobs: Annotated[bool, Cli(invert=True)] = Field(True, description="Do not ask for token logprobs "
+                                                        "(mean_logprob stays empty).")
     system: str | None = Field(None, description="System prompt for prompts that have none.")
-    limit: Annotated[int | None, Cli(unbounded=True)] = Field(None, ge=1, description="Sample only the first N "
+    limit: Annotated[int | None, Cli(unbounded=True)] = Field(None, ge=1, description="Only the first N distinct "
                                                               "prompts.")
-    carry: Annotated[tuple[str, ...], Cli(metavar="FIELD[,FIELD]")] = Field(
+    carry: Annotated[tuple[str, ...], Cli(metavar="FIELD[,FIELD]", kind="csv")] = Field(
         (), description="Prompt-row fields to copy into each candidate's `fields` (the row's `reference` is always "
         "carried).")
 

@@ -6,8 +6,10 @@ import sys
 
 import click
 
-from dsforge.cli.types import JSONL_OUT, MAX_N, MAX_TOKENS, MAX_WORKERS, SEED, FiniteFloat, FloatList, MapPair, Url
+from dsforge.cli.types import JSONL_OUT, MAX_N, MAX_WORKERS, FloatList, MapPair, Url
+from dsforge.cli.options import options_from
 from dsforge.errors import UsageError
+from dsforge.stages import SampleConfig
 
 
 def engine_options(engine: str, opts: tuple[str, ...], base_url: str | None, api_key: str | None) -> dict:
@@ -73,40 +75,20 @@ def engine_flags(fn):
 
 @click.command()
 @click.argument("prompts", nargs=-1, required=True)
-@click.option("--model", "-m", default="smollm2-135m-instruct", show_default=True,
-              help="Model folder, hub id, served model name (openai), or the alias smollm2-135m-instruct.")
-@click.option("--engine", type=click.Choice(["vllm", "openai", "hf"]), default="vllm", show_default=True,
-              help="vllm (offline, batched), openai (any compatible server), hf (transformers, CPU fallback).")
+@options_from(SampleConfig)
 @engine_flags
-@click.option("--temps", type=FloatList(0), default="0.7,1.0", show_default=True,
-              help="Temperature grid, comma-separated, each >= 0.")
-@click.option("-n", "n", type=click.IntRange(1, MAX_N), default=4, show_default=True,
-              help="Answers per prompt and temperature.")
-@click.option("--top-p", type=FiniteFloat(0, 1, min_open=True), default=1.0, show_default=True,
-              help="Nucleus sampling mass.")
-@click.option("--max-tokens", type=click.IntRange(1, MAX_TOKENS), default=512, show_default=True,
-              help="Answer length cap; answers cut here are kept, flagged truncated.")
-@click.option("--seed", type=SEED, default=0, show_default=True,
-              help="Run seed; each request's seed derives from it, the prompt id and the temperature.")
-@click.option("--stop", multiple=True, help="Stop string (repeatable).")
-@click.option("--system", help="System prompt for prompts that have none.")
 @click.option("--map", "maps", type=MapPair(), multiple=True, metavar="DEST=SOURCE",
               help="Where the prompt is: --map instruction=COLUMN (or messages=COLUMN).")
-@click.option("--carry", multiple=True, metavar="FIELD[,FIELD]",
-              help="Prompt-row fields to copy into each candidate's `fields` (the row's `reference` is always "
-                   "carried).")
 @click.option("--shard", help="I/N: sample only this deterministic slice of the prompts (by prompt id hash).")
-@click.option("--limit", type=click.IntRange(1), help="Only the first N distinct prompts.")
 @click.option("--skip-bad", is_flag=True, help="Skip rows that are not usable prompts (counted) instead of stopping.")
-@click.option("--no-logprobs", is_flag=True, help="Do not ask for token logprobs (mean_logprob stays empty).")
 @click.option("--overwrite", is_flag=True, help="Start the output again instead of resuming it.")
 @click.option("--ray", "ray_address", metavar="ADDRESS",
               help="Run as a Ray job: auto, HOST:PORT, ray://HOST:PORT, or local[:N]; one actor per worker owns an "
                    "engine and samples shard i/N (resumable on its own); the shards are merged into --out.")
 @click.option("--ray-workers", type=click.IntRange(1, MAX_WORKERS), help="Workers for --ray (default: one per GPU, else per node).")
 @click.option("-o", "--out", type=JSONL_OUT, required=True, help="Candidates file (.jsonl); rerunning resumes it.")
-def sample(prompts, model, engine, engine_opts, base_url, api_key, temps, n, top_p, max_tokens, seed, stop, system,
-           maps, carry, shard, limit, skip_bad, no_logprobs, overwrite, ray_address, ray_workers, out):
+def sample(prompts, engine_opts, base_url, api_key, maps, shard, skip_bad, overwrite, ray_address, ray_workers, out,
+           cfg):
     """Sample n answers per prompt at each temperature, with full provenance, resumably.
 
     \b
@@ -119,11 +101,9 @@ def sample(prompts, model, engine, engine_opts, base_url, api_key, temps, n, top
     from dsforge import sample as s
     from dsforge.cli.data import _mapping
 
-    options = engine_options(engine, engine_opts, base_url, api_key)
-    cfg = s.SampleConfig(model=m.resolve(model) if engine != "openai" else model, engine=engine,
-                         temps=parse_temps(temps), n=n, top_p=top_p, max_tokens=max_tokens, seed=seed,
-                         stop=tuple(stop), logprobs=not no_logprobs, system=system,
-                         carry=tuple(f.strip() for c in carry for f in c.split(",") if f.strip()))
+    options = engine_options(cfg.engine, engine_opts, base_url, api_key)
+    cfg = cfg.model_copy(update={"model": m.resolve(cfg.model) if cfg.engine != "openai" else cfg.model})
+    limit = cfg.limit
     if ray_address or ray_workers:
         return _sample_ray(list(prompts), out, cfg, ray_address, ray_workers, shard, options, _mapping(maps), limit,
                            skip_bad, overwrite)

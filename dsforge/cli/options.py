@@ -99,6 +99,8 @@ def _value(model: type[BaseModel], name: str, raw):
         return not raw
     if c.kind == "floats":
         return tuple(float(x) for x in raw.split(","))
+    if c.kind == "csv":   # repeatable, each value may list several: --carry a,b --carry c
+        return tuple(f.strip() for v in raw for f in v.split(",") if f.strip())
     if c.kind == "map":
         from dsforge.cli.data import _mapping
 
