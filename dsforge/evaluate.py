@@ -18,42 +18,18 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from dsforge import __version__, logs
 from dsforge.engines import Request, SamplingParams, derive_seed, get_engine
-from dsforge.errors import InputError, UsageError
+from dsforge.errors import InputError, UsageError, redact
 from dsforge.evalstats import mcnemar, paired_difference, pass_at_k, pct, wilson
 from dsforge.formats.rows import ConversionError
 from dsforge.io import atomic_write, expand_inputs, guard_outputs, iter_records
 from dsforge.prompts import prompt_messages
+from dsforge.stages import EvalConfig   # the config model lives with the other stages' (re-exported here)
 from dsforge.records import prompt_id
 
 EVAL_KIND = "dsforge.eval"
-
-
-class EvalConfig(BaseModel):
-    """Settings of one evaluation (library, CLI and recipe share it; unknown keys are errors)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = Field(description="model folder / alias (vllm) or the served model name (openai)")
-    adapter: str | None = Field(None, description="LoRA adapter folder (vllm engine)")
-    engine: Literal["vllm", "openai"] = "vllm"
-    verifier: str | None = Field(None, description="verifier spec; default: each row's 'verifier' field")
-    reference_field: str = "reference"
-    system: str | None = None
-    max_tokens: int = Field(256, ge=1)
-    k: int | None = Field(None, ge=1, description="sampled pass@k (k samples per prompt at temperature)")
-    samples: int | None = Field(None, ge=1, description="samples per prompt for pass@k (default k)")
-    temperature: float = Field(1.0, ge=0)
-    seed: int = 0
-    confidence: float = Field(0.95, gt=0, lt=1)
-    n_resamples: int = Field(10_000, ge=100)
-    judge_model: str | None = Field(None, description="pairwise judge model (win-rate mode)")
-    judge_engine: Literal["vllm", "openai"] = "openai"
 
 
 # ---------------------------------------------------------------- inputs
@@ -141,7 +117,9 @@ def _verifiers(items: list[dict], cfg: EvalConfig) -> dict:
 def engine_for(cfg: EvalConfig, engine_options: dict | None = None):
     """The engine (not opened) for cfg: vllm with the adapter as a LoRA (max_lora_rank from its
     adapter_config.json), or openai. UsageError for an adapter on an OpenAI server."""
-    options = dict(engine_options or {})
+    options = {**cfg.engine_options, **(engine_options or {})}
+    if cfg.engine == "openai" and cfg.base_url:
+        options.setdefault("base_url", cfg.base_url)
     model = cfg.model
     if cfg.engine == "vllm":
         from dsforge import models
@@ -290,7 +268,7 @@ def evaluate(cfg: EvalConfig, prompts: str, out: str | None = None, *, baseline:
     summary["seconds"] = round(time.time() - t0, 2)
     if out:
         doc = {"kind": EVAL_KIND, "version": __version__, "prompts": os.path.abspath(prompts),
-               "config": cfg.model_dump(), "summary": summary, "items": rows}
+               "config": redact(cfg.model_dump()), "summary": summary, "items": rows}
         with atomic_write(out) as f:
             json.dump(doc, f, ensure_ascii=False, indent=1)
     return summary

@@ -39,7 +39,10 @@ def win_rate(items: list[dict], rows: list[dict], against_items: list[dict], cfg
             from dsforge import models
 
             model = models.resolve(model)
-        engine = get_engine(cfg.judge_engine, model, engine_options).open()
+        options = dict(engine_options or {})
+        if cfg.judge_engine == "openai" and cfg.base_url:
+            options.setdefault("base_url", cfg.base_url)
+        engine = get_engine(cfg.judge_engine, model, options).open()
     try:
         judge = Judge(jcfg, engine, Cache(None), log=log, progress=False)
         _, comparisons = judge_pairwise(judge, jitems)

@@ -337,6 +337,42 @@ class TrainConfig(StageConfig):
     lf_python: str | None = Field(None, description="Python of the environment that has LLaMA-Factory.")
 
 
+# ---------------------------------------------------------------- eval
+
+
+class EvalConfig(StageConfig):
+    """dsforge.evaluate.evaluate's settings (`dsforge eval` options; a recipe's eval step per round).
+    Not in STAGE_CONFIGS until the runner has an eval entry (dsforge.run.STAGES)."""
+    model: Annotated[str, Cli(short="-m")] = Field(
+        "smollm2-135m-instruct", description="Model folder or alias (vllm), or the served model name (openai).")
+    adapter: str | None = Field(None, description="LoRA adapter folder (e.g. LLaMA-Factory's output_dir), served "
+                                "through vLLM's LoRA support.")
+    engine: Literal["vllm", "openai"] = Field("vllm", description="vllm (offline engine) or openai (any "
+                                              "OpenAI-compatible server, --base-url).")
+    engine_options: Annotated[dict, Cli(cli=False)] = Field(default_factory=dict, description="engine options "
+                                                            "(as --engine-opt KEY=VALUE)")
+    base_url: Annotated[str | None, Cli(kind="url")] = Field(
+        None, description="OpenAI-compatible server URL (the model's with --engine openai, the judge's with --against).")
+    verifier: Annotated[str | None, Cli(metavar="KIND")] = Field(
+        None, description="exact, numeric, math, regex:PATTERN or python:module:function (default: each row's "
+        "'verifier' field).")
+    reference_field: Annotated[str, Cli(metavar="FIELD")] = Field("reference", description="Row field holding "
+                                                                  "the reference answer.")
+    system: str | None = Field(None, description="System prompt for prompts that have none.")
+    max_tokens: int = Field(256, ge=1, le=MAX_TOKENS, description="Reply length cap.")
+    k: int | None = Field(None, ge=1, le=MAX_N, description="Also sampled pass@k: k samples per prompt at "
+                          "--temperature.")
+    samples: int | None = Field(None, ge=1, le=MAX_N, description="Samples per prompt for pass@k (default: k; more "
+                                "lowers its variance).")
+    temperature: float = Field(1.0, ge=0, description="Temperature of the pass@k samples.")
+    seed: Seed = Field(0, description="Sampling and bootstrap seed.")
+    confidence: Annotated[float, Cli(cli=False)] = Field(0.95, gt=0, lt=1, description="interval level")
+    n_resamples: Annotated[int, Cli(cli=False)] = Field(10_000, ge=100, description="bootstrap resamples")
+    judge_model: str | None = Field(None, description="Pairwise judge for --against (served name, or a model "
+                                    "folder with --judge-engine vllm).")
+    judge_engine: Literal["openai", "vllm"] = Field("openai", description="Engine of the judge for --against.")
+
+
 # The stages a recipe may hold, in their only order; the runner's table (dsforge.run.STAGES) has the same keys.
 STAGE_CONFIGS: dict[str, type[StageConfig]] = {"convert": ConvertConfig, "sample": SampleConfig, "judge": JudgeConfig,
                                                "pairs": PairsConfig, "register": RegisterConfig, "train": TrainConfig}

@@ -227,6 +227,16 @@ def test_bad_prompt_rows_are_data_errors_with_file_and_line(tmp_path):
     assert r.exit_code == 1 and "bad.jsonl:2: id 'a' is used again (first at line 1)" in r.output
 
 
+def test_output_config_holds_no_credential(tmp_path):
+    p = _prompts(tmp_path, n=2)
+    cfg = EvalConfig(model="m", engine="openai", base_url="http://user:SECRET@127.0.0.1:9/v1")
+    evaluate(cfg, p, str(tmp_path / "e.json"), engine=Scripted(_adder()))
+    text = (tmp_path / "e.json").read_text()
+    assert "SECRET" not in text and json.loads(text)["config"]["base_url"].startswith("http://***@")
+    r = _run(["eval", "--prompts", p, "--max-tokens", "0"])
+    assert r.exit_code == 2 and "--max-tokens" in r.output
+
+
 def test_eval_has_help():
     r = _run(["eval", "--help"])
     assert r.exit_code == 0 and "pass@1" in r.output
