@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from dsforge.cli import cli
 from dsforge.engines import Completion, Result
-from dsforge.tasks import FAMILIES, get_family
+from dsforge.tasks import FAMILIES, get_family, heldout_instructions
 from dsforge.tasks.calibrate import calibrate, choose, pass_at_k
 from dsforge.verify import get_verifier
 
@@ -67,7 +67,7 @@ def test_same_seed_same_bytes_and_prefix(tmp_path):
         assert res.exit_code == 0, res.output
         outs.append((tmp_path / name).read_bytes())
     assert outs[0] == outs[1] and outs[0] != outs[2]
-    first = get_family("arith").make(10, 5, "5")
+    first = get_family("arith").make(10, 5, "5", heldout_instructions("arith"))
     assert [json.loads(x) for x in outs[0].decode().splitlines()[:10]] == first   # a larger n extends a smaller
 
 

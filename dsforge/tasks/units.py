@@ -1,6 +1,6 @@
 """Unit conversion: length, mass, time and volume, one or two steps, to larger or smaller units.
 
-Levels: 1 one step to a smaller unit (5 km -> m), value 1-20; 2 the same with 21-99;
+Levels: 1 one step to a smaller unit (5 km -> m), value 1-30; 2 the same with 21-99;
 3 to a larger unit, whole result (3000 m -> km); 4 to a larger unit, decimal result (2500 m -> 2.5 km);
 5 two steps (km -> cm, hours -> seconds).
 """
@@ -19,7 +19,7 @@ STEPS = [("kilometers", "meters", 1000), ("meters", "centimeters", 100), ("centi
 TWO_STEPS = [("kilometers", "centimeters", 100_000), ("meters", "millimeters", 1000),
              ("hours", "seconds", 3600), ("days", "minutes", 1440)]
 LEVELS = {
-    "1": {"steps": 1, "direction": "down", "values": [1, 20]},
+    "1": {"steps": 1, "direction": "down", "values": [1, 30]},
     "2": {"steps": 1, "direction": "down", "values": [21, 99]},
     "3": {"steps": 1, "direction": "up", "values": [1, 20]},
     "4": {"steps": 1, "direction": "up", "values": [1, 20], "decimal": True},
