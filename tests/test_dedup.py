@@ -253,9 +253,9 @@ def test_report_shows_near_dup_and_contamination_panels(tmp_path):
 
 
 def test_recipe_convert_stage_carries_near_dedup_options():
-    from dsforge.recipe import ConvertStage
+    from dsforge.stages import ConvertConfig   # the recipe's convert entry is the library's config itself
 
-    o = ConvertStage(near_dedup=True, dedup_on="prompt", decontaminate=["heldout.jsonl"]).options()
+    o = ConvertConfig(near_dedup=True, dedup_on="prompt", decontaminate=["heldout.jsonl"])
     assert (o.near_dedup, o.dedup_on, o.decontaminate) == (True, "prompt", ("heldout.jsonl",))
 
 

@@ -7,8 +7,10 @@ import sys
 
 import click
 
-from dsforge.cli.types import JSON_OUT, SEED, FiniteFloat, MapPair
+from dsforge.cli.types import JSON_OUT, FiniteFloat
+from dsforge.cli.options import options_from
 from dsforge.errors import UsageError
+from dsforge.stages import ConvertConfig
 
 
 def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -32,55 +34,20 @@ def _progress(desc: str, unit: str = "rows"):
 
 @click.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--to", "to", type=click.Choice(["pt", "sft", "ranking", "kto"]), required=True,
-              help="What to build: pretraining text, SFT, ranking (DPO/RM) pairs or KTO rows.")
-@click.option("--format", "fmt", type=click.Choice(["alpaca", "sharegpt", "openai"]), default="sharegpt",
-              show_default=True, help="Row shape for sft/ranking/kto.")
+@options_from(ConvertConfig)
 @click.option("-o", "--out", type=JSON_OUT, required=True, help="Output file (.jsonl or .json).")
-@click.option("--map", "maps", type=MapPair(), multiple=True, metavar="DEST=SOURCE",
-              help="Rename a source column: instruction, input, output, system, history, messages, chosen, "
-                   "rejected, kto_tag, text.")
-@click.option("--system", help="System prompt for rows that have none.")
-@click.option("--text-split", type=click.Choice(["file", "paragraph"]), default="file", show_default=True,
-              help="txt/md inputs: one document per file, or split on blank lines.")
-@click.option("--chunk-chars", type=click.IntRange(1), help="pt: cut documents into chunks of N characters.")
-@click.option("--chunk-tokens", type=click.IntRange(1), help="pt: cut documents into chunks of N tokens (needs --tokenizer).")
-@click.option("--tokenizer", help="Local tokenizer directory for --chunk-tokens.")
-@click.option("--overlap", type=click.IntRange(0), default=0, show_default=True, help="Characters/tokens shared by neighbouring chunks.")
-@click.option("--min-chars", type=click.IntRange(0), default=1, show_default=True, help="pt: drop chunks shorter than this.")
-@click.option("--max-chars", type=click.IntRange(1), help="pt: drop chunks longer than this.")
 @click.option("--dedup", type=click.Choice(["exact", "near"]), is_flag=False, flag_value="exact", default="exact",
               show_default=True, help="Drop exact duplicate rows; 'near' also drops near-duplicates (MinHash LSH, "
               "the first of each cluster is kept) and makes the eval split group near-duplicate prompts.")
 @click.option("--no-dedup", is_flag=True, help="Keep duplicate rows.")
-@click.option("--dedup-on", type=click.Choice(["prompt", "all"]), default="all", show_default=True,
-              help="--dedup near: rows are near-duplicates by prompt only, or by prompt and answer.")
-@click.option("--dedup-shingle", default="word:3", show_default=True, help="--dedup near: word:K or char:K shingles.")
-@click.option("--dedup-threshold", type=FiniteFloat(0, 1, min_open=True), default=0.8, show_default=True,
-              help="--dedup near: Jaccard similarity at or above which rows are near-duplicates.")
-@click.option("--split-group", type=click.Choice(["exact", "near"]), default="exact", show_default=True,
-              help="--eval-ratio keeps rows with the same prompt (exact) or near-duplicate prompts (near) on one side.")
-@click.option("--decontaminate", "decontaminate", multiple=True, metavar="EVAL",
-              help="Drop rows that overlap this eval file (13-gram or near-duplicate; repeatable).")
-@click.option("--shuffle", is_flag=True, help="Shuffle rows (seeded, on-disk: memory stays flat).")
-@click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--eval-ratio", type=FiniteFloat(0, 1, max_open=True), default=0.0, help="Share of prompts held out (grouped by prompt).")
-@click.option("--eval-out", type=JSON_OUT, help="Eval split file (with --eval-ratio).")
-@click.option("--skip-bad", is_flag=True, help="Skip rows that cannot be converted (counted) instead of failing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def convert(inputs, to, fmt, out, maps, system, text_split, chunk_chars, chunk_tokens, tokenizer, overlap,
-            min_chars, max_chars, dedup, no_dedup, dedup_on, dedup_shingle, dedup_threshold, split_group,
-            decontaminate, shuffle, seed, eval_ratio, eval_out, skip_bad, as_json):
+def convert(inputs, out, dedup, no_dedup, as_json, cfg):
     """Convert raw corpora (txt/md, json/jsonl, csv, parquet, HF dataset dirs) into LLaMA-Factory files."""
-    from dsforge.convert import ConvertOptions
     from dsforge.convert import convert as run
 
-    opts = ConvertOptions(to=to, fmt=fmt, mapping=_mapping(maps), system=system, text_split=text_split,
-                          chunk_chars=chunk_chars, chunk_tokens=chunk_tokens, tokenizer=tokenizer, overlap=overlap,
-                          min_chars=min_chars, max_chars=max_chars, dedup=not no_dedup, shuffle=shuffle, seed=seed,
-                          eval_ratio=eval_ratio, eval_out=eval_out, skip_bad=skip_bad, near_dedup=dedup == "near",
-                          dedup_on=dedup_on, dedup_shingle=dedup_shingle, dedup_threshold=dedup_threshold,
-                          split_group=split_group, decontaminate=tuple(decontaminate))
+    # --dedup exact|near and --no-dedup are one CLI spelling of two fields (dedup, near_dedup)
+    opts = cfg.model_copy(update={"dedup": not no_dedup, "near_dedup": dedup == "near"})
+    eval_out = opts.eval_out
     if no_dedup and dedup == "near":
         raise UsageError("--no-dedup and --dedup near contradict each other", "keep one of them")
     bar = _progress("convert")

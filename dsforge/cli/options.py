@@ -63,6 +63,8 @@ def option_for(model: type[BaseModel], name: str) -> click.Option | None:
     b = _bounds(info)
     if c.choices or typing.get_origin(kind) is typing.Literal:
         kw["type"] = click.Choice(list(c.choices or typing.get_args(kind)))
+    elif kind is int and not b:
+        kw["type"] = click.INT
     elif kind is int:
         kw["type"] = click.IntRange(b.get("min"), b.get("max"), min_open=b.get("min_open", False),
                                     max_open=b.get("max_open", False))
@@ -87,7 +89,7 @@ def option_for(model: type[BaseModel], name: str) -> click.Option | None:
         kw["type"] = OutPath((".jsonl", ".json"))
     if c.metavar and "metavar" not in kw:
         kw["metavar"] = c.metavar
-    kw["default"] = default
+    kw["default"] = None if c.required else default
     kw["required"] = c.required
     return click.Option(decls, **kw)
 
