@@ -16,6 +16,7 @@ import statistics
 from collections import Counter, defaultdict
 
 from dsforge import pairchecks as pc
+from dsforge import verifier_pairs as vp
 from dsforge.candidates import dumps, load_judged
 from dsforge.errors import InputError, UsageError
 from dsforge.formats.rows import from_conversation
@@ -162,7 +163,8 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
     OUT.summary.json and, with `kto_out`, KTO rows (kto_tag = score >= cfg.kto_threshold), all together
     and atomically. Returns the summary (summaries.PairsSummary): prompts, pairs, excluded_candidates and
     dropped {reason: count}, chosen_longer_rate, median_length_ratio, margin_quantiles, degenerate,
-    dataset_info_entry (what `register` writes for OUT, less file_name), out, sidecar, kto. Raises
+    dataset_info_entry (what `register` writes for OUT, less file_name), out, sidecar, kto, and pair_yield
+    (dsforge.verifier_pairs.pair_yield) when verifier labels made the default strategy correct-vs-wrong. Raises
     UsageError for bad settings or outputs, InputError (nothing written) when no pair or KTO row survives.
     """
     if cfg.strategy not in STRATEGIES:
@@ -190,6 +192,9 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
     for r in rows:
         groups[r["prompt_id"]].append(r)
     rng = random.Random(cfg.seed)
+    # verifier labels (right/wrong): the default best-vs-worst becomes correct-vs-wrong (dsforge.verifier_pairs)
+    verified = cfg.strategy == "best-vs-worst" and vp.is_verifier_data(rows)
+    strategy = vp.STRATEGY if verified else cfg.strategy
     degenerate, degenerate_report = _degenerate_check(cfg)
     drops: Counter = Counter()
     excluded: Counter = Counter()
@@ -220,10 +225,13 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
         if len(eligible) < 2:
             drops["single_candidate" if eligible else "no_candidate"] += 1
             continue
-        chosen_pairs = select(eligible, cfg, rng, drops, degenerate)
+        if verified:   # a prompt without a pair is counted by vp under its reason (all_right, all_wrong, ...)
+            chosen_pairs = vp.select_correct_vs_wrong(eligible, cfg.max_pairs_per_prompt, rng, drops, degenerate)
+        else:
+            chosen_pairs = select(eligible, cfg, rng, drops, degenerate)
         if cfg.combine == "agree-only":
             chosen_pairs = _agreeing(chosen_pairs, drops)
-        if not chosen_pairs:
+        if not chosen_pairs and not verified:
             drops["prompt_without_pair"] += 1
         for c, r in chosen_pairs:
             conv = _conversation(c["messages"])
@@ -238,17 +246,18 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
                 "all_scores": [{"score": x["judge"].get("score"), "len": len(x["text"]),
                                 "temperature": x.get("temperature"), "sample_index": x.get("sample_index"),
                                 "truncated": bool(x.get("truncated"))} for x in cands],
-                "strategy": cfg.strategy, "judge": {k: c["judge"].get(k) for k in ("kind", "model", "rubric", "rubric_hash")},
+                "strategy": strategy, "judge": {k: c["judge"].get(k) for k in ("kind", "model", "rubric", "rubric_hash")},
             })
     lb = pc.length_bias([s["chosen"]["len"] for s in side], [s["rejected"]["len"] for s in side])
     margins = sorted(s["margin"] for s in side)
     summary = {
-        "prompts": len(groups), "pairs": len(pairs), "strategy": cfg.strategy, "min_margin": cfg.min_margin,
+        "prompts": len(groups), "pairs": len(pairs), "strategy": strategy, "min_margin": cfg.min_margin,
         "format": cfg.fmt, "excluded_candidates": dict(excluded), "dropped": dict(drops), "combine": combined,
         "chosen_longer_rate": lb["chosen_longer_rate"], "median_length_ratio": lb["median_length_ratio"],
         "margin_quantiles": pc.quantiles(margins, (0, 25, 50, 75, 100)),   # nearest rank; {} without pairs
         "dataset_info_entry": infer_entry(pairs).entry if pairs else None,   # what register writes, less file_name
         "out": out, "sidecar": sidecar, "degenerate": degenerate_report(rows, margins),
+        "pair_yield": vp.pair_yield(groups, drops) if verified else None,
     }
     if not pairs and not kto_rows:
         # decided before anything is written: a run that yields nothing leaves the previous outputs as they were
@@ -302,6 +311,10 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
 def format_summary(s: dict) -> str:
     """The console lines for a pairs summary (summaries.PairsSummary)."""
     lines = [f"{s['pairs']} pairs from {s['prompts']} prompts ({s['strategy']}, min margin {s['min_margin']})"]
+    if s.get("pair_yield"):
+        y = s["pair_yield"]
+        lines.append(f"pair yield {y['rate']:.0%}: {y['with_right_and_wrong']} of {y['prompts']} prompts have a right and "
+                     f"a wrong answer" + (f"; no pair: {y['no_pair']}" if y["no_pair"] else ""))
     if s["excluded_candidates"]:
         lines.append(f"candidates excluded: {s['excluded_candidates']}")
     if s.get("combine"):

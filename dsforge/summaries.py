@@ -122,6 +122,7 @@ class PairsSummary(_Summary):
     out: str | None
     sidecar: str | None
     degenerate: dict | None = None
+    pair_yield: dict | None = None            # verifier data: {prompts, with_right_and_wrong, rate, no_pair {reason: prompts}}
     kto: dict | None = None                   # {out, rows, desirable, undesirable, threshold, suggested_weights,
                                               #  dataset_info_entry} with --kto
 

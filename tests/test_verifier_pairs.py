@@ -53,3 +53,33 @@ def test_reason_and_kind_helpers():
     assert is_verifier_data([cand("1", True)])
     assert not is_verifier_data([{"judge": {"kind": "llm", "score": 3}}])
     assert not is_verifier_data([])
+
+
+def test_build_pairs_on_verifier_judged_file_reports_pair_yield(tmp_path):
+    import json
+
+    from dsforge.pairs import PairConfig, build_pairs, format_summary
+    from dsforge.verify import get_verifier
+
+    v = get_verifier("numeric")
+    replies = {"What is 29 + 14?": ("43", ["29 + 14 = 43", "43", "29 + 14 = 31", "It is 41.", "44"]),
+               "What is 2 + 2?": ("4", ["4", "2 + 2 = 4"]),
+               "What is 17 + 25?": ("42", ["17 + 25 = 32", "52"]),
+               "What is 9 + 9?": ("18", ["18"])}
+    rows = []
+    for i, (q, (ref, texts)) in enumerate(replies.items()):
+        for j, t in enumerate(texts):
+            vd = v.check(t, ref)
+            rows.append({"prompt_id": f"p{i}", "messages": [{"role": "user", "content": q}], "text": t,
+                         "sample_index": j, "reference": ref,
+                         "judge": {"kind": "verifier", "verifier": "numeric", "score": vd.score,
+                                   "correct": vd.correct, "format_ok": vd.format_ok, "answer": vd.answer}})
+    judged = tmp_path / "judged.jsonl"
+    judged.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    s = build_pairs(str(judged), str(tmp_path / "dpo.jsonl"), PairConfig(max_pairs_per_prompt=2))
+    assert s["strategy"] == "correct-vs-wrong" and s["pairs"] == 2
+    assert s["pair_yield"] == {"prompts": 4, "with_right_and_wrong": 1, "rate": 0.25,
+                               "no_pair": {"all_right": 1, "all_wrong": 1, "single_candidate": 1}}
+    out = [json.loads(x) for x in (tmp_path / "dpo.jsonl").read_text().splitlines()]
+    assert {(o["chosen"]["value"], o["rejected"]["value"]) for o in out} == {("43", "44"), ("29 + 14 = 43", "29 + 14 = 31")}
+    assert "pair yield 25%: 1 of 4 prompts have a right and a wrong answer" in format_summary(s)
