@@ -260,9 +260,9 @@ _NUMBER_ONLY = re.compile(r"\s*[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?\s*\.?
 def check_format(rule: str | None, reply: str, *, reference=None) -> bool:
     """Whether `reply` has the form `rule` asks for (STRICT):
     any: always; number: the reply is one number and nothing else (one trailing '.' allowed);
-    answer_tag: exactly one <answer>...</answer> holding a non-empty answer; boxed: exactly one \\boxed{};
+    answer_tag: exactly one <answer>...</answer> holding a non-empty answer; boxed: exactly one non-empty \\boxed{};
     exact: the reply equals the reference after trimming, case and whitespace;
-    words:N: exactly N words (runs of letters/digits); regex:PATTERN: the trimmed reply matches PATTERN whole.
+    words:N: exactly N words (runs of letters/digits) and no equation (=, +, *, /); regex:PATTERN: the trimmed reply matches PATTERN whole.
     Raises InputError for an unknown rule."""
     if rule in (None, "any"):
         return True
@@ -272,10 +272,13 @@ def check_format(rule: str | None, reply: str, *, reference=None) -> bool:
         tags = _TAG.findall(reply)
         return len(tags) == 1 and tags[0].strip() != ""
     if rule == "boxed":
-        return len(_BOXED.findall(reply)) == 1
+        boxes = [m.end() for m in _BOXED.finditer(reply)]
+        return len(boxes) == 1 and _balanced(reply, boxes[0]).strip() != ""
     if rule == "exact":
         return reference is not None and normalize(reply) == normalize(str(reference))
     if rule.startswith("words:") and rule[6:].isdigit():
+        if re.search(r"[=+*/×÷]", reply):   # an equation is not an answer in words
+            return False
         return len(re.findall(r"[^\W_]+(?:['’.,-][^\W_]+)*", reply)) == int(rule[6:])
     if rule.startswith("regex:"):
         try:

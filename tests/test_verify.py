@@ -61,6 +61,8 @@ def test_row_format_rules():
     assert not v.check("It is 43 for sure.", 43, {"format": "words:3"}).format_ok
     assert v.check("whatever 43", 43, {"format": "any"}).format_ok
     assert check_format("boxed", "so \\boxed{4}") and not check_format("boxed", "4")
+    assert not check_format("boxed", "The answer is \\boxed{}.")              # an empty box (a real reply)
+    assert not check_format("words:3", "49 + 19 = 113")                      # an equation is not 3 words
     assert check_format("regex:\\d+ km", "12 km") and not check_format("regex:\\d+ km", "12 m")
     with pytest.raises(InputError, match="unknown format rule"):
         v.check("43", 43, {"format": "shout"})
