@@ -49,7 +49,8 @@ def tasks_make(name, n, seed, difficulty, allow_heldout, out):
     from dsforge import tasks as t
 
     res = t.make(name, n, seed, out, difficulty, allow_heldout=allow_heldout)
-    click.echo(f"{res['rows']} {name} prompts at difficulty {res['difficulty']} (seed {seed}) -> {out}  "
+    held = f", none of the {res['excluded_heldout']} held-out ones" if res["excluded_heldout"] else ""
+    click.echo(f"{res['rows']} {name} prompts at difficulty {res['difficulty']} (seed {seed}{held}) -> {out}  "
                f"sha256 {res['sha256'][:12]}")
 
 
