@@ -155,6 +155,9 @@ def check_semantics(r: PipelineRecipe) -> list[tuple[str, str]]:
         elif t.stage == "kto":
             if "pairs" not in pos or r.stages[pos["pairs"]].pairs.kto_threshold is None:
                 problems.append((f"stages[{i}].train.stage", "kto needs KTO rows: set pairs.kto_threshold"))
+        elif t.stage == "ppo":
+            problems.append((f"stages[{i}].train.stage", "ppo needs a reward model and is not run by recipes; use "
+                             "dsforge train ppo"))
         elif t.stage in ("sft", "pt"):
             conv = r.stages[pos["convert"]].convert if "convert" in pos else None
             if conv is None or conv.to != t.stage or "pairs" in pos:

@@ -314,7 +314,8 @@ def run_register(o: RegisterConfig, ctx: Context) -> tuple[dict, dict]:
     dst = data_dir / f"{o.name}.jsonl"
     ours = (prev.get("path") == str(dst) and dst.exists() and prev.get("sha256") == file_digest(dst)["sha256"]
             and prev.get("entry") == _registered_entry(data_dir, o.name))
-    reg = register(src, o.name, str(data_dir), force=o.force or ours, copy_into=True)
+    reg = register(src, o.name, str(data_dir), kind=o.kind, formatting=o.fmt, stage=o.stage, force=o.force or ours,
+                   allow_invalid=o.allow_invalid, copy_into=True)
     ctx.echo(f"register: {o.name} -> {reg.info_path} ({reg.action}; LLaMA-Factory would train "
              f"{reg.report.would_train} of {reg.report.rows} rows, stage {reg.stage})")
     path = str(dst)
@@ -332,7 +333,7 @@ def run_train(o: TrainConfig, ctx: Context) -> tuple[dict, dict]:
     reg = ctx.outputs["register"]
     ctx.log(f"  llamafactory-cli train; full log: {d}/dsforge_train.log")
     res = train(o.stage, o.model or ctx.recipe.models.sampler, [reg["name"]], reg["dataset_dir"], recipe=o.recipe,
-                sets=dict(o.set), output_dir=str(d), lf_python=o.lf_python, sets_origin="train.set",
+                sets=dict(o.set), unset=tuple(o.unset), output_dir=str(d), lf_python=o.lf_python, sets_origin="train.set",
                 log=ctx.log, echo=logs.child_echo(ctx.echo))   # losses and errors; all with -v
     if res["exit_code"]:
         error = f": {res['last_error']}" if res.get("last_error") else ""

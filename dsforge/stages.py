@@ -317,24 +317,33 @@ class JudgeConfig(StageConfig):
 class RegisterConfig(StageConfig):
     """dsforge.register.register's settings (the recipe's `register:` entry; `dsforge register` options)."""
     name: str = Field(description="Dataset name to use in LLaMA-Factory's `dataset:`.")
-    dataset_dir: str | None = Field(None, description="Directory holding (or to hold) dataset_info.json "
-                                    "(recipe default: RUN_DIR/data).")
+    dataset_dir: Annotated[str | None, Cli(required=True)] = Field(
+        None, description="Directory holding (or to hold) dataset_info.json (recipe default: RUN_DIR/data).")
     what: Annotated[RegisterWhat, Cli(cli=False)] = Field("auto", description="which earlier output the run "
                                                           "registers")
+    kind: Target | None = Field(None, description="Expected kind (checked).")
+    fmt: Annotated[Formatting | None, Cli(flag="--format")] = Field(None, alias="format",
+                                                                    description="Expected format (checked).")
+    stage: TrainStage | None = Field(None, description="Stage to validate for.")
     force: bool = Field(False, description="Replace a different entry registered under the same name.")
+    allow_invalid: bool = Field(False, description="Register even if LLaMA-Factory would train on no row.")
 
 
 class TrainConfig(StageConfig):
-    """dsforge.train.train's settings (the recipe's `train:` entry; `dsforge train` options). `model` None
-    means the recipe's models.sampler."""
-    stage: TrainStage = Field(description="LLaMA-Factory training stage.")
-    recipe: str = Field("lora", description="lora, full, freeze (shipped in dsforge/data/recipes/train/) or a "
-                        "YAML file.")
+    """dsforge.train.train's settings (the recipe's `train:` entry; `dsforge train` options, STAGE its
+    argument). `model` None means the recipe's models.sampler."""
+    stage: Annotated[TrainStage, Cli(cli=False)] = Field(description="LLaMA-Factory training stage.")
     model: Annotated[str | None, Cli(short="-m", default="smollm2-135m-instruct")] = Field(
         None, description="Base model folder or alias.")
+    recipe: str = Field("lora", description="lora, full, freeze (shipped in dsforge/data/recipes/train/) or a "
+                        "YAML file.")
     set: Annotated[dict, Cli(kind="sets", metavar="KEY=VALUE")] = Field(
-        default_factory=dict, description="Override any LLaMA-Factory / TrainingArguments key.")
-    lf_python: str | None = Field(None, description="Python of the environment that has LLaMA-Factory.")
+        default_factory=dict, description="Override any LLaMA-Factory / TrainingArguments key, e.g. --set "
+        "label_smoothing_factor=0.1; KEY=null drops it (LLaMA-Factory's default applies).")
+    unset: Annotated[tuple[str, ...], Cli(metavar="KEY")] = Field(
+        (), description="Drop a recipe key (same as --set KEY=null).")
+    lf_python: str | None = Field(None, description="Python of the environment that has LLaMA-Factory (default: "
+                                  "DSFORGE_LF_PYTHON, llamafactory-cli on PATH, ./.venv-lf).")
 
 
 # ---------------------------------------------------------------- eval

@@ -10,7 +10,7 @@ import click
 from dsforge.cli.types import JSON_OUT, FiniteFloat
 from dsforge.cli.options import options_from
 from dsforge.errors import UsageError
-from dsforge.stages import ConvertConfig
+from dsforge.stages import ConvertConfig, RegisterConfig
 
 
 def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -36,19 +36,19 @@ def _progress(desc: str, unit: str = "rows"):
 @click.argument("inputs", nargs=-1, required=True)
 @options_from(ConvertConfig)
 @click.option("-o", "--out", type=JSON_OUT, required=True, help="Output file (.jsonl or .json).")
-@click.option("--dedup", type=click.Choice(["exact", "near"]), is_flag=False, flag_value="exact", default="exact",
+@click.option("--dedup", "dedup_mode", type=click.Choice(["exact", "near"]), is_flag=False, flag_value="exact", default="exact",
               show_default=True, help="Drop exact duplicate rows; 'near' also drops near-duplicates (MinHash LSH, "
               "the first of each cluster is kept) and makes the eval split group near-duplicate prompts.")
 @click.option("--no-dedup", is_flag=True, help="Keep duplicate rows.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def convert(inputs, out, dedup, no_dedup, as_json, cfg):
+def convert(inputs, out, dedup_mode, no_dedup, as_json, cfg):
     """Convert raw corpora (txt/md, json/jsonl, csv, parquet, HF dataset dirs) into LLaMA-Factory files."""
     from dsforge.convert import convert as run
 
     # --dedup exact|near and --no-dedup are one CLI spelling of two fields (dedup, near_dedup)
-    opts = cfg.model_copy(update={"dedup": not no_dedup, "near_dedup": dedup == "near"})
+    opts = cfg.model_copy(update={"dedup": not no_dedup, "near_dedup": dedup_mode == "near"})
     eval_out = opts.eval_out
-    if no_dedup and dedup == "near":
+    if no_dedup and dedup_mode == "near":
         raise UsageError("--no-dedup and --dedup near contradict each other", "keep one of them")
     bar = _progress("convert")
     try:
@@ -138,20 +138,14 @@ def validate(files, info, names, stage, tokenizer, template, media_dir, cutoff_l
 
 @click.command()
 @click.argument("file")
-@click.option("--name", required=True, help="Dataset name to use in LLaMA-Factory's `dataset:`.")
-@click.option("--dataset-dir", required=True, help="Directory holding (or to hold) dataset_info.json.")
-@click.option("--kind", type=click.Choice(["pt", "sft", "ranking", "kto"]), help="Expected kind (checked).")
-@click.option("--format", "fmt", type=click.Choice(["alpaca", "sharegpt", "openai"]), help="Expected format (checked).")
-@click.option("--stage", type=click.Choice(["pt", "sft", "rm", "dpo", "kto", "ppo"]), help="Stage to validate for.")
-@click.option("--force", is_flag=True, help="Replace a different entry registered under the same name.")
-@click.option("--allow-invalid", is_flag=True, help="Register even if LLaMA-Factory would train on no row.")
-def register(file, name, dataset_dir, kind, fmt, stage, force, allow_invalid):
+@options_from(RegisterConfig)
+def register(file, cfg):
     """Validate FILE and add it to DATASET_DIR/dataset_info.json (locked, atomic, with a backup)."""
     from dsforge.register import register as run
     from dsforge.validate import format_report
 
-    reg = run(file, name, dataset_dir, kind=kind, formatting=fmt, stage=stage, force=force,
-              allow_invalid=allow_invalid)
+    reg = run(file, cfg.name, cfg.dataset_dir, kind=cfg.kind, formatting=cfg.fmt, stage=cfg.stage, force=cfg.force,
+              allow_invalid=cfg.allow_invalid)
     r = reg.report
     click.echo(f"{reg.action} '{reg.name}' in {reg.info_path}: {reg.kind}, {reg.entry.get('formatting')}, "
                f"LLaMA-Factory would train {r.would_train} of {r.rows} rows (stage {reg.stage})")

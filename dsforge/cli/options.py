@@ -90,7 +90,7 @@ def option_for(model: type[BaseModel], name: str) -> click.Option | None:
     if c.metavar and "metavar" not in kw:
         kw["metavar"] = c.metavar
     kw["default"] = None if c.required else default
-    kw["required"] = c.required
+    kw["required"] = c.required or info.is_required()
     return click.Option(decls, **kw)
 
 
@@ -123,7 +123,8 @@ def options_from(model: type[BaseModel], *, exclude: tuple[str, ...] = ()):
     def deco(fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            values = {n: _value(model, n, kwargs.pop(n)) for n in names if n in kwargs}
+            # generated options, and arguments named as a field (train's STAGE)
+            values = {n: _value(model, n, kwargs.pop(n)) for n in model.model_fields if n in kwargs}
             values = {n: v for n, v in values.items() if v is not None}
             try:
                 cfg = model.build(**values)

@@ -4,29 +4,26 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import get_args
 
 import click
 
 from dsforge import logs
+from dsforge.cli.options import options_from
+from dsforge.stages import TrainConfig, TrainStage
 
 LF_PY_HELP = "Python of the environment that has LLaMA-Factory (default: DSFORGE_LF_PYTHON, llamafactory-cli on PATH, ./.venv-lf)."
 
 
 @click.command()
-@click.argument("stage", type=click.Choice(["pt", "sft", "dpo", "kto", "rm", "ppo"]))
-@click.option("--model", "-m", default="smollm2-135m-instruct", show_default=True, help="Base model folder or alias.")
+@click.argument("stage", type=click.Choice(get_args(TrainStage)))
+@options_from(TrainConfig)
 @click.option("--dataset", "datasets", required=True, help="Registered dataset name(s), comma-separated.")
 @click.option("--dataset-dir", required=True, help="Folder holding dataset_info.json.")
-@click.option("--recipe", default="lora", show_default=True, help="lora, full, freeze (shipped in dsforge/data/recipes/train/) or a YAML file.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Override any LLaMA-Factory / TrainingArguments key, e.g. --set label_smoothing_factor=0.1; "
-                   "KEY=null drops it (LLaMA-Factory's default applies).")
-@click.option("--unset", "unset", multiple=True, metavar="KEY", help="Drop a recipe key (same as --set KEY=null).")
 @click.option("--output-dir", "-o", help="Where weights, YAML, manifest and log go.")
 @click.option("--dry-run", is_flag=True,
               help="Check everything, print the resolved YAML and the command; run nothing (no LLaMA-Factory needed).")
-@click.option("--lf-python", help=LF_PY_HELP)
-def train(stage, model, datasets, dataset_dir, recipe, sets, unset, output_dir, dry_run, lf_python):
+def train(datasets, dataset_dir, output_dir, dry_run, cfg):
     """Check the datasets, write the resolved LLaMA-Factory YAML + manifest, run llamafactory-cli train.
 
     \b
@@ -36,9 +33,9 @@ def train(stage, model, datasets, dataset_dir, recipe, sets, unset, output_dir, 
     """
     from dsforge import train as t
 
-    res = t.train(stage, model, [d.strip() for d in datasets.split(",") if d.strip()], dataset_dir, recipe=recipe,
-                  sets=t.parse_sets(sets), unset=tuple(unset), output_dir=output_dir, dry_run=dry_run,
-                  lf_python=lf_python, echo=click.echo if dry_run else logs.child_echo(click.echo))
+    res = t.train(cfg.stage, cfg.model, [d.strip() for d in datasets.split(",") if d.strip()], dataset_dir,
+                  recipe=cfg.recipe, sets=dict(cfg.set), unset=cfg.unset, output_dir=output_dir, dry_run=dry_run,
+                  lf_python=cfg.lf_python, echo=click.echo if dry_run else logs.child_echo(click.echo))
     if dry_run:
         return
     click.echo(t.format_result(res), err=bool(res["exit_code"]))
