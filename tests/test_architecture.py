@@ -67,3 +67,81 @@ def test_no_import_loops_in_dsforge():
     assert "dsforge.judge.core" in graph and graph["dsforge.judge.audit"] >= {"dsforge.judge.core"}
     loop = cycle(graph)
     assert loop is None, "import loop: " + " -> ".join(loop)
+
+
+# ---------------------------------------------------------------- each stage option is declared once
+
+# Options of a stage command that are about this invocation (inputs, outputs, engine connection, sharding),
+# not the stage's config: they have no recipe key (the runner sets them).
+INVOCATION = {
+    "convert": {"out", "dedup_mode", "no_dedup", "as_json"},   # --dedup/--no-dedup: one spelling of dedup+near_dedup
+    "sample": {"out", "engine_opts", "base_url", "api_key", "maps", "shard", "skip_bad", "overwrite", "ray_address",
+               "ray_workers"},
+    "pairs": {"out", "kto_out"},
+    "register": set(),
+    "train": {"datasets", "dataset_dir", "output_dir", "dry_run"},
+}
+# judge is not generated yet: its library config (dsforge.judge.JudgeConfig) holds a loaded Rubric and its
+# command has verifier/cache/price/ray options; its recipe entry is stages.JudgeConfig.
+GENERATED = tuple(INVOCATION)
+
+
+def test_each_stage_option_is_declared_once_in_its_config_model():
+    """Every option of convert/sample/pairs/register/train is either generated from one field of the stage's
+    config model (same flags and help as options_from makes) or an invocation option; every CLI-visible
+    field has its option."""
+    import click
+
+    from dsforge.cli import cli
+    from dsforge.cli.options import option_for
+    from dsforge.stages import STAGE_CONFIGS, cli_of
+
+    for kind in GENERATED:
+        model, cmd = STAGE_CONFIGS[kind], cli.commands[kind]
+        options = {p.name: p for p in cmd.params if isinstance(p, click.Option) and p.name != "help"}
+        for name, p in options.items():
+            if name in INVOCATION[kind]:
+                assert name not in model.model_fields, f"{kind} {p.opts[0]} shadows the field {name}"
+                continue
+            assert name in model.model_fields, f"{kind} {p.opts[0]} is declared outside {model.__name__}"
+            made = option_for(model, name)
+            assert (p.opts, p.secondary_opts, p.help) == (made.opts, made.secondary_opts, made.help), (kind, name)
+        visible = {n for n in model.model_fields if cli_of(model, n).cli}
+        arguments = {p.name for p in cmd.params if isinstance(p, click.Argument)}
+        assert visible <= set(options) | arguments, f"{kind}: fields without an option: {visible - set(options)}"
+
+
+def test_every_recipe_key_is_a_field_of_the_stage_model_and_the_runner_has_each_stage():
+    from dsforge.recipe import Stage
+    from dsforge.run import STAGES
+    from dsforge.stages import STAGE_CONFIGS, STAGE_NAMES
+
+    for kind, model in STAGE_CONFIGS.items():
+        field = Stage.model_fields["register_" if kind == "register" else kind]
+        entry = next(a for a in field.annotation.__args__ if a is not type(None))
+        assert issubclass(entry, model), f"the recipe's {kind} entry is {entry.__name__}, not {model.__name__}"
+    assert tuple(STAGES) == STAGE_NAMES == tuple(STAGE_CONFIGS)
+
+
+def test_one_mapping_spells_a_field_for_the_cli_and_the_recipe(tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from dsforge.cli import cli
+    from dsforge.errors import ConfigError
+    from dsforge.recipe import load_recipe
+    from dsforge.stages import ConvertConfig, PairsConfig, SampleConfig, field_of_flag, flag_of, recipe_key
+
+    assert flag_of(PairsConfig, "min_margin") == "--min-margin" and flag_of(SampleConfig, "logprobs") == "--no-logprobs"
+    assert field_of_flag(ConvertConfig, "--map") == "mapping" and recipe_key(ConvertConfig, "mapping") == "map"
+    r = CliRunner().invoke(cli, ["pairs", "x.jsonl", "--min-margin", "-1", "-o", str(tmp_path / "p.jsonl")])
+    assert r.exit_code == 2 and "--min-margin" in r.output, r.output
+    p = tmp_path / "r.yaml"
+    p.write_text(yaml.safe_dump({"name": "x", "inputs": ["a"], "stages": [
+        {"sample": {}}, {"judge": {"base_url": "http://h/v1"}}, {"pairs": {"min_margin": -1}}],
+        "models": {"judge": "j"}}))
+    try:
+        load_recipe(str(p))
+        raise AssertionError("a negative min_margin was accepted")
+    except ConfigError as err:
+        assert "stages[2].pairs.min_margin: " in err.message, err.message

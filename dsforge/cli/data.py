@@ -13,18 +13,6 @@ from dsforge.errors import UsageError
 from dsforge.stages import ConvertConfig, RegisterConfig
 
 
-def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for p in pairs:
-        dst, sep, src = p.partition("=")
-        if not sep or not dst or not src:
-            raise UsageError(f"--map {p!r} is not DEST=SOURCE", "e.g. --map instruction=question --map output=answer")
-        if dst.strip() in out:
-            raise UsageError(f"--map {dst.strip()}= is given twice", "map each destination once")
-        out[dst.strip()] = src.strip()
-    return out
-
-
 def _progress(desc: str, unit: str = "rows"):
     from tqdm import tqdm
 

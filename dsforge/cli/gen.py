@@ -99,7 +99,7 @@ def sample(prompts, engine_opts, base_url, api_key, maps, shard, skip_bad, overw
     """
     from dsforge import models as m
     from dsforge import sample as s
-    from dsforge.cli.data import _mapping
+    from dsforge.cli.options import mapping_of as _mapping
 
     options = engine_options(cfg.engine, engine_opts, base_url, api_key)
     cfg = cfg.model_copy(update={"model": m.resolve(cfg.model) if cfg.engine != "openai" else cfg.model})
@@ -141,7 +141,7 @@ def _sample_ray(prompts, out, cfg, address, workers, shard, options, mapping, li
 def merge(shards, out, n, prompt_files, temps, maps, system):
     """Join `sample --shard` outputs; check settings match, nothing overlaps and nothing is missing."""
     from dsforge import sample as s
-    from dsforge.cli.data import _mapping
+    from dsforge.cli.options import mapping_of as _mapping
 
     prompts = s.read_prompts(list(prompt_files), mapping=_mapping(maps), system=system) if prompt_files else None
     res = s.merge(list(shards), out, n=n, temps=list(parse_temps(temps)) if temps else None, prompts=prompts,

@@ -20,6 +20,7 @@ from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel
 
 from dsforge.cli.types import FiniteFloat, FloatList, MapPair, OutPath, Url
+from dsforge.errors import UsageError
 from dsforge.stages import FieldError, cli_of, flag_of
 
 
@@ -104,14 +105,25 @@ def _value(model: type[BaseModel], name: str, raw):
     if c.kind == "csv":   # repeatable, each value may list several: --carry a,b --carry c
         return tuple(f.strip() for v in raw for f in v.split(",") if f.strip())
     if c.kind == "map":
-        from dsforge.cli.data import _mapping
-
-        return _mapping(raw)
+        return mapping_of(raw)
     if c.kind == "sets":
         from dsforge.train import parse_sets
 
         return parse_sets(raw, flag_of(model, name))
     return raw
+
+
+def mapping_of(pairs: tuple[str, ...]) -> dict[str, str]:
+    """--map DEST=SOURCE values -> {dest: source}; UsageError for a malformed or repeated DEST."""
+    out = {}
+    for p in pairs:
+        dst, sep, src = p.partition("=")
+        if not sep or not dst or not src:
+            raise UsageError(f"--map {p!r} is not DEST=SOURCE", "e.g. --map instruction=question --map output=answer")
+        if dst.strip() in out:
+            raise UsageError(f"--map {dst.strip()}= is given twice", "map each destination once")
+        out[dst.strip()] = src.strip()
+    return out
 
 
 def options_from(model: type[BaseModel], *, exclude: tuple[str, ...] = ()):

@@ -13,7 +13,7 @@ import click
 
 class MapPair(click.ParamType):
     """DEST=SOURCE with DEST one of `dests` (default: dsforge.convert.MAP_DESTS); returns the text
-    unchanged (parsed by `cli.data._mapping`)."""
+    unchanged (parsed by `cli.options.mapping_of`)."""
 
     name = "DEST=SOURCE"
 
