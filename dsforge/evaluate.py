@@ -150,19 +150,29 @@ def adapter_rank(path: str) -> int:
     return r
 
 
-def generate(engine, items: list[dict], params_for, log=None) -> dict[str, list]:
-    """One batched engine call: item id -> its Completions. params_for(item) -> SamplingParams.
-    Raises DsforgeError when a request failed for good (after the engine's retries)."""
+def generate(engine, jobs: list[tuple], progress: bool = True) -> dict:
+    """All jobs in one engine call (vLLM batches them): jobs [(tag, messages, SamplingParams)] ->
+    {tag: [Completion]}. Raises DsforgeError (exit 1) when a request failed for good (after the
+    engine's retries), naming the first."""
     from dsforge.errors import DsforgeError
 
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), desc="eval", unit=" req", file=logs.console(), disable=None, mininterval=1.0)
     out, failed = {}, []
-    for res in engine.generate([Request(messages=it["messages"], params=params_for(it), tag=it["id"]) for it in items]):
+    for res in engine.generate([Request(messages=m, params=p, tag=t) for t, m, p in jobs]):
         if res.error:
             failed.append((res.request.tag, res.error))
         out[res.request.tag] = res.completions
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     if failed:
-        raise DsforgeError(f"{len(failed)} of {len(items)} requests failed (e.g. {failed[0][0]}: {failed[0][1][:200]})",
-                           "check the server and rerun")
+        raise DsforgeError(f"{len(failed)} of {len(jobs)} requests failed (e.g. {failed[0][0][0]}: "
+                           f"{failed[0][1][:200]})", "check the server and rerun")
     return out
 
 
@@ -197,7 +207,7 @@ def compare(items: list[dict], base_items: list[dict], cfg: EvalConfig) -> dict:
 
 def evaluate(cfg: EvalConfig, prompts: str, out: str | None = None, *, baseline: str | None = None,
              against: str | None = None, engine=None, engine_options: dict | None = None,
-             judge_engine=None, judge_options: dict | None = None, log=None) -> dict:
+             judge_engine=None, judge_options: dict | None = None, log=None, progress: bool = True) -> dict:
     """Evaluate cfg.model (+adapter) on the prompts file; write {"kind", "version", "config", "summary",
     "items"} to `out` (JSON, atomically) and return the summary.
 
@@ -235,27 +245,27 @@ def evaluate(cfg: EvalConfig, prompts: str, out: str | None = None, *, baseline:
         if own:
             engine.open()
         greedy = SamplingParams(temperature=0.0, max_tokens=cfg.max_tokens, n=1, seed=cfg.seed)
-        replies = generate(engine, items, lambda it: greedy, log)
-        samples = None
-        if cfg.k:
+        jobs = [((it["id"], "greedy"), it["messages"], greedy) for it in items]
+        if cfg.k:   # the pass@k samples go into the same engine call (one batch, shared prompt prefixes)
             n = max(cfg.samples or cfg.k, cfg.k)
-            samples = generate(engine, items, lambda it: SamplingParams(
+            jobs += [((it["id"], "sampled"), it["messages"], SamplingParams(
                 temperature=cfg.temperature, max_tokens=cfg.max_tokens, n=n,
-                seed=derive_seed(cfg.seed, "eval", it["id"])), log)
+                seed=derive_seed(cfg.seed, "eval", it["id"]))) for it in items]
+        got = generate(engine, jobs, progress=progress)
     finally:
         if own:
             engine.close()
     rows = []
     for it in items:
-        comp = replies[it["id"]][0]
+        comp = got[(it["id"], "greedy")][0]
         row = {"id": it["id"], "prompt_id": it["prompt_id"], "reply": comp.text, "reference": it["reference"],
                "reply_tokens": comp.completion_tokens, "reply_chars": len(comp.text), "finish_reason": comp.finish_reason}
         if checks:
             ver = checks["verifiers"][checks["by_item"][it["id"]]]
             row.update(_verdict(ver, comp.text, it), verifier=checks["by_item"][it["id"]])
-            if samples is not None:
-                got = [_verdict(ver, c.text, it)["correct"] for c in samples[it["id"]]]
-                row.update(samples=len(got), samples_correct=sum(got))
+            if cfg.k:
+                ok = [_verdict(ver, c.text, it)["correct"] for c in got[(it["id"], "sampled")]]
+                row.update(samples=len(ok), samples_correct=sum(ok))
         rows.append(row)
     summary = _summary(rows, cfg, checks is not None)
     if base is not None:
