@@ -11,6 +11,7 @@ from itertools import islice
 from typing import Iterable
 
 from dsforge.errors import InputError
+from dsforge.stages import TARGETS
 
 MESSAGE_COLS = ("conversations", "messages")
 PROMPT_COLS = ("instruction", "prompt", "question")
@@ -19,7 +20,7 @@ RESPONSE_COLS = ("output", "response", "answer")
 KTO_COLS = ("kto_tag", "label")
 MEDIA = ("images", "videos", "audios")
 
-KINDS = ("pt", "sft", "ranking", "kto")
+KINDS = TARGETS   # what convert builds (dsforge.stages)
 STAGE_FOR_KIND = {"pt": "pt", "sft": "sft", "ranking": "dpo", "kto": "kto"}
 KIND_FOR_STAGE = {"pt": "pt", "sft": "sft", "rm": "ranking", "dpo": "ranking", "kto": "kto", "ppo": "sft"}
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 import statistics
 from collections import Counter
+from typing import get_args
 
+from dsforge.stages import Similarity
 from dsforge.tokenizers import TruncationCheck, lf_messages  # noqa: F401 - re-exported
 
 # reason code -> what it means; validate registers them (severity warn: LLaMA-Factory trains these rows)
@@ -20,7 +22,7 @@ FORMAT_REASONS = ("pair_think_one_side", "pair_think_empty_vs_full", "pair_stop_
 STOP_STRINGS = ("</s>", "<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|end_of_text|>")
 _THINK = re.compile(r"<think>(.*?)(?:</think>|$)", re.S)
 _FENCE = re.compile(r"^\s*(```|~~~)", re.M)
-SIM_METHODS = ("ratio", "jaccard")
+SIM_METHODS: tuple[str, ...] = get_args(Similarity)
 
 
 def thought_state(text: str) -> str | None:

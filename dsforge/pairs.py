@@ -14,6 +14,7 @@ import json
 import random
 import statistics
 from collections import Counter, defaultdict
+from typing import get_args
 
 from dsforge import pairchecks as pc
 from dsforge import verifier_pairs as vp
@@ -23,7 +24,7 @@ from dsforge.formats.rows import from_conversation
 from dsforge.infer import infer_entry
 from dsforge.io import atomic_files, guard_kind, guard_outputs, note_output
 from dsforge.records import Conversation
-from dsforge.stages import STRATEGIES, PairsConfig
+from dsforge.stages import STRATEGIES, Combine, PairFormat, PairsConfig, ScoreField
 
 PairConfig = PairsConfig   # the pairs stage's one config model (dsforge.stages)
 
@@ -169,7 +170,7 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
     """
     if cfg.strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy '{cfg.strategy}'", f"choose one of: {', '.join(STRATEGIES)}")
-    if cfg.fmt not in ("sharegpt", "alpaca"):
+    if cfg.fmt not in get_args(PairFormat):
         raise UsageError("--format must be sharegpt or alpaca")
     if kto_out and cfg.kto_threshold is None:
         raise UsageError("--kto needs --kto-threshold (candidates scoring at or above it are desirable)")
@@ -199,7 +200,7 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
     drops: Counter = Counter()
     excluded: Counter = Counter()
     pairs, side, kto_rows = [], [], []
-    if cfg.score not in ("score", "expected_score"):
+    if cfg.score not in get_args(ScoreField):
         raise UsageError("--score must be score or expected_score")
     for pid, cands in groups.items():
         eligible = []
@@ -340,7 +341,7 @@ def format_summary(s: dict) -> str:
 
 # ---------------------------------------------------------------- several sources (humans and judges)
 
-COMBINE = ("human-overrides", "agree-only")
+COMBINE: tuple[str, ...] = get_args(Combine)
 
 
 def combine_sources(paths: list[str], policy: str | None) -> tuple[list[dict], dict]:

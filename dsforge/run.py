@@ -45,6 +45,9 @@ def _version(pkg: str) -> str | None:
 
 
 class Runner:
+    """Runs a checked recipe (dsforge.recipe.load_recipe) stage by stage through the STAGES table, one folder
+    per stage (RUN_DIR/NN-kind) with a completion marker holding the stage's chained fingerprint."""
+
     def __init__(self, recipe: PipelineRecipe, recipe_path: str, *, log=None, echo=print):
         self.r = recipe
         self.recipe_path = recipe_path
@@ -61,6 +64,12 @@ class Runner:
 
     def run(self, *, from_stage: str | None = None, until: str | None = None, force: bool = False,
             report: bool = True) -> dict:
+        """Run the stages from `from_stage` to `until` (kinds; default all), skipping finished ones whose
+        fingerprint matches unless `force`. Returns {"run_dir", "outputs": {kind: the stage's outputs, e.g.
+        {"path"}}, "manifest": path, "log": path (when third-party output was captured), "report": path (with
+        report)}; the manifest holds per stage {dir, fingerprint, seconds, options, summary}. UsageError for an
+        unknown --from/--until, inputs that match nothing or clash with outputs; a stage's own errors pass
+        through and leave its folder to resume."""
         kinds = [s.kind for s in self.r.stages]
         for flag, val in (("--from", from_stage), ("--until", until)):
             if val is not None and val not in kinds:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import get_args
 
 import click
 
 from dsforge.cli.types import JSON_OUT, FiniteFloat
 from dsforge.cli.options import options_from
 from dsforge.errors import UsageError
-from dsforge.stages import ConvertConfig, RegisterConfig
+from dsforge.stages import ConvertConfig, RegisterConfig, Similarity, TrainStage
 
 
 def _progress(desc: str, unit: str = "rows"):
@@ -67,7 +68,7 @@ def convert(inputs, out, dedup_mode, no_dedup, as_json, cfg):
 @click.argument("files", nargs=-1)
 @click.option("--dataset-info", "info", help="dataset_info.json (or its directory) to validate entries of.")
 @click.option("--name", "names", multiple=True, help="Dataset name(s) in --dataset-info (default: all).")
-@click.option("--stage", type=click.Choice(["pt", "sft", "rm", "dpo", "kto", "ppo"]),
+@click.option("--stage", type=click.Choice(get_args(TrainStage)),
               help="Training stage (default: inferred from the data).")
 @click.option("--tokenizer", help="Local tokenizer directory for the length audit.")
 @click.option("--template", default="auto", show_default=True,
@@ -82,7 +83,7 @@ def convert(inputs, out, dedup_mode, no_dedup, as_json, cfg):
 @click.option("--reasons", is_flag=True, help="List every check with its severity and fix, then exit.")
 @click.option("--max-similarity", type=FiniteFloat(0, 1, min_open=True), default=0.95, show_default=True,
               help="Ranking data: flag pairs whose answers are at least this similar (pair_near_identical).")
-@click.option("--similarity", "sim_method", type=click.Choice(["ratio", "jaccard"]), default="ratio",
+@click.option("--similarity", "sim_method", type=click.Choice(get_args(Similarity)), default="ratio",
               show_default=True, help="ratio: normalized edit distance; jaccard: overlap of the word sets.")
 @click.option("--length-bias-warn", type=FiniteFloat(0, 1), default=0.7, show_default=True,
               help="Ranking data: warn (pair_length_bias) when chosen is the longer answer in more than this share.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import get_args
 
 import click
 
@@ -10,7 +11,7 @@ from dsforge.cli.gen import engine_flags, engine_options
 from dsforge.cli.types import JSON_OUT, JSONL_OUT, MAX_RETRIES, MAX_WORKERS, MAX_TOKENS, MAX_VOTES, SEED, FiniteFloat, FloatList
 from dsforge.cli.options import options_from
 from dsforge.errors import UsageError
-from dsforge.stages import PairsConfig
+from dsforge.stages import JudgeMode, PairsConfig
 
 
 def _prices(text: str | None):
@@ -42,7 +43,7 @@ def _prices(text: str | None):
                    "agreement with the candidate's reference answer, for tasks a program cannot check), or a Jinja file "
                    "starting with '{# dsforge-rubric min=1 max=10 #}', static text, a line '---', then the item "
                    "template using {{ conversation }} / {{ question }}, {{ answer }} and optionally {{ reference }}.")
-@click.option("--mode", type=click.Choice(["pointwise", "pairwise"]), default="pointwise", show_default=True,
+@click.option("--mode", type=click.Choice(get_args(JudgeMode)), default="pointwise", show_default=True,
               help="pointwise: score each candidate; pairwise: compare pairs in both orders (disagreement = tie).")
 @click.option("--votes", "-k", type=click.IntRange(1, MAX_VOTES), default=1, show_default=True,
               help="Judge samples per item, averaged (k > 1 samples at temperature 0.7 unless --temperature).")

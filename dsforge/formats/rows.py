@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from dsforge.records import Conversation
+from dsforge.records import FORMATTINGS, Conversation
 
-FORMATS = ("alpaca", "sharegpt", "openai")
+FORMATS = FORMATTINGS   # dataset_info `formatting` values (records.FORMATTINGS)
 SHAREGPT_ROLE = {"user": "human", "assistant": "gpt", "system": "system", "tool": "observation",
                  "function_call": "function_call"}
 FROM_SHAREGPT = {"human": "user", "gpt": "assistant", "system": "system", "observation": "tool",
