@@ -15,6 +15,7 @@ support) or any OpenAI-compatible server; verifiers come from dsforge.verify.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -243,7 +244,10 @@ def evaluate(cfg: EvalConfig, prompts: str, out: str | None = None, *, baseline:
     engine = engine or engine_for(cfg, engine_options)
     try:
         if own:
-            engine.open()
+            log(f"starting the {cfg.engine} engine for {cfg.model}" + (f" + {cfg.adapter}" if cfg.adapter else "") + " ...")
+            # the engine's own output goes next to the output (-v: the console); without -o, to the console
+            with logs.log_file(out + ".log") if out else contextlib.nullcontext():
+                engine.open()
         greedy = SamplingParams(temperature=0.0, max_tokens=cfg.max_tokens, n=1, seed=cfg.seed)
         jobs = [((it["id"], "greedy"), it["messages"], greedy) for it in items]
         if cfg.k:   # the pass@k samples go into the same engine call (one batch, shared prompt prefixes)
