@@ -14,6 +14,7 @@ flag and the value, so the offline engine (engines/vllm.py) and the server canno
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -46,14 +47,33 @@ CPU_VLLM = (
 )
 
 
-def vllm_cpu_defaults(given: dict | None = None) -> tuple[dict, list[str]]:
+CPU_MAX_MODEL_LEN = 8192   # a longer model context is capped to this on CPU unless max_model_len is given
+
+
+def model_max_len(model: str) -> int | None:
+    """max_position_embeddings of a local model folder's config.json (or its text_config's); None when unknown."""
+    try:
+        with open(os.path.join(model, "config.json"), encoding="utf-8") as f:
+            cfg = json.load(f)
+    except (OSError, ValueError):
+        return None
+    value = cfg.get("max_position_embeddings") or (cfg.get("text_config") or {}).get("max_position_embeddings")
+    return int(value) if isinstance(value, int) else None
+
+
+def vllm_cpu_defaults(given: dict | None = None, model: str | None = None) -> tuple[dict, list[str]]:
     """vLLM's CPU defaults that `given` (vllm.LLM keywords already chosen) leaves open, twice: as
     vllm.LLM keywords and as the matching api_server flags, from the one table CPU_VLLM. A given
     gpu_memory_utilization skips the fixed KV cache; a given max_model_len raises max_num_batched_tokens
-    to it (vLLM requires that without chunked prefill)."""
-    given = given or {}
+    to it (vLLM requires that without chunked prefill); without one, a `model` whose context is longer
+    than CPU_MAX_MODEL_LEN is capped to it (else vLLM refuses to start)."""
+    given = dict(given or {})
     kw: dict = {}
     flags: list[str] = []
+    native = model_max_len(model) if model and not given.get("max_model_len") else None
+    if native and native > CPU_MAX_MODEL_LEN:
+        kw["max_model_len"] = given["max_model_len"] = CPU_MAX_MODEL_LEN
+        flags += ["--max-model-len", str(CPU_MAX_MODEL_LEN)]
     for key, flag, value in CPU_VLLM:
         if given.get(key) is not None:
             continue
@@ -90,7 +110,7 @@ def vllm_command(model: str, *, name: str, host: str = "127.0.0.1", port: int = 
             env.setdefault(k, v)
         given = {"max_model_len": _flag_value(extra, "--max-model-len"),
                  "gpu_memory_utilization": _flag_value(extra, "--gpu-memory-utilization")}
-        cmd += vllm_cpu_defaults(given)[1]
+        cmd += vllm_cpu_defaults(given, model)[1]
     if adapter:
         cmd += ["--enable-lora", "--lora-modules", f"{name}-adapter={os.path.abspath(adapter)}"]
     return cmd + list(extra), env

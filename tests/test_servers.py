@@ -24,6 +24,21 @@ def test_cpu_defaults_fill_only_what_is_open():
     assert "--dtype" not in flags and "--kv-cache-memory-bytes" not in flags
 
 
+def test_a_long_context_is_capped_on_cpu_in_engine_and_server_alike(tmp_path):
+    """Without chunked prefill vLLM refuses max_num_batched_tokens < max_model_len: a 32k model gets 8192."""
+    from dsforge.engines.vllm import VLLMEngine, VLLMOptions
+
+    (tmp_path / "config.json").write_text('{"max_position_embeddings": 32768}')
+    kw = VLLMEngine(str(tmp_path), VLLMOptions()).engine_kwargs(cpu=True)
+    cmd, _ = servers.vllm_command(str(tmp_path), name="m", gpu=False)
+    assert kw["max_model_len"] == kw["max_num_batched_tokens"] == 8192
+    assert cmd[cmd.index("--max-model-len") + 1] == cmd[cmd.index("--max-num-batched-tokens") + 1] == "8192"
+    kw = VLLMEngine(str(tmp_path), VLLMOptions(max_model_len=16384)).engine_kwargs(cpu=True)
+    assert kw["max_model_len"] == kw["max_num_batched_tokens"] == 16384
+    (tmp_path / "config.json").write_text('{"max_position_embeddings": 4096}')
+    assert "max_model_len" not in VLLMEngine(str(tmp_path), VLLMOptions()).engine_kwargs(cpu=True)
+
+
 def test_server_flags_follow_the_users_extra_flags():
     cmd, env = servers.vllm_command(MODEL, name="m", gpu=False, extra=("--max-model-len", "12000"))
     assert cmd[cmd.index("--max-num-batched-tokens") + 1] == "12000" and cmd[-2:] == ["--max-model-len", "12000"]

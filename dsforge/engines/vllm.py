@@ -98,7 +98,7 @@ class VLLMEngine(Engine):
         if o.kv_cache_gib is not None:
             kw["kv_cache_memory_bytes"] = int(o.kv_cache_gib * 2**30)
         if cpu:
-            kw.update(vllm_cpu_defaults({**kw, **(o.engine_args or {})})[0])
+            kw.update(vllm_cpu_defaults({**kw, **(o.engine_args or {})}, self.model)[0])
         else:
             kw.setdefault("dtype", "auto")
             kw.setdefault("enforce_eager", False)
