@@ -50,4 +50,5 @@ def eval_cmd(prompts, cfg, api_key, engine_opts, baseline, against, out):
 
 
 def add_commands(cli: click.Group) -> None:
+    """Register `dsforge eval` on the top-level group."""
     cli.add_command(eval_cmd)
