@@ -242,6 +242,10 @@ def evaluate(cfg: EvalConfig, prompts: str, out: str | None = None, *, baseline:
     checks = _verifiers(items, cfg) if not against or cfg.verifier or all(it["verifier"] for it in items) else None
     own = engine is None
     engine = engine or engine_for(cfg, engine_options)
+    served = getattr(engine.options, "lora_path", None)
+    if not own and (served and os.path.abspath(served)) != (cfg.adapter and os.path.abspath(cfg.adapter)):
+        raise UsageError(f"the engine handed in serves adapter {served!r}, the config asks for {cfg.adapter!r}",
+                         "open an engine for the adapter (VLLMEngine(..., llm=shared.llm) shares one vLLM)")
     try:
         if own:
             log(f"starting the {cfg.engine} engine for {cfg.model}" + (f" + {cfg.adapter}" if cfg.adapter else "") + " ...")

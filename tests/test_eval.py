@@ -147,6 +147,19 @@ def test_baseline_of_other_prompts_is_refused_before_any_generation(tmp_path):
     assert eng.requests == []
 
 
+def test_a_handed_in_engine_must_serve_the_configured_adapter(tmp_path):
+    import types
+
+    p = _prompts(tmp_path, n=2)
+    eng = Scripted(_adder())
+    eng.options = types.SimpleNamespace(lora_path=str(tmp_path / "round-1"))
+    with pytest.raises(UsageError, match="serves adapter .*round-1.*asks for .*round-2"):
+        evaluate(EvalConfig(model="m", adapter=str(tmp_path / "round-2")), p, None, engine=eng)
+    with pytest.raises(UsageError, match="asks for None"):
+        evaluate(EvalConfig(model="m"), p, None, engine=eng)
+    assert evaluate(EvalConfig(model="m", adapter=str(tmp_path / "round-1")), p, None, engine=eng)["items"] == 2
+
+
 def _judge_prefers_right(messages, params, i):
     """A pairwise judge that picks whichever answer holds the right sum (so both orders agree)."""
     text = messages[-1]["content"]
