@@ -122,12 +122,14 @@ def check_semantics(r: PipelineRecipe) -> list[tuple[str, str]]:
         if ORDER.index(k) < last:
             problems.append((f"stages[{i}]", f"{k} comes after {ORDER[last]}; the order is {' -> '.join(ORDER)}"))
         last = max(last, ORDER.index(k))
-    if "sample" in pos and r.stages[pos["sample"]].sample.engine not in ENGINES:
-        problems.append((f"stages[{pos['sample']}].sample.engine", f"use one of {', '.join(ENGINES)}"))
+    for kind in ("sample", "judge"):   # engine is a str in the library (tests register fake engines)
+        if kind in pos and getattr(r.stages[pos[kind]], kind).engine not in ENGINES:
+            problems.append((f"stages[{pos[kind]}].{kind}.engine", f"use one of {', '.join(ENGINES)}"))
     if "judge" in pos:
         j = r.stages[pos["judge"]].judge
-        if not r.models.judge and not j.verifier:
-            problems.append((f"stages[{pos['judge']}].judge", "a judge stage needs models.judge (or a verifier)"))
+        if not r.models.judge and not j.judge_model and not j.verifier:
+            problems.append((f"stages[{pos['judge']}].judge", "a judge stage needs models.judge (or judge_model, or a "
+                             "verifier)"))
         if j.engine == "openai" and not j.serve and not j.base_url and not j.verifier:
             problems.append((f"stages[{pos['judge']}].judge.base_url",
                              "the openai judge needs base_url (or serve: true to start a local server)"))

@@ -250,18 +250,15 @@ def run_judge(o: JudgeConfig, ctx: Context) -> tuple[dict, dict]:
     """Outputs {path}; summary: dsforge.judge.judge_file's summary without engine_info. With serve: true a
     local vLLM server runs the judge model for this stage only; with verifier no model is asked."""
     from dsforge import models
-    from dsforge.judge import JudgeConfig as Resolved
-    from dsforge.judge import format_summary, judge_file
-    from dsforge.rubrics import load_rubric
+    from dsforge.judge import format_summary, from_stage, judge_file
 
     d = ctx.dir
     out = str(d / "judged.jsonl")
     if o.verifier:   # a program labels the replies: no judge model, no server
-        s = judge_file(ctx.outputs["sample"]["path"], out, Resolved(verifier=o.verifier, reference_field=o.reference_field,
-                                                                    include_truncated=o.include_truncated))
+        s = judge_file(ctx.outputs["sample"]["path"], out, from_stage(o))
         ctx.echo(format_summary(s))
         return {"path": out}, s
-    judge_model = ctx.recipe.models.judge
+    judge_model = o.judge_model or ctx.recipe.models.judge
     options = dict(o.engine_options)
     server = None
     served_name = judge_model
@@ -277,10 +274,7 @@ def run_judge(o: JudgeConfig, ctx: Context) -> tuple[dict, dict]:
             options["base_url"] = server.url
         elif o.base_url:
             options["base_url"] = o.base_url
-        cfg = Resolved(judge_model=served_name if o.engine == "openai" else models.resolve(judge_model),
-                       rubric=load_rubric(o.rubric, o.mode), engine=o.engine, temperature=o.temperature,
-                       votes=o.votes, max_tokens=o.max_tokens, parse_retries=o.parse_retries,
-                       include_truncated=o.include_truncated, reference_field=o.reference_field)
+        cfg = from_stage(o, served_name if o.engine == "openai" else models.resolve(judge_model))
         s = judge_file(ctx.outputs["sample"]["path"], out, cfg, engine_options=options, audit=o.audit)
     finally:
         if server is not None:

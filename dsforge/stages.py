@@ -288,30 +288,46 @@ class PairsConfig(StageConfig):
 
 class JudgeConfig(StageConfig):
     """The judge stage's settings (the recipe's `judge:` entry; `dsforge judge` options). The library's
-    resolved form (model path, loaded Rubric) is dsforge.judge.JudgeConfig, built from this one."""
-    engine: Engine = Field("openai", description="openai: any OpenAI-compatible server; vllm: an offline engine "
-                           "as judge.")
-    engine_options: Annotated[dict, Cli(cli=False)] = Field(default_factory=dict, description="engine options")
+    resolved form (model path, loaded Rubric) is dsforge.judge.JudgeConfig, built from this one.
+    `judge_model` None means the recipe's models.judge; with `verifier` no model is called."""
+    judge_model: Annotated[str | None, Cli(short="-m")] = Field(
+        None, description="Judge model: the served name (openai engine) or a model folder / alias (vllm engine).")
+    verifier: Annotated[str | None, Cli(metavar="KIND")] = Field(
+        None, description="Label by a program instead of a model: exact, numeric[:rel=R,abs=A], math, regex:PATTERN "
+        "or python:MODULE:FUNCTION; each reply is checked against the candidate's reference answer.")
+    reference_field: Annotated[str, Cli(metavar="FIELD")] = Field(
+        "reference", description="With --verifier or --rubric reference: the candidate field that holds the reference "
+        "answer (sample copies the prompt row's 'reference'; fields named by sample --carry count too).")
+    engine: Annotated[str, Cli(choices=("openai", "vllm", "hf"))] = Field(
+        "openai", description="openai: any OpenAI-compatible server; vllm: an offline engine as judge.")
+    engine_options: Annotated[dict, Cli(cli=False)] = Field(default_factory=dict, description="engine options "
+                                                            "(as judge --engine-opt KEY=VALUE)")
     serve: Annotated[bool, Cli(cli=False)] = Field(False, description="start a local OpenAI-compatible server "
                                                    "(vllm) with the judge model")
-    base_url: Annotated[str | None, Cli(kind="url")] = Field(None, description="OpenAI-compatible server URL "
-                                                             "(default: OPENAI_BASE_URL).")
-    rubric: str = Field("additive", description="additive, aspects, or a Jinja rubric file.")
+    base_url: Annotated[str | None, Cli(cli=False)] = Field(None, description="OpenAI-compatible server URL "
+                                                            "(the CLI's --base-url, shared with sample)")
+    rubric: str = Field("additive", description="additive (0-5, one point per criterion), aspects (four 1-5 aspects "
+                        "averaged), reference (0-5, agreement with the candidate's reference answer, for tasks a "
+                        "program cannot check), or a Jinja file starting with '{# dsforge-rubric min=1 max=10 #}', "
+                        "static text, a line '---', then the item template using {{ conversation }} / {{ question }}, "
+                        "{{ answer }} and optionally {{ reference }}.")
     mode: JudgeMode = Field("pointwise", description="pointwise: score each candidate; pairwise: compare pairs in "
                             "both orders (disagreement = tie).")
     votes: Annotated[int, Cli(short="-k")] = Field(1, ge=1, le=MAX_VOTES, description="Judge samples per item, "
-                                                   "averaged.")
+                                                   "averaged (k > 1 samples at temperature 0.7 unless --temperature).")
     temperature: float = Field(0.0, ge=0, description="Judge temperature.")
     max_tokens: int = Field(256, ge=16, le=MAX_TOKENS, description="Judge reply cap.")
     parse_retries: int = Field(2, ge=0, le=MAX_RETRIES, description="Re-ask this many times when a reply has no "
                                "valid score; then record the failure.")
-    audit: bool = Field(False, description="First probe the judge: identical answers, swapped pairs, padded copies.")
+    structured: Annotated[bool, Cli(invert=True)] = Field(True, description="Do not send response_format "
+                                                          "json_schema (parse text only).")
+    logprobs: Annotated[bool, Cli(invert=True)] = Field(True, description="Do not ask for score-token logprobs "
+                                                        "(expected score).")
+    max_pairs_per_prompt: Annotated[int, Cli(unbounded=True)] = Field(12, ge=1, description="Pairwise: comparisons "
+                                                                      "per prompt, each asked in both orders.")
     include_truncated: bool = Field(False, description="Also judge answers cut off at max_tokens.")
-    verifier: str | None = Field(None, description="Label by a program instead of a model: exact, "
-                                 "numeric[:rel=R,abs=A], math, regex:PATTERN or python:MODULE:FUNCTION; each reply "
-                                 "is checked against the candidate's reference answer (no judge model).")
-    reference_field: str = Field("reference", description="With verifier or rubric reference: the candidate field "
-                                 "that holds the reference answer.")
+    audit: bool = Field(False, description="First probe the judge: identical answers, swapped pairs, padded copies.")
+    seed: Seed = Field(0, description="Judge sampling seed (where honoured).")
 
 
 class RegisterConfig(StageConfig):

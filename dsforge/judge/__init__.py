@@ -22,13 +22,13 @@ instead; the judged record is the same, with judge.kind "verifier".
 """
 
 from dsforge.judge.cache import Cache
-from dsforge.judge.core import Call, Judge, JudgeConfig, Stats, judge_config_id, outcome, parse_votes
+from dsforge.judge.core import Call, Judge, JudgeConfig, Stats, from_stage, judge_config_id, outcome, parse_votes
 from dsforge.judge.files import (_candidate_key, check_outputs, judge_file, keep_good_scores,
                                  load_candidates, merge_judged, previous_scores)
 from dsforge.judge.pairwise import judge_pairwise
 from dsforge.judge.pointwise import judge_pointwise
 from dsforge.judge.summary import format_summary, merge_summaries, spearman, summarize
 
-__all__ = ["Cache", "Call", "Judge", "JudgeConfig", "Stats", "check_outputs", "format_summary", "judge_file",
+__all__ = ["Cache", "Call", "Judge", "JudgeConfig", "Stats", "from_stage", "check_outputs", "format_summary", "judge_file",
            "judge_config_id", "judge_pairwise", "judge_pointwise", "keep_good_scores", "load_candidates", "merge_judged",
            "merge_summaries", "outcome", "parse_votes", "previous_scores", "spearman", "summarize"]

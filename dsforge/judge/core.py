@@ -55,6 +55,21 @@ class JudgeConfig:
         return ("verifier", self.verifier) if self.verifier else (self.judge_model, self.rubric.hash, self.rubric.mode)
 
 
+def from_stage(o, judge_model: str = "", prices: tuple[float, float] | None = None) -> JudgeConfig:
+    """The library JudgeConfig of a judge stage config `o` (dsforge.stages.JudgeConfig: the CLI's options or a
+    recipe's judge entry): the rubric loaded (rubrics.load_rubric: UsageError for a bad rubric), `judge_model`
+    as the engine should see it (resolved path or served name); with o.verifier no model and no rubric."""
+    from dsforge.rubrics import load_rubric
+
+    if o.verifier:
+        return JudgeConfig(verifier=o.verifier, reference_field=o.reference_field, include_truncated=o.include_truncated)
+    return JudgeConfig(judge_model=judge_model, rubric=load_rubric(o.rubric, o.mode), engine=o.engine,
+                       temperature=o.temperature, votes=o.votes, max_tokens=o.max_tokens, parse_retries=o.parse_retries,
+                       structured=o.structured, logprobs=o.logprobs, seed=o.seed,
+                       max_pairs_per_prompt=o.max_pairs_per_prompt, include_truncated=o.include_truncated,
+                       prices=prices, reference_field=o.reference_field)
+
+
 def reference_of(row: dict, field: str):
     """The candidate's reference answer: row[field], else row["fields"][field] (prompt-row fields
     that `sample --carry` copied); None when the candidate has neither."""
