@@ -24,15 +24,14 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from dsforge.errors import ConfigError, UsageError
 from dsforge.names import name_problem
-from dsforge.stages import (ENGINES, STAGE_CONFIGS, STAGE_NAMES, ConvertConfig, JudgeConfig, PairsConfig, RegisterConfig,
-                             SampleConfig, TrainConfig, field_of_flag, recipe_key)
+from dsforge.stages import ENGINES, STAGE_CONFIGS, STAGE_NAMES, ConvertConfig, RegisterConfig, field_of_flag, recipe_key
 
 
 def _valid_name(value: str) -> str:
@@ -67,14 +66,9 @@ def _attr(kind: str) -> str:
     return "register_" if kind == "register" else kind   # BaseModel has a `register` attribute
 
 
-class Stage(_Strict):
+class _StageBase(_Strict):
+    """One recipe stage: exactly one of the STAGE_TYPES keys, holding that stage's config model."""
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    convert: ConvertConfig | None = None
-    sample: SampleConfig | None = None
-    judge: JudgeConfig | None = None
-    pairs: PairsConfig | None = None
-    register_: RegisterStage | None = Field(None, alias="register")
-    train: TrainConfig | None = None
 
     @model_validator(mode="after")
     def _one(self):
@@ -85,11 +79,19 @@ class Stage(_Strict):
 
     @property
     def kind(self) -> str:
+        """The stage's kind (convert, sample, ...)."""
         return next(k for k in STAGE_TYPES if getattr(self, _attr(k)) is not None)
 
     @property
     def options(self) -> BaseModel:
+        """The stage's config model."""
         return getattr(self, _attr(self.kind))
+
+
+# one optional field per stage kind, made from the table: a new stage in STAGE_CONFIGS is a recipe key at once
+Stage = create_model("Stage", __base__=_StageBase, **{
+    _attr(kind): (Optional[model], Field(None, alias=kind) if _attr(kind) != kind else None)
+    for kind, model in STAGE_TYPES.items()})
 
 
 class PipelineRecipe(_Strict):
