@@ -6,8 +6,10 @@ field added here is a recipe key and a command option at once. A field's CLI spe
 `Cli` marker (default: `--` + the name with '-' for '_'); `flag_of(model, field)` and
 `field_of_flag(model, flag)` are the one mapping between `--min-margin` and `min_margin`.
 
-To add a stage (e.g. eval): a model here with `STAGE_CONFIGS[kind] = Model`, then one entry in
-dsforge.run.STAGES (kind -> function(config, context) -> (outputs, summary)).
+To add a stage (e.g. eval): a model here and its entry in STAGE_CONFIGS (the position is the stage's
+place in the only order a recipe may use; the recipe's Stage is made from this table), then one entry
+in dsforge.run.STAGES at the same position (kind -> function(config, Context) -> (outputs, summary)),
+plus any cross-stage rule in recipe.check_semantics. The CLI command, if any, is `@options_from(Model)`.
 """
 
 from __future__ import annotations

@@ -153,13 +153,4 @@ def options_from(model: type[BaseModel], *, exclude: tuple[str, ...] = ()):
     return deco
 
 
-def cli_fields(command: click.Command, model: type[BaseModel]) -> dict[str, str]:
-    """{flag: field} of the options of `command` that set a field of `model` (for the architecture test)."""
-    out = {}
-    for p in command.params:
-        if isinstance(p, click.Option) and p.name in model.model_fields:
-            out[p.opts[0]] = p.name
-    return out
-
-
-__all__ = ["options_from", "option_for", "cli_fields"]
+__all__ = ["options_from", "option_for", "mapping_of"]
