@@ -115,3 +115,13 @@ def test_missing_reference():
         get_verifier("numeric").check("43", None)
     with pytest.raises(InputError, match="not a number"):
         get_verifier("numeric").check("43", "Paris")
+
+
+def test_math_verifier_off_the_main_thread():
+    """math-verify's timeouts use SIGALRM (main thread only); in a worker thread they are switched off."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    v = get_verifier("math")
+    with ThreadPoolExecutor(2) as pool:
+        verdicts = list(pool.map(lambda r: v.check(r, "0.5"), ["$\\frac{1}{2}$", "\\boxed{0.25}"]))
+    assert [x.correct for x in verdicts] == [True, False]
