@@ -18,7 +18,7 @@ import time
 from math import comb
 
 from dsforge.engines import Request, SamplingParams, derive_seed
-from dsforge.errors import UsageError
+from dsforge.errors import DsforgeError, UsageError
 from dsforge.tasks import get_family
 from dsforge.verify import get_verifier
 
@@ -66,7 +66,8 @@ def calibrate(family: str, model: str, *, levels: list[str] | None = None, n_pro
     Returns {"family", "model", "settings", "levels": {level: {"greedy_pass1", "greedy_strict",
     "sampled_pass1", "pass_at_k", "pairable", "all_right", "all_wrong", "prompts",
     "mean_reply_tokens"}}, "chosen", "reason", "seconds"}; fractions are in [0, 1].
-    Raises UsageError for an unknown family/level or k > n_samples."""
+    Raises UsageError for an unknown family/level or k > n_samples, DsforgeError (exit 1) when the
+    engine fails requests."""
     fam = get_family(family)
     levels = list(levels or fam.levels)
     for name in levels:
@@ -106,7 +107,7 @@ def calibrate(family: str, model: str, *, levels: list[str] | None = None, n_pro
         collect(engine)
     failed = [tag for tag, r in results.items() if r.error]
     if failed or len(results) != len(requests):
-        raise UsageError(f"calibrate: {len(failed) or len(requests) - len(results)} requests failed "
+        raise DsforgeError(f"calibrate: {len(failed) or len(requests) - len(results)} requests failed "
                          f"({results[failed[0]].error if failed else 'no result'})")
     out, replies = {}, []
     for name, level_rows in rows.items():
