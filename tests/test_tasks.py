@@ -146,3 +146,16 @@ def test_calibrate_cli_refuses_before_any_engine(tmp_path):
     assert res.exit_code == 2 and "--n-samples 4 is below --k 8" in res.output
     res = runner.invoke(cli, ["tasks", "calibrate", "arith", "--levels", "3,77", "-m", str(tmp_path)])
     assert res.exit_code == 2 and "has no difficulty '77'" in res.output
+
+
+def test_calibrate_engine_failures_are_data_errors():
+    from dsforge.errors import DsforgeError, UsageError
+
+    class Failing:
+        def generate(self, requests):
+            for req in requests:
+                yield Result(req, [], error="server said 500")
+
+    with pytest.raises(DsforgeError, match="requests failed \\(server said 500\\)") as err:
+        calibrate("arith", "fake", levels=["1"], n_prompts=2, k=2, engine=Failing(), log=lambda s: None)
+    assert not isinstance(err.value, UsageError) and err.value.exit_code == 1
