@@ -164,8 +164,7 @@ class ConvertConfig(StageConfig):
             raise UsageError("chunking applies to --to pt only")
         if self.near_dedup and self.split_group == "exact" and self.eval_ratio:
             self.split_group = "near"   # near-duplicates dropped but split apart would leak across the split
-        if self.near_dedup or self.split_group == "near":
-            self.near_options().check()
+        self.near_options().check()   # always: a bad --dedup-threshold/--dedup-shingle is refused, not ignored
 
     def near_options(self):
         """The dsforge.dedup.DedupOptions of --dedup near / --split-group near."""
