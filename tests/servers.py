@@ -31,10 +31,16 @@ class FaultProxy:
     """schedule: list of actions applied to request k (cycled): "ok", "500", "429", "slow", "drop",
     "one_choice" (keep only the first choice), "garbage" (200 with a non-JSON chat content),
     "no_response_format" (400 when the request carries response_format, like servers without it),
-    or a callable(request_json, response_json) -> response_json."""
+    or a callable(request_json, response_json) -> response_json.
 
-    def __init__(self, upstream: str, schedule: list, slow_s: float = 3.0):
+    Timeouts come from the schedule only: a forwarded request whose upstream has not answered after
+    `heartbeat_after` seconds is answered 200 with chunked whitespace until the upstream's reply
+    (then its body; an upstream error status is then sent as that body under 200), so a client's
+    read timeout shorter than `slow_s` fires on "slow" and never on a slow CPU server."""
+
+    def __init__(self, upstream: str, schedule: list, slow_s: float = 3.0, heartbeat_after: float = 0.1):
         self.upstream = upstream.rstrip("/")
+        self.heartbeat_after = heartbeat_after
         self.schedule = schedule
         self.slow_s = slow_s
         self.count = 0
@@ -86,11 +92,37 @@ class FaultProxy:
                     return self._reply(400, b'{"error": {"message": "response_format is not supported"}}')
                 req = urllib.request.Request(proxy.upstream + self.path[len("/v1"):], data=body, method="POST" if body is not None else "GET",
                                              headers={"Content-Type": "application/json"})
-                try:
-                    with urllib.request.urlopen(req, timeout=600) as r:
-                        status, data = r.status, r.read()
-                except urllib.error.HTTPError as err:
-                    status, data = err.code, err.read()
+                got: dict = {}
+
+                def call():
+                    try:
+                        with urllib.request.urlopen(req, timeout=600) as r:
+                            got["status"], got["data"] = r.status, r.read()
+                    except urllib.error.HTTPError as err:
+                        got["status"], got["data"] = err.code, err.read()
+                    except OSError as err:
+                        got["status"], got["data"] = 502, json.dumps({"error": {"message": str(err)}}).encode()
+
+                upstream = threading.Thread(target=call, daemon=True)
+                upstream.start()
+                upstream.join(proxy.heartbeat_after)
+                chunked = upstream.is_alive()
+                if chunked:
+                    # The upstream (a CPU server, maybe on a loaded machine) is slow: commit to 200 and send
+                    # JSON-insignificant whitespace every 0.2 s, so the client's read timeout only ever fires on
+                    # the schedule's "slow" action, never because real generation took long.
+                    try:
+                        self.send_response(200)
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Transfer-Encoding", "chunked")
+                        self.end_headers()
+                        while upstream.is_alive():
+                            self.wfile.write(b"1\r\n \r\n")
+                            self.wfile.flush()
+                            upstream.join(0.2)
+                    except (BrokenPipeError, ConnectionResetError):
+                        return
+                status, data = got["status"], got["data"]
                 if status == 200 and body is not None and self.path.endswith("/chat/completions"):
                     resp = json.loads(data)
                     if action == "one_choice":
@@ -102,7 +134,10 @@ class FaultProxy:
                         resp = action(json.loads(body), resp)
                     data = json.dumps(resp).encode()
                 try:
-                    self._reply(status, data)
+                    if chunked:
+                        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n0\r\n\r\n")
+                    else:
+                        self._reply(status, data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
@@ -124,8 +159,9 @@ class FaultProxy:
 class FakeOpenAI:
     """A real HTTP server speaking the OpenAI chat API: serves `models`, answers with `reply` or an error."""
 
-    def __init__(self, models=("judge-a",), reply='{"rationale": "fine", "score": 4}', fail_status=None):
-        self.models, self.reply, self.fail_status = list(models), reply, fail_status
+    def __init__(self, models=("judge-a",), reply='{"rationale": "fine", "score": 4}', fail_status=None,
+                 delay_s: float = 0.0):
+        self.models, self.reply, self.fail_status, self.delay_s = list(models), reply, fail_status, delay_s
         self.requests = []
         fake = self
 
@@ -150,6 +186,7 @@ class FakeOpenAI:
                 fake.requests.append(("POST", self.path, dict(self.headers)))
                 if body.get("model") not in fake.models:
                     return self._send(404, {"error": {"message": f"The model `{body.get('model')}` does not exist."}})
+                time.sleep(fake.delay_s)   # a slow server (as a CPU one on a loaded machine)
                 if fake.fail_status:
                     return self._send(fake.fail_status, {"error": {"message": "injected failure"}})
                 n = body.get("n") or 1

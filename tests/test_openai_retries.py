@@ -50,3 +50,12 @@ def test_a_client_error_is_not_retried():
         results, eng = ask(fake.url(), 1, backoff=0.001, max_retries=5)
         posts = [r for r in fake.requests if r[0] == "POST"]
     assert len(posts) == 1 and results[0].meta["error_cause"] == "http_400" and eng.stats["retries"] == 0
+
+
+def test_fault_proxy_times_out_only_on_its_schedule_never_on_a_slow_upstream():
+    """The fault tests' client timeouts are shorter than a CPU server's generation on a loaded machine;
+    the proxy keeps such calls alive, so only the schedule's "slow" action can time out."""
+    with FakeOpenAI(delay_s=1.5) as fake, FaultProxy(fake.url(), ["ok", "ok", "slow"], slow_s=1.0) as proxy:
+        results, eng = ask(proxy.url, 3, timeout=0.5, backoff=0.01, max_retries=3, concurrency=1)
+    assert [r.error for r in results] == [None] * 3
+    assert eng.stats["retry_causes"] == {"timeout": 1}      # the scheduled "slow", and nothing else
