@@ -46,6 +46,11 @@ COMMANDS = {
     "review": [["--stats", "{IN}"], ["{IN}", "--export", "labelstudio", "-o", "{OUT}.json"]],   # never serves
     "dedup": [["{IN}", "-o", "{OUT}.jsonl"]],
     "contamination": [["{IN}", "--against", "{GOOD}"], ["{GOOD}", "--against", "{IN}"]],
+    "tasks": [["calibrate", "arith", "-m", "{IN}", "--out", "{OUT}.json"]],   # make reads no file
+    "eval": [["--prompts", "{IN}", "-m", "x", "--engine", "openai", "--base-url", "http://127.0.0.1:9/v1",
+              "--verifier", "numeric", "-o", "{OUT}.json", "--engine-opt", "max_retries=0"],
+             ["--prompts", "{GOOD}", "-m", "x", "--engine", "openai", "--base-url", "http://127.0.0.1:9/v1",
+              "--verifier", "numeric", "--baseline", "{IN}", "-o", "{OUT}.json"]],
 }
 
 BAD_INPUTS = ["missing", "directory", "not_json", "empty", "binary", "json_scalar", "lone_surrogate"]
