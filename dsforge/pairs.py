@@ -194,7 +194,10 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
         groups[r["prompt_id"]].append(r)
     rng = random.Random(cfg.seed)
     # verifier labels (right/wrong): the default best-vs-worst becomes correct-vs-wrong (dsforge.verifier_pairs)
-    verified = cfg.strategy == "best-vs-worst" and vp.is_verifier_data(rows)
+    verified = cfg.strategy in ("best-vs-worst", vp.STRATEGY) and vp.is_verifier_data(rows)
+    if cfg.strategy == vp.STRATEGY and not verified:
+        raise UsageError(f"--strategy {vp.STRATEGY} needs verifier labels (judge --verifier KIND) on every candidate",
+                         "judge the candidates with a verifier, or pick another strategy")
     strategy = vp.STRATEGY if verified else cfg.strategy
     degenerate, degenerate_report = _degenerate_check(cfg)
     drops: Counter = Counter()

@@ -98,7 +98,9 @@ class PipelineRecipe(_Strict):
     name: Name
     run_dir: str | None = Field(None, description="default: runs/NAME")
     models: Models = Field(default_factory=Models)
-    inputs: list[str] = Field(min_length=1)
+    inputs: list[str] = Field(default_factory=list, description="input files or globs (none with a tasks stage)")
+    rounds: int = Field(1, ge=1, le=100, description="on-policy rounds: the stages repeat in RUN_DIR/round-T/, "
+                        "round T sampling and training from the model round T-1 exported")
     stages: list[Stage] = Field(min_length=1)
 
 
@@ -145,6 +147,7 @@ def check_semantics(r: PipelineRecipe) -> list[tuple[str, str]]:
             if s.n * len(s.temps) < 2:
                 problems.append((f"stages[{pos['sample']}].sample.n",
                                  "pairs need at least two candidates per prompt: raise n or add temperatures"))
+    problems += _loop_problems(r, pos)
     if "sample" in pos and "convert" in pos and r.stages[pos["convert"]].convert.to not in ("sft", "ranking", "kto"):
         problems.append((f"stages[{pos['convert']}].convert.to", "sample needs prompts: convert to sft (or keep "
                          "inputs that hold prompts and drop the convert stage)"))
@@ -169,6 +172,27 @@ def check_semantics(r: PipelineRecipe) -> list[tuple[str, str]]:
                                  f"(and no pairs stage)"))
     if "convert" in pos:
         problems += _convert_option_problems(r.stages[pos["convert"]].convert, f"stages[{pos['convert']}].convert")
+    return problems
+
+
+def _loop_problems(r: PipelineRecipe, pos: dict) -> list[tuple[str, str]]:
+    """Rules of the loop stages (tasks, export, eval) and of `rounds`."""
+    problems = []
+    if not r.inputs and "tasks" not in pos:
+        problems.append(("inputs", "give input files (or a tasks stage that makes the prompts)"))
+    if "tasks" in pos and ("convert" in pos or r.inputs):
+        problems.append((f"stages[{pos['tasks']}]", "a tasks stage makes the prompts: drop the convert stage and inputs"))
+    if "export" in pos and ("train" not in pos or r.stages[pos["train"]].train.recipe != "lora"):
+        problems.append((f"stages[{pos['export']}]", "export merges a LoRA adapter: it needs a train stage with "
+                         "recipe: lora before it"))
+    if "eval" in pos and not r.stages[pos["eval"]].eval.heldout:
+        problems.append((f"stages[{pos['eval']}].eval.heldout", "name the held-out prompt files (the first is the "
+                         "metric), e.g. [../heldout/arith-5.jsonl]"))
+    if r.rounds > 1:
+        missing = [k for k in ("sample", "train", "export") if k not in pos]
+        if missing:
+            problems.append(("rounds", f"rounds > 1 sample from the policy the round before exported: add "
+                             f"{', '.join(missing)} stage(s)"))
     return problems
 
 
@@ -245,6 +269,9 @@ def load_recipe(path: str, overrides: dict | None = None) -> PipelineRecipe:
         raise ConfigError(f"{path}: a recipe is a mapping (name, models, inputs, stages)")
     if "inputs" in data:
         data["inputs"] = _inputs_from(p, data["inputs"])
+    for st in data.get("stages") or []:   # an eval's held-out files travel with the recipe too
+        if isinstance(st, dict) and isinstance(st.get("eval"), dict) and "heldout" in st["eval"]:
+            st["eval"]["heldout"] = _inputs_from(p, st["eval"]["heldout"])
     for dotted, value in (overrides or {}).items():
         _set_path(data, dotted, value, path)
     try:

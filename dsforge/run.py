@@ -24,6 +24,7 @@ from typing import Callable
 from dsforge import __version__, logs
 from dsforge.errors import DsforgeError, UsageError, redact
 from dsforge.io import atomic_write, copy_file, expand_inputs, file_digest, guard_outputs
+from dsforge.loop_stages import run_eval, run_export, run_tasks
 from dsforge.recipe import ORDER, PipelineRecipe
 from dsforge.stages import (STAGE_NAMES, ConvertConfig, JudgeConfig, PairsConfig, RegisterConfig, SampleConfig,
                              TrainConfig)
@@ -55,6 +56,8 @@ class Runner:
         self.log = log or logs.say
         self.echo = echo
         self.outputs: dict[str, dict] = {}     # kind -> {"path": ..., ...}
+        self.fps: dict[str, str] = {}          # kind -> its fingerprint (this round)
+        self.prev = ""                         # the chained fingerprint after the last stage run
         self.manifest: dict = {}
 
     # ------------------------------------------------------------------ plan
@@ -76,8 +79,8 @@ class Runner:
                 raise UsageError(f"{flag} {val}: the recipe has no such stage", f"its stages: {', '.join(kinds)}")
         lo = kinds.index(from_stage) if from_stage else 0
         hi = kinds.index(until) if until else len(kinds) - 1
-        inputs = expand_inputs(self.r.inputs)
-        if not inputs:
+        inputs = expand_inputs(self.r.inputs) if self.r.inputs else []   # none: a tasks stage makes the prompts
+        if not inputs and self.r.inputs:
             raise UsageError(f"no input files match {self.r.inputs}")
         self._guard(inputs)
         self.run_dir.mkdir(parents=True, exist_ok=True)   # after the guard: a refused run leaves no folder
@@ -93,44 +96,11 @@ class Runner:
         })
         self.manifest.setdefault("stages", {})
         prev = _fp([i["sha256"] for i in in_info], self.r.models.model_dump())
-        for i, st in enumerate(self.r.stages):
-            kind, opts = st.kind, st.options
-            d = self.stage_dir(i, kind)
-            fp = _fp(prev, kind, opts.model_dump())
-            prev = fp
-            marker = d / MARKER
-            done = json.loads(marker.read_text()) if marker.exists() else None
-            if done and done.get("fingerprint") == fp and not (force and lo <= i <= hi):
-                self.outputs[kind] = done["outputs"]
-                self.log(f"[{i + 1}/{len(kinds)}] {kind}: done before (fingerprint {fp}), skipped")
-                continue
-            if i < lo:
-                raise UsageError(f"--from {from_stage}: stage {kind} before it is not done (or changed)",
-                                 f"run without --from, or --from {kind}")
-            if i > hi:
-                self.log(f"[{i + 1}/{len(kinds)}] {kind}: not run (--until {until})")
-                break
-            started = d / STARTED
-            if d.exists() and (done or not started.exists() or json.loads(started.read_text()).get("fingerprint") != fp
-                               or force):
-                self._clear(d)
-            d.mkdir(parents=True, exist_ok=True)
-            with atomic_write(started) as f:
-                json.dump({"fingerprint": fp}, f)
-            self.log(f"[{i + 1}/{len(kinds)}] {kind} ...")
-            t0 = time.time()
-            with logs.log_file(self.run_dir / LOG):   # vLLM's/transformers' own output (-v: the console)
-                ctx = Context(self.r, self.run_dir, d, self.outputs, self.manifest, self.echo, self.log)
-                outputs, summary = STAGES[kind](opts, ctx)
-            seconds = round(time.time() - t0, 1)
-            self.outputs[kind] = outputs
-            with atomic_write(marker) as f:
-                json.dump({"fingerprint": fp, "outputs": outputs, "seconds": seconds,
-                           "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, f, indent=2)
-            self.manifest["stages"][kind] = {"dir": str(d), "fingerprint": fp, "seconds": seconds,
-                                             "options": opts.model_dump(), "summary": summary}
-            self._write_manifest()
-            self.log(f"[{i + 1}/{len(kinds)}] {kind} done in {seconds} s")
+        if not self.looping:
+            self._stages(list(enumerate(self.r.stages)), prev, self.stage_dir, self.manifest["stages"], lo, hi,
+                         from_stage, until, force)
+        else:
+            self._rounds(prev, lo, hi, from_stage, until, force)
         self.manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.manifest["seconds_this_invocation"] = round(time.time() - t_start, 1)
         self._write_manifest()
@@ -144,6 +114,90 @@ class Runner:
 
             result["report"] = write_report(str(self.run_dir), str(self.run_dir / "report.html"))
         return result
+
+    @property
+    def looping(self) -> bool:
+        """Rounds layout (RUN_DIR/round-T/NN-kind, round 0 the base eval) for `rounds` > 1 or an eval stage."""
+        return self.r.rounds > 1 or any(s.kind == "eval" for s in self.r.stages)
+
+    def round_dir(self, t: int) -> Path:
+        return self.run_dir / f"round-{t}"
+
+    def _rounds(self, prev: str, lo: int, hi: int, from_stage, until, force) -> None:
+        """Round 0: the eval stage on the base model; rounds 1..N: every stage, sampling and training from the
+        policy the round before exported, evals paired with round 0. manifest.rounds[T][kind] records each."""
+        rounds = self.manifest.setdefault("rounds", {})
+        indexed = list(enumerate(self.r.stages))
+        evals = [(i, st) for i, st in indexed if st.kind == "eval"]
+        baseline, policy = None, None
+        for t in range(0, self.r.rounds + 1):
+            if t == 0 and not evals:
+                continue
+            self.outputs, self.fps = {}, {}
+            args = {"round": t, "policy": policy, "baseline": baseline}
+            d = self.round_dir(t)
+            ok = self._stages(evals if t == 0 else indexed, _fp(prev, "round", t), lambda i, k, d=d: d / f"{i + 1:02d}-{k}",
+                              rounds.setdefault(str(t), {}), lo, hi, from_stage, until, force, ctx_args=args,
+                              tag=f"round {t} ")
+            if ok is False:
+                return
+            if t == 0:
+                baseline = {**self.outputs["eval"], "fp": self.fps["eval"]} if "eval" in self.outputs else None
+            else:
+                prev = self.prev
+                policy = (self.outputs.get("export") or {}).get("model") or policy
+        self.manifest["rounds_done"] = self.r.rounds
+
+    def _stages(self, stages: list, prev: str, dir_of, record: dict, lo: int, hi: int, from_stage, until, force,
+                ctx_args: dict | None = None, tag: str = "") -> bool:
+        """Run `stages` [(index, Stage)] with the chained fingerprint starting at `prev`, each in dir_of(i, kind),
+        recording {dir, fingerprint, seconds, options, summary} per kind into `record`. False when --until
+        stopped it."""
+        ctx_args = ctx_args or {}
+        kinds = [s.kind for s in self.r.stages]
+        for i, st in stages:
+            kind, opts = st.kind, st.options
+            d = dir_of(i, kind)
+            loop = (ctx_args["round"], (ctx_args["baseline"] or {}).get("fp")) if ctx_args else ()
+            fp = _fp(prev, kind, opts.model_dump(), *loop)   # rounds: the round and the base eval count too
+            if kind != "eval":   # nothing reads an eval: changing it reruns only the evals
+                prev = fp
+            marker = d / MARKER
+            done = json.loads(marker.read_text()) if marker.exists() else None
+            if done and done.get("fingerprint") == fp and not (force and lo <= i <= hi):
+                self.outputs[kind], self.fps[kind] = done["outputs"], fp
+                self.log(f"{tag}[{i + 1}/{len(kinds)}] {kind}: done before (fingerprint {fp}), skipped")
+                continue
+            if i < lo:
+                raise UsageError(f"--from {from_stage}: stage {kind} before it is not done (or changed)",
+                                 f"run without --from, or --from {kind}")
+            if i > hi:
+                self.log(f"{tag}[{i + 1}/{len(kinds)}] {kind}: not run (--until {until})")
+                return False
+            started = d / STARTED
+            if d.exists() and (done or not started.exists() or json.loads(started.read_text()).get("fingerprint") != fp
+                               or force):
+                self._clear(d)
+            d.mkdir(parents=True, exist_ok=True)
+            with atomic_write(started) as f:
+                json.dump({"fingerprint": fp}, f)
+            self.log(f"{tag}[{i + 1}/{len(kinds)}] {kind} ...")
+            t0 = time.time()
+            with logs.log_file(self.run_dir / LOG):   # vLLM's/transformers' own output (-v: the console)
+                ctx = Context(self.r, self.run_dir, d, self.outputs, self.manifest, self.echo, self.log, **ctx_args)
+                outputs, summary = STAGES[kind](opts, ctx)
+            seconds = round(time.time() - t0, 1)
+            self.outputs[kind], self.fps[kind] = outputs, fp
+            with atomic_write(marker) as f:
+                json.dump({"fingerprint": fp, "outputs": outputs, "seconds": seconds,
+                           "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, f, indent=2)
+            record[kind] = {"dir": str(d), "fingerprint": fp, "seconds": seconds, "options": opts.model_dump(),
+                            "summary": summary}
+            self.manifest["stages"][kind] = record[kind]   # rounds: the latest round's
+            self._write_manifest()
+            self.log(f"{tag}[{i + 1}/{len(kinds)}] {kind} done in {seconds} s")
+        self.prev = prev
+        return True
 
     def _guard(self, inputs: list[str]) -> None:
         """The same clash rules as the standalone commands, for the whole run, before any stage starts:
@@ -167,7 +221,8 @@ class Runner:
             if st.kind == "register":
                 outs.append((f"register {st.options.name}", data_dir_of(st.options, self.run_dir) / f"{st.options.name}.jsonl"))
         guard_outputs([("inputs", f) for f in inputs] + [("RECIPE", self.recipe_path)], outs,
-                      output_dirs=[("stage folder", self.stage_dir(i, st.kind)) for i, st in enumerate(self.r.stages)],
+                      output_dirs=[("stage folder", self.stage_dir(i, st.kind)) for i, st in enumerate(self.r.stages)]
+                      + [("round folder", self.round_dir(t)) for t in range(self.r.rounds + 1) if self.looping],
                       hint="keep the recipe's inputs outside its run_dir stage folders and outputs")
 
     def _clear(self, d: Path) -> None:
@@ -208,11 +263,21 @@ class Context:
     manifest: dict
     echo: Callable[[str], None]
     log: Callable[[str], None]
+    round: int = 1                 # rounds: 0 is the base eval, then 1..N
+    policy: str | None = None      # the merged model the previous round exported (None: round 1)
+    baseline: dict | None = None   # round 0's eval outputs {"path", "files": {stem: path}}
+
+    @property
+    def train_model(self) -> str | None:
+        """The train stage's own model setting (None: models.sampler), which export merges into."""
+        st = next((s for s in self.recipe.stages if s.kind == "train"), None)
+        return st.options.model if st else None
 
     def source(self) -> list[str]:
-        """The rows the first stage after convert reads: convert's output, else the recipe's inputs."""
-        if "convert" in self.outputs:
-            return [self.outputs["convert"]["path"]]
+        """The rows the first stage after tasks/convert reads: their output, else the recipe's inputs."""
+        for kind in ("tasks", "convert"):
+            if kind in self.outputs:
+                return [self.outputs[kind]["path"]]
         return list(self.recipe.inputs)
 
 
@@ -236,7 +301,7 @@ def run_sample(o: SampleConfig, ctx: Context) -> tuple[dict, dict]:
     from dsforge import models
     from dsforge.sample import format_summary, sample
 
-    model = o.model or ctx.recipe.models.sampler
+    model = ctx.policy or o.model or ctx.recipe.models.sampler   # round T > 1: the policy round T-1 exported
     cfg = o.model_copy(update={"model": models.resolve(model) if o.engine != "openai" else model})
     out = str(ctx.dir / "candidates.jsonl")
     s = sample(ctx.source(), out, cfg, engine_options=dict(o.engine_options), limit=o.limit)
@@ -335,8 +400,12 @@ def run_train(o: TrainConfig, ctx: Context) -> tuple[dict, dict]:
     d = ctx.dir
     reg = ctx.outputs["register"]
     ctx.log(f"  llamafactory-cli train; full log: {d}/dsforge_train.log")
-    res = train(o.stage, o.model or ctx.recipe.models.sampler, [reg["name"]], reg["dataset_dir"], recipe=o.recipe,
-                sets=dict(o.set), unset=tuple(o.unset), output_dir=str(d), lf_python=o.lf_python, sets_origin="train.set",
+    sets = dict(o.set)
+    judge = next((s.options for s in ctx.recipe.stages if s.kind == "judge"), None)
+    if o.stage == "dpo" and judge is not None and judge.verifier and "pref_ftx" not in sets:
+        sets["pref_ftx"] = 1.0   # verifier data: DPO + NLL on chosen (iterative RPO) unless the recipe says otherwise
+    res = train(o.stage, ctx.policy or o.model or ctx.recipe.models.sampler, [reg["name"]], reg["dataset_dir"],
+                recipe=o.recipe, sets=sets, unset=tuple(o.unset), output_dir=str(d), lf_python=o.lf_python, sets_origin="train.set",
                 log=ctx.log, echo=logs.child_echo(ctx.echo))   # losses and errors; all with -v
     if res["exit_code"]:
         error = f": {res['last_error']}" if res.get("last_error") else ""
@@ -349,8 +418,8 @@ def run_train(o: TrainConfig, ctx: Context) -> tuple[dict, dict]:
 # The runner's table: kind -> stage function. A new stage is one entry here and one config model in
 # dsforge.stages (STAGE_CONFIGS); the keys and their order must match STAGE_NAMES.
 STAGES: dict[str, Callable[..., tuple[dict, dict]]] = {
-    "convert": run_convert, "sample": run_sample, "judge": run_judge, "pairs": run_pairs,
-    "register": run_register, "train": run_train,
+    "tasks": run_tasks, "convert": run_convert, "sample": run_sample, "judge": run_judge, "pairs": run_pairs,
+    "register": run_register, "train": run_train, "export": run_export, "eval": run_eval,
 }
 assert tuple(STAGES) == STAGE_NAMES
 

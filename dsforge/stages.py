@@ -29,7 +29,7 @@ Formatting = Literal["alpaca", "sharegpt", "openai"]             # dataset_info 
 PairFormat = Literal["sharegpt", "alpaca"]                       # ranking/KTO rows pairs writes
 Engine = Literal["vllm", "openai", "hf"]
 JudgeMode = Literal["pointwise", "pairwise"]
-Strategy = Literal["best-vs-worst", "best-vs-random", "best-vs-mean-2sd", "all-pairs"]
+Strategy = Literal["best-vs-worst", "best-vs-random", "best-vs-mean-2sd", "all-pairs", "correct-vs-wrong"]
 ScoreField = Literal["score", "expected_score"]
 Similarity = Literal["ratio", "jaccard"]
 Combine = Literal["human-overrides", "agree-only"]
@@ -367,8 +367,9 @@ class TrainConfig(StageConfig):
 
 
 class EvalConfig(StageConfig):
-    """dsforge.evaluate.evaluate's settings (`dsforge eval` options; a recipe's eval step per round).
-    Not in STAGE_CONFIGS until the runner has an eval entry (dsforge.run.STAGES)."""
+    """dsforge.evaluate.evaluate's settings (`dsforge eval` options; the recipe's `eval:` entry, run on the
+    base model once (round 0) and on each round's policy, paired with round 0). In a run the model and
+    adapter are the round's policy (its export, else models.sampler + the round's adapter)."""
     model: Annotated[str, Cli(short="-m")] = Field(
         "smollm2-135m-instruct", description="Model folder or alias (vllm), or the served model name (openai).")
     adapter: str | None = Field(None, description="LoRA adapter folder (e.g. LLaMA-Factory's output_dir), served "
@@ -397,11 +398,36 @@ class EvalConfig(StageConfig):
     judge_model: str | None = Field(None, description="Pairwise judge for --against (served name, or a model "
                                     "folder with --judge-engine vllm).")
     judge_engine: Literal["openai", "vllm"] = Field("openai", description="Engine of the judge for --against.")
+    heldout: Annotated[tuple[str, ...], Cli(cli=False)] = Field(
+        (), description="recipe: held-out prompt files; the first is the metric (eval.json), the others controls "
+        "(eval-STEM.json); relative paths are relative to the recipe file")
+    limit: Annotated[int | None, Cli(cli=False)] = Field(None, ge=1, description="recipe: only the first N items "
+                                                         "of each held-out file (quick runs)")
+
+
+# ---------------------------------------------------------------- tasks, export (recipe stages)
+
+
+class TasksConfig(StageConfig):
+    """The recipe's `tasks:` entry: fresh checkable prompts per round (dsforge.tasks.make; `dsforge tasks make`),
+    seed + round number in round T, the frozen held-out items never generated."""
+    family: str = Field("arith", description="Task family (dsforge tasks list).")
+    difficulty: str | None = Field(None, description="Difficulty level (default: the family's).")
+    n: int = Field(100, ge=1, description="Prompts per round.")
+    seed: Seed = Field(0, description="Base seed; round T uses seed + T.")
+
+
+class ExportConfig(StageConfig):
+    """The recipe's `export:` entry: merge the round's LoRA adapter into its base model
+    (dsforge.train.export; `dsforge export`); the merged folder is the next round's policy."""
+    template: str | None = Field(None, description="LLaMA-Factory template (default: the model's own).")
+    lf_python: str | None = Field(None, description="Python of the environment that has LLaMA-Factory.")
 
 
 # The stages a recipe may hold, in their only order; the runner's table (dsforge.run.STAGES) has the same keys.
-STAGE_CONFIGS: dict[str, type[StageConfig]] = {"convert": ConvertConfig, "sample": SampleConfig, "judge": JudgeConfig,
-                                               "pairs": PairsConfig, "register": RegisterConfig, "train": TrainConfig}
+STAGE_CONFIGS: dict[str, type[StageConfig]] = {"tasks": TasksConfig, "convert": ConvertConfig, "sample": SampleConfig,
+                                               "judge": JudgeConfig, "pairs": PairsConfig, "register": RegisterConfig,
+                                               "train": TrainConfig, "export": ExportConfig, "eval": EvalConfig}
 STAGE_NAMES: tuple[str, ...] = tuple(STAGE_CONFIGS)
 
 

@@ -83,3 +83,25 @@ def test_build_pairs_on_verifier_judged_file_reports_pair_yield(tmp_path):
     out = [json.loads(x) for x in (tmp_path / "dpo.jsonl").read_text().splitlines()]
     assert {(o["chosen"]["value"], o["rejected"]["value"]) for o in out} == {("43", "44"), ("29 + 14 = 43", "29 + 14 = 31")}
     assert "pair yield 25%: 1 of 4 prompts have a right and a wrong answer" in format_summary(s)
+
+
+def test_correct_vs_wrong_is_a_named_strategy_that_needs_verifier_labels(tmp_path):
+    import json
+
+    import pytest
+
+    from dsforge.errors import UsageError
+    from dsforge.pairs import PairConfig, build_pairs
+    from dsforge.stages import STRATEGIES
+
+    assert "correct-vs-wrong" in STRATEGIES
+    rows = [{"prompt_id": "p", "messages": [{"role": "user", "content": "What is 2 + 3?"}], "text": t,
+             "sample_index": i, **cand(t, ok)} for i, (t, ok) in enumerate([("5", True), ("6", False)])]
+    judged = tmp_path / "judged.jsonl"
+    judged.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    s = build_pairs(str(judged), str(tmp_path / "dpo.jsonl"), PairConfig(strategy="correct-vs-wrong"))
+    assert s["strategy"] == "correct-vs-wrong" and s["pairs"] == 1 and s["pair_yield"]["rate"] == 1.0
+    llm = [{**r, "judge": {"kind": "llm", "score": 5.0 - i}} for i, r in enumerate(rows)]
+    judged.write_text("".join(json.dumps(r) + "\n" for r in llm))
+    with pytest.raises(UsageError, match="needs verifier labels"):
+        build_pairs(str(judged), str(tmp_path / "dpo2.jsonl"), PairConfig(strategy="correct-vs-wrong"))
