@@ -129,6 +129,18 @@ def test_outputs_are_guarded_like_the_llm_judge(tmp_path):
     assert out.read_text() == first
 
 
+def test_a_judged_file_given_as_candidates_is_refused_not_rejudged(tmp_path):
+    c = write(tmp_path / "c.jsonl", [cand(0, "43")])
+    j = tmp_path / "j.jsonl"
+    assert judge(c, "--verifier", "numeric", "-o", str(j)).exit_code == 0
+    llm = write(tmp_path / "llm.jsonl", [{**cand(0, "43"), "judge": {"kind": "llm", "score": 4.0}}])
+    for judged, kind in ((str(j), "verifier"), (llm, "llm")):
+        r = judge(judged, "--verifier", "numeric", "-o", str(tmp_path / "again.jsonl"))
+        assert r.exit_code == 1, r.output
+        assert f":1: the candidate is already judged (judge.kind '{kind}')" in r.output
+        assert "Traceback" not in r.output and not list(tmp_path.glob("again.jsonl*"))
+
+
 def test_real_replies_of_the_embedded_model_get_their_hand_labels(tmp_path):
     """Replies SmolLM2-135M-Instruct gave to arithmetic/units prompts (vLLM, T 0.7 / 1.0), labelled by hand:
     the judged file carries the labels' verdicts and the summary their rates."""

@@ -30,6 +30,10 @@ def _read(path: str) -> list[tuple[int, dict]]:
     hint = "judge reads the output of dsforge sample"
     rows = [(line, records_io.check_row(row, Candidate, path=path, line=line, hint=hint))
             for line, row in records_io.iter_rows(path)]
+    for line, row in rows[:1]:   # a judged file: judging it again would silently drop its judgements
+        if isinstance(row.get("judge"), dict):
+            raise InputError(f"the candidate is already judged (judge.kind {row['judge'].get('kind', 'llm')!r})",
+                             "give the dsforge sample output it was judged from", path=path, line=line)
     if not rows:
         raise UsageError(f"{path}: no candidates")
     return rows
