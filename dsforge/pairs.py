@@ -267,8 +267,11 @@ def build_pairs(judged_path: str | list[str], out: str, cfg: PairConfig, *, kto_
         # decided before anything is written: a run that yields nothing leaves the previous outputs as they were
         raise InputError("no pair survived the policy" + (f" (dropped: {dict(drops)}; excluded candidates: "
                          f"{dict(excluded)})" if drops or excluded else ""),
-                         "lower --min-margin, sample more answers per prompt, or use a stronger judge; "
-                         "the previous output (if any) was left as it was", path=", ".join(paths))
+                         ("no prompt had both a right and a wrong answer: sample more answers per prompt, raise "
+                          "sample's --max-tokens when many were truncated, or pick the difficulty where the model "
+                          "is right 15-50% of the time (dsforge tasks calibrate)" if verified else
+                          "lower --min-margin, sample more answers per prompt, or use a stronger judge")
+                         + "; the previous output (if any) was left as it was", path=", ".join(paths))
     kto = []
     if kto_out:
         for c, tag in kto_rows:

@@ -105,3 +105,21 @@ def test_correct_vs_wrong_is_a_named_strategy_that_needs_verifier_labels(tmp_pat
     judged.write_text("".join(json.dumps(r) + "\n" for r in llm))
     with pytest.raises(UsageError, match="needs verifier labels"):
         build_pairs(str(judged), str(tmp_path / "dpo2.jsonl"), PairConfig(strategy="correct-vs-wrong"))
+
+
+def test_no_pair_from_verifier_labels_says_what_helps_a_verifier_run(tmp_path):
+    import json
+
+    import pytest
+
+    from dsforge.errors import InputError
+    from dsforge.pairs import PairConfig, build_pairs
+
+    rows = [{"prompt_id": "p", "messages": [{"role": "user", "content": "What is 2 + 3?"}], "text": t,
+             "sample_index": i, **cand(t, False)} for i, t in enumerate(["6", "7"])]
+    judged = tmp_path / "judged.jsonl"
+    judged.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(InputError, match="no pair survived") as err:
+        build_pairs(str(judged), str(tmp_path / "dpo.jsonl"), PairConfig())
+    assert "dsforge tasks calibrate" in err.value.hint and "--min-margin" not in err.value.hint
+    assert not (tmp_path / "dpo.jsonl").exists()
