@@ -208,7 +208,8 @@ def compare(items: list[dict], base_items: list[dict], cfg: EvalConfig) -> dict:
 
 def evaluate(cfg: EvalConfig, prompts: str, out: str | None = None, *, baseline: str | None = None,
              against: str | None = None, engine=None, engine_options: dict | None = None,
-             judge_engine=None, judge_options: dict | None = None, log=None, progress: bool = True) -> dict:
+             judge_engine=None, judge_options: dict | None = None, log=None, progress: bool = True,
+             keep_other_evals: bool = False) -> dict:
     """Evaluate cfg.model (+adapter) on the prompts file; write {"kind", "version", "config", "summary",
     "items"} to `out` (JSON, atomically) and return the summary.
 
@@ -222,13 +223,15 @@ def evaluate(cfg: EvalConfig, prompts: str, out: str | None = None, *, baseline:
     Errors: UsageError for a baseline/against of other prompts, a missing verifier, an output that
     is an input or not an earlier eval output; InputError for bad prompt rows. Nothing is written
     on error. `engine` may be an opened engine to reuse (its model/adapter must be cfg's).
+    keep_other_evals (the CLI's choice): an existing `out` from another model, adapter or prompts file
+    is refused (UsageError) instead of replaced; the runner reruns a changed stage onto its own output.
     """
     log = log or logs.say
     t0 = time.time()
     inputs = {"PROMPTS": prompts, "--baseline": baseline, "--against": against}
     if out:
         guard_outputs(inputs, {"-o": out})
-        _guard_previous(out)
+        _guard_previous(out, cfg, prompts, keep_other_evals)
     items = read_items(prompts, cfg)
     base = against_doc = None
     if baseline:
@@ -292,15 +295,25 @@ def evaluate(cfg: EvalConfig, prompts: str, out: str | None = None, *, baseline:
     return summary
 
 
-def _guard_previous(out: str) -> None:
-    """Refuse to replace an existing non-empty file that is not an earlier eval output."""
+def _guard_previous(out: str, cfg: EvalConfig, prompts: str, keep_other_evals: bool) -> None:
+    """Refuse to replace an existing non-empty file that is not an earlier eval output, or, with
+    keep_other_evals, the eval of another model, adapter or prompts file (e.g. a base eval)."""
     if not os.path.isfile(out) or os.path.getsize(out) == 0:
         return
     try:
-        load_eval(out, "-o")
+        doc = load_eval(out, "-o")
     except (UsageError, OSError):
         raise UsageError(f"-o {out} already exists and is not an eval output; not replacing it",
                          f"choose another -o, or delete {out} first if it may go") from None
+    if not keep_other_evals:
+        return
+    old = doc.get("config") or {}
+    was = {"model": old.get("model"), "adapter": old.get("adapter"), "prompts": doc.get("prompts")}
+    now = {"model": cfg.model, "adapter": cfg.adapter, "prompts": os.path.abspath(prompts)}
+    differ = [f"{k} {was[k]!r} (now {now[k]!r})" for k in now if was[k] != now[k]]
+    if differ:
+        raise UsageError(f"-o {out} is an earlier eval of another run ({'; '.join(differ)}); not replacing it",
+                         f"choose another -o, or delete {out} first if it may go")
 
 
 def _summary(rows: list[dict], cfg: EvalConfig, verified: bool) -> dict:

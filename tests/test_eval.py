@@ -127,6 +127,25 @@ def test_pass1_strict_lenient_items_and_baseline_pairing(tmp_path):
     assert "pass@1 lenient 83.3% [" in text and "vs baseline +50.0 pts [" in text and "(b=3 gained, c=0 lost)" in text
 
 
+def test_an_earlier_eval_of_another_model_or_prompts_is_not_replaced(tmp_path):
+    p, other = _prompts(tmp_path), _prompts(tmp_path, n=3, name="other.jsonl")
+    base = tmp_path / "base.json"
+    evaluate(EvalConfig(model="m"), p, str(base), engine=Scripted(_adder(wrong={0})))
+    first = base.read_text()
+    for cfg, prompts, what in ((EvalConfig(model="m2"), p, "model 'm' (now 'm2')"),
+                               (EvalConfig(model="m"), other, "prompts")):
+        with pytest.raises(UsageError, match="is an earlier eval of another run") as err:
+            evaluate(cfg, prompts, str(base), engine=Scripted(_adder()), keep_other_evals=True)
+        assert what in err.value.message and base.read_text() == first
+    r = _run(["eval", "--prompts", other, "-m", "m", "--engine", "openai", "--base-url", "http://127.0.0.1:9/v1",
+              "-o", str(base)])   # the CLI refuses before starting any engine
+    assert r.exit_code == 2 and "is an earlier eval of another run" in r.output and base.read_text() == first
+    evaluate(EvalConfig(model="m"), p, str(base), engine=Scripted(_adder()), keep_other_evals=True)   # the same run
+    assert json.loads(base.read_text())["summary"]["pass1"]["lenient"]["k"] == 6
+    evaluate(EvalConfig(model="m2"), p, str(base), engine=Scripted(_adder()))   # the runner reruns onto its output
+    assert json.loads(base.read_text())["config"]["model"] == "m2"
+
+
 def test_sampled_pass_at_k_uses_per_item_seeds(tmp_path):
     p = _prompts(tmp_path, n=4)
     eng = Scripted(lambda m, params, i: "no idea" if params.temperature and i % 2 else _adder()(m, params, i))

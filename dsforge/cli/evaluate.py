@@ -43,7 +43,7 @@ def eval_cmd(prompts, cfg, api_key, engine_opts, baseline, against, out):
     key = {"api_key": api_key} if api_key else {}
     options = {**parse_sets(engine_opts, "--engine-opt"), **(key if cfg.engine == "openai" else {})}
     summary = ev.evaluate(cfg, prompts, out, baseline=baseline, against=against, engine_options=options,
-                          judge_options=key if cfg.judge_engine == "openai" else None)
+                          judge_options=key if cfg.judge_engine == "openai" else None, keep_other_evals=True)
     click.echo(ev.format_summary(summary))
     if out:
         click.echo(f"eval: {out}")
