@@ -136,3 +136,31 @@ def svg_line(xs: list[float], ys: list[float], title: str, xlabel: str, ylabel: 
     pts = " ".join(f"{PAD + pw * (x - x0) / (x1 - x0):.1f},{H - PAD - ph * (y - y0) / (y1 - y0):.1f}" for x, y in zip(xs, ys))
     return _frame(title, f'<polyline points="{pts}" fill="none" stroke="#E45756" stroke-width="2"/>'
                   + _ticks(x0, x1, "x") + _ticks(y0, y1, "y"), xlabel, ylabel)
+
+
+def svg_points_ci(xs: list[int], series: dict[str, list[tuple[float, float, float]]], title: str, xlabel: str,
+                  ylabel: str) -> str:
+    """Points joined by lines with interval bars: series {name: [(value, low, high) per x]} over integer xs (e.g.
+    accuracy in % per round, round 0 = the base model), y from 0 to the highest bar; an <svg> string."""
+    if not xs:
+        return _frame(title, f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle">no data</text>', xlabel, ylabel)
+    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    y1 = max([hi for pts in series.values() for _, _, hi in pts] + [1e-9]) * 1.1
+    pw, ph = W - PAD - 30, H - PAD - 28
+    X = lambda x: PAD + 10 + pw * (x - x0) / (x1 - x0)   # noqa: E731
+    Y = lambda y: H - PAD - ph * y / y1                   # noqa: E731
+    body = []
+    for si, (name, pts) in enumerate(series.items()):
+        c, dx = COLORS[si % len(COLORS)], 4 * si
+        body.append(f'<polyline points="{" ".join(f"{X(x) + dx:.1f},{Y(v):.1f}" for x, (v, _, _) in zip(xs, pts))}" '
+                    f'fill="none" stroke="{c}" stroke-width="2"/>')
+        for x, (v, lo, hi) in zip(xs, pts):
+            body.append(f'<line x1="{X(x) + dx:.1f}" y1="{Y(lo):.1f}" x2="{X(x) + dx:.1f}" y2="{Y(hi):.1f}" stroke="{c}"/>'
+                        f'<circle cx="{X(x) + dx:.1f}" cy="{Y(v):.1f}" r="3.5" fill="{c}"><title>{_esc(name)} {x}: '
+                        f'{v:.1f} [{lo:.1f}, {hi:.1f}]</title></circle>')
+        body.append(f'<rect x="{W - 150}" y="{30 + 14 * si}" width="10" height="10" fill="{c}"/>'
+                    f'<text x="{W - 136}" y="{39 + 14 * si}" font-size="10">{_esc(name)}</text>')
+    body.append("".join(f'<text x="{X(x):.1f}" y="{H - PAD + 14}" font-size="10" text-anchor="middle">{x}</text>'
+                        for x in xs))
+    body.append(_ticks(0, y1, "y"))
+    return _frame(title, "".join(body), xlabel, ylabel)

@@ -169,14 +169,15 @@ def collect(target: str) -> dict:
                   "train_log": [], "cutoff_len": 2048, "model": None, "drops": {}, "judge_summary": None}
     p = Path(target)
     if p.is_dir():
-        if not (p / "manifest.json").exists() and not any(x.is_dir() and x.name[:2].isdigit() for x in p.iterdir()):
+        if not (p / "manifest.json").exists() and not any(x.is_dir() and x.name[:2].isdigit()
+                                                            for x in _stage_root(p).iterdir()):
             raise UsageError(f"{target}: not a dsforge run directory (no manifest.json, no stage folders)",
                              "pass the run_dir of `dsforge run`, or a candidates / judged / pairs .jsonl file")
         man = _json(p / "manifest.json") if (p / "manifest.json").exists() else {}
         data["manifest"] = man
         data["title"] = f"dsforge run: {man.get('name', p.name)}"
         data["model"] = (man.get("models") or {}).get("sampler")
-        for d in sorted(x for x in p.iterdir() if x.is_dir() and x.name[:2].isdigit()):
+        for d in sorted(x for x in _stage_root(p).iterdir() if x.is_dir() and x.name[:2].isdigit()):
             kind = d.name.split("-", 1)[1]
             marker = d / ".dsforge-done.json"
             data["stages"][kind] = _json(marker) if marker.exists() else {"status": "not finished"}
@@ -236,6 +237,13 @@ def collect(target: str) -> dict:
     data["review_stats"] = _review_stats(p)
     data["quality"] = _quality_sidecars(p, data.get("manifest"))
     return data
+
+
+def _stage_root(p: Path) -> Path:
+    """Where a run's stage folders are: the run itself, or with rounds its last round-T folder that has any."""
+    rounds = sorted((x for x in p.glob("round-*") if x.is_dir() and x.name[6:].isdigit()), key=lambda x: int(x.name[6:]))
+    rounds = [x for x in rounds if any(y.is_dir() and y.name[:2].isdigit() for y in x.iterdir())]
+    return rounds[-1] if rounds else p
 
 
 def _review_stats(p: Path) -> dict | None:
@@ -361,12 +369,17 @@ def render(data: dict) -> str:
     stage_rows = [{"kind": kind, "seconds": st.get("seconds"), "key": keys.get(kind),
                    "value": (st.get("summary") or {}).get(keys.get(kind)), "fingerprint": st.get("fingerprint")}
                   for kind, st in (man.get("stages") or {}).items()]
+    from dsforge.report_rounds import accuracy_figure, round_rows
+
+    rounds = round_rows(man)
+    if accuracy_figure(rounds):
+        figs.insert(0, accuracy_figure(rounds))
     review = data.get("review_stats")
     if review:
         from dsforge.review.stats import format_stats
 
         review = format_stats(review).splitlines()
-    return _template().render(title=data["title"], manifest=man, stage_rows=stage_rows, review_lines=review,
+    return _template().render(title=data["title"], manifest=man, stage_rows=stage_rows, review_lines=review, rounds=rounds,
                               figs=figs, models_json=json.dumps(man.get("models", {})),
                               versions_json=json.dumps(man.get("versions", {})))
 
@@ -386,7 +399,7 @@ def report_inputs(target: str) -> list[str]:
     if not p.is_dir():
         return [target]
     files = [str(p / "manifest.json")]
-    for d in (x for x in p.iterdir() if x.is_dir() and x.name[:2].isdigit()):
+    for d in (x for x in p.rglob("*") if x.is_dir() and x.name[:2].isdigit()):
         files += [os.path.join(root, n) for root, _, names in os.walk(d) for n in names]
     return files
 

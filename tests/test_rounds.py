@@ -50,3 +50,93 @@ def test_loop_recipe_loads_and_resolves_heldout_relative_to_the_recipe(tmp_path)
     r = load_recipe(write_recipe(tmp_path, stages, rounds=3))
     assert r.rounds == 3 and [s.kind for s in r.stages][-3:] == ["train", "export", "eval"]
     assert r.stages[-1].eval.heldout == (str(tmp_path / "h.jsonl"),)
+
+
+def _tiny_loop(tmp_path, lf_py):
+    """Two real rounds, as small as they go: 8 level-1 sums x 4 samples (hf engine) at max_tokens 16, the numeric
+    verifier, correct-vs-wrong pairs, 1 DPO step in LLaMA-Factory, the merged policy, a vLLM eval on 4 held-out items."""
+    return write_recipe(tmp_path, [
+        {"tasks": {"family": "arith", "difficulty": "1", "n": 8, "seed": 3}},
+        {"sample": {"engine": "hf", "n": 4, "temps": [1.0], "max_tokens": 16}},
+        {"judge": {"verifier": "numeric"}},
+        {"pairs": {"strategy": "correct-vs-wrong", "max_pairs_per_prompt": 2, "include_truncated": True}},
+        {"register": {"name": "loop"}},
+        {"train": {"stage": "dpo", "lf_python": lf_py,
+                   "set": {"max_steps": 1, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 1,
+                           "cutoff_len": 128, "logging_steps": 1, "save_steps": 1000, "warmup_steps": 0,
+                           "preprocessing_num_workers": 1, "lora_rank": 4, "lora_alpha": 8}}},
+        {"export": {"lf_python": lf_py}},
+        {"eval": {"heldout": [HELDOUT], "limit": 4, "max_tokens": 16, "engine_options": {"max_model_len": 512}}},
+    ], rounds=2)
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+@pytest.mark.llamafactory
+def test_two_rounds_killed_in_round_2_resume_without_redoing_round_1(tmp_path, smollm2, lf_py):
+    r = _tiny_loop(tmp_path, lf_py)
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "dsforge", "run", r, "--no-report"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    log = open(tmp_path / "first.log", "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    cand = run / "round-2" / "02-sample" / "candidates.jsonl"
+    deadline = time.time() + 1200
+    while time.time() < deadline and proc.poll() is None and not cand.exists():
+        time.sleep(0.2)
+    assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]   # still running: round 2 sampling
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run / "round-2" / "08-eval" / "eval.json").exists()
+    markers = {p: p.read_text() for p in (run / "round-1").glob("*/.dsforge-done.json")}
+    assert len(markers) == 8   # round 1 finished: its eight stages
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for i, kind in enumerate(("tasks", "sample", "judge", "pairs", "register", "train", "export", "eval")):
+        assert f"round 1 [{i + 1}/8] {kind}: done before" in done.stderr
+    assert "round 0 [8/8] eval: done before" in done.stderr
+    assert {p: p.read_text() for p in markers} == markers   # round 1 untouched
+    man = json.loads((run / "manifest.json").read_text())
+    assert set(man["rounds"]) == {"0", "1", "2"} and man["rounds_done"] == 2
+    assert set(man["rounds"]["1"]) == set(man["rounds"]["2"]) == {"tasks", "sample", "judge", "pairs", "register",
+                                                                 "train", "export", "eval"}
+    for t in (1, 2):
+        ev = json.loads((run / f"round-{t}" / "08-eval" / "eval.json").read_text())
+        assert ev["summary"]["items"] == 4 and "baseline" in ev["summary"]   # paired with round 0
+        assert (run / f"round-{t}" / "06-train" / "adapter_config.json").exists()
+        assert (run / f"round-{t}" / "07-export" / "model" / "config.json").exists()
+        assert man["rounds"][str(t)]["eval"]["fingerprint"]
+    # round 2 sampled and trained from round 1's merged policy
+    s2 = man["rounds"]["2"]["export"]["summary"]
+    assert s2["base"] == str(run / "round-1" / "07-export" / "model")
+    lf = yaml.safe_load((run / "round-2" / "06-train" / "dsforge_train.yaml").read_text())
+    assert lf["pref_ftx"] == 1.0 and lf["model_name_or_path"] == s2["base"]   # DPO + NLL by default on verifier data
+
+
+def _eval_summary(acc, base=None):
+    s = {"items": 200, "reply_tokens_mean": 30.0 - 10 * acc,
+         "pass1": {"lenient": {"k": int(200 * acc), "n": 200, "acc": acc, "ci_low": acc - 0.05, "ci_high": acc + 0.05},
+                   "strict": {"k": 0, "n": 200, "acc": 0.0, "ci_low": 0.0, "ci_high": 0.02}}}
+    if base is not None:
+        s["baseline"] = {"lenient": {"diff": acc - base, "ci_low": acc - base - 0.03, "ci_high": acc - base + 0.03,
+                                     "mcnemar": {"b": 20, "c": 3, "p": 0.0004}}}
+    return s
+
+
+def test_report_of_a_run_with_rounds_has_the_accuracy_plot_and_the_round_table(tmp_path):
+    from dsforge.report import write_report
+
+    run = tmp_path / "run"
+    (run / "round-1" / "01-tasks").mkdir(parents=True)
+    ev = lambda acc, base=None: {"summary": {"metric": "arith-5", "files": {  # noqa: E731
+        "arith-5": _eval_summary(acc, base), "units-1": _eval_summary(0.14, None if base is None else 0.14)}}}
+    man = {"name": "loop", "rounds": {
+        "0": {"eval": ev(0.148)},
+        "1": {"pairs": {"summary": {"pairs": 54, "chosen_longer_rate": 0.52, "pair_yield": {"rate": 0.18}}},
+              "eval": ev(0.216, 0.148)}}}
+    (run / "manifest.json").write_text(json.dumps(man))
+    page = Path(write_report(str(run), str(tmp_path / "report.html"))).read_text()
+    assert "Held-out accuracy per round" in page and "<polyline" in page
+    assert "<td>1</td><td>21.6 [16.6, 26.6]</td><td>0.0 [0.0, 2.0]</td><td>+6.8 [+3.8, +9.8]</td><td>0.0004</td>" in page
+    assert "units-1 14.0 (+0.0)" in page and "<td>0.18</td><td>54</td><td>52%</td>" in page
+    assert "Round 1 vs base: +6.8 points [+3.8, +9.8] (paired bootstrap), McNemar p=0.0004." in page
