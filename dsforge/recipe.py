@@ -188,6 +188,9 @@ def _loop_problems(r: PipelineRecipe, pos: dict) -> list[tuple[str, str]]:
     if "eval" in pos and not r.stages[pos["eval"]].eval.heldout:
         problems.append((f"stages[{pos['eval']}].eval.heldout", "name the held-out prompt files (the first is the "
                          "metric), e.g. [../heldout/arith-5.jsonl]"))
+    if r.rounds > 1 and "register" in pos and r.stages[pos["register"]].register_.dataset_dir:
+        problems.append((f"stages[{pos['register']}].register.dataset_dir", "with rounds each round registers into "
+                         "RUN_DIR/round-T/data: leave dataset_dir out"))
     if r.rounds > 1:
         missing = [k for k in ("sample", "train", "export") if k not in pos]
         if missing:

@@ -375,7 +375,7 @@ def run_register(o: RegisterConfig, ctx: Context) -> tuple[dict, dict]:
            else ctx.outputs.get(what, {}).get("path"))
     if not src:
         raise UsageError(f"register: nothing to register from '{what}'")
-    data_dir = data_dir_of(o, ctx.run_dir)
+    data_dir = data_dir_of(o, ctx.dir.parent)   # RUN_DIR/data; with rounds RUN_DIR/round-T/data (each round keeps its own)
     # like `dsforge register`: a different NAME.jsonl or entry in the dataset dir is replaced only with
     # register.force, unless it is exactly what this run's register stage wrote last time
     prev = (ctx.manifest.get("stages", {}).get("register") or {}).get("summary") or {}

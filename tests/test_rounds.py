@@ -38,6 +38,8 @@ LOOP = [{"tasks": {"family": "arith", "n": 4}}, {"sample": {"n": 2, "temps": [1.
     (LOOP[:7] + [{"eval": {}}], {}, "stages[7].eval.heldout: name the held-out prompt files"),
     (LOOP[:5] + [{"train": {"stage": "dpo", "recipe": "full"}}] + LOOP[6:], {}, "stages[6]: export merges a LoRA"),
     (LOOP, {"rounds": 0}, "rounds: Input should be greater than or equal to 1"),
+    (LOOP[:4] + [{"register": {"name": "r", "dataset_dir": "d"}}] + LOOP[5:], {"rounds": 2},
+     "stages[4].register.dataset_dir: with rounds each round registers into RUN_DIR/round-T/data"),
 ])
 def test_loop_recipe_errors_point_at_their_location(tmp_path, stages, top, expect):
     with pytest.raises(ConfigError) as err:
@@ -106,6 +108,7 @@ def test_two_rounds_killed_in_round_2_resume_without_redoing_round_1(tmp_path, s
         assert (run / f"round-{t}" / "06-train" / "adapter_config.json").exists()
         assert (run / f"round-{t}" / "07-export" / "model" / "config.json").exists()
         assert man["rounds"][str(t)]["eval"]["fingerprint"]
+        assert json.loads((run / f"round-{t}" / "data" / "dataset_info.json").read_text())["loop"]   # per round
     # round 2 sampled and trained from round 1's merged policy
     s2 = man["rounds"]["2"]["export"]["summary"]
     assert s2["base"] == str(run / "round-1" / "07-export" / "model")
