@@ -52,3 +52,19 @@ def accuracy_figure(rows: list[dict]) -> tuple[str, str, str] | None:
                 f"{last['diff_high']:+.1f}] (paired bootstrap), McNemar p={last['p']}.")
     return ("Held-out accuracy per round", svg_points_ci(xs, series, "Held-out accuracy per round", "round",
                                                          "accuracy %"), cap)
+
+
+def format_rounds(rows: list[dict]) -> str:
+    """The console table of round_rows: per round held-out lenient/strict accuracy with 95% intervals and, from
+    round 1 on, the paired difference vs the base (round 0) with its interval and McNemar's p."""
+    out = []
+    for r in rows:
+        le, st = r["lenient"], r["strict"]
+        line = (f"  {'base' if r['round'] == 0 else 'round ' + str(r['round']):<8} {r['metric']}: lenient {le['acc']:.1f}% "
+                f"[{le['ci_low']:.1f}, {le['ci_high']:.1f}]  strict {st['acc']:.1f}% [{st['ci_low']:.1f}, {st['ci_high']:.1f}]")
+        if r["diff"] is not None:
+            line += f"  vs base {r['diff']:+.1f} points [{r['diff_low']:+.1f}, {r['diff_high']:+.1f}], McNemar p={r['p']}"
+        if r["controls"]:
+            line += "  controls: " + ", ".join(f"{k} {v}" for k, v in r["controls"].items())
+        out.append(line)
+    return "\n".join(out)

@@ -1,4 +1,6 @@
-"""`dsforge run RECIPE`: convert -> sample -> judge -> pairs -> register -> train, one folder per stage.
+"""`dsforge run RECIPE`: [tasks|convert] -> sample -> judge -> pairs -> register -> train [-> export -> eval],
+one folder per stage; with `rounds: N` (or an eval stage) RUN_DIR/round-T/NN-kind, round 0 the base model's eval,
+round T sampling and training from the model round T-1 exported and evaluated against round 0.
 
 Each stage folder gets a completion marker holding the fingerprint of its inputs and options
 (chained: a stage's fingerprint includes the one before it). A rerun skips finished stages whose
@@ -69,8 +71,9 @@ class Runner:
             report: bool = True) -> dict:
         """Run the stages from `from_stage` to `until` (kinds; default all), skipping finished ones whose
         fingerprint matches unless `force`. Returns {"run_dir", "outputs": {kind: the stage's outputs, e.g.
-        {"path"}}, "manifest": path, "log": path (when third-party output was captured), "report": path (with
-        report)}; the manifest holds per stage {dir, fingerprint, seconds, options, summary}. UsageError for an
+        {"path"}}, "manifest": path, "manifest_data": the manifest dict, "log": path (when third-party output was captured), "report": path (with
+        report)}; the manifest holds per stage {dir, fingerprint, seconds, options, summary} (with rounds also
+        rounds {T: {kind: the same}}, round 0 the base eval, and rounds_done). UsageError for an
         unknown --from/--until, inputs that match nothing or clash with outputs; a stage's own errors pass
         through and leave its folder to resume."""
         kinds = [s.kind for s in self.r.stages]
@@ -106,7 +109,8 @@ class Runner:
         self._write_manifest()
         if "train" in self.outputs and self.outputs["train"].get("output_dir"):
             copy_file(self.run_dir / "manifest.json", Path(self.outputs["train"]["output_dir"]) / "dsforge_run_manifest.json")
-        result = {"run_dir": str(self.run_dir), "outputs": self.outputs, "manifest": str(self.run_dir / "manifest.json")}
+        result = {"run_dir": str(self.run_dir), "outputs": self.outputs, "manifest": str(self.run_dir / "manifest.json"),
+                  "manifest_data": self.manifest}
         if (self.run_dir / LOG).exists():
             result["log"] = str(self.run_dir / LOG)
         if report:

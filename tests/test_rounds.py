@@ -143,3 +143,14 @@ def test_report_of_a_run_with_rounds_has_the_accuracy_plot_and_the_round_table(t
     assert "<td>1</td><td>21.6 [16.6, 26.6]</td><td>0.0 [0.0, 2.0]</td><td>+6.8 [+3.8, +9.8]</td><td>0.0004</td>" in page
     assert "units-1 14.0 (+0.0)" in page and "<td>0.18</td><td>54</td><td>52%</td>" in page
     assert "Round 1 vs base: +6.8 points [+3.8, +9.8] (paired bootstrap), McNemar p=0.0004." in page
+
+
+def test_console_rounds_table_prints_base_and_trained_with_intervals():
+    from dsforge.report_rounds import format_rounds, round_rows
+
+    ev = lambda acc, base=None: {"summary": {"metric": "arith-5", "files": {"arith-5": _eval_summary(acc, base)}}}  # noqa: E731
+    text = format_rounds(round_rows({"rounds": {"0": {"eval": ev(0.148)}, "1": {"eval": ev(0.216, 0.148)}}}))
+    assert text.splitlines() == [
+        "  base     arith-5: lenient 14.8% [9.8, 19.8]  strict 0.0% [0.0, 2.0]",
+        "  round 1  arith-5: lenient 21.6% [16.6, 26.6]  strict 0.0% [0.0, 2.0]  vs base +6.8 points [+3.8, +9.8], "
+        "McNemar p=0.0004"]

@@ -33,6 +33,11 @@ def run(recipe, sets, from_stage, until, force, no_report):
         where = out.get("path") or out.get("output_dir")
         click.echo(f"  {kind:<9} {where}")
     click.echo(f"  manifest  {res['manifest']}")
+    from dsforge.report_rounds import format_rounds, round_rows
+
+    rounds = round_rows(res.get("manifest_data") or {})
+    if rounds:
+        click.echo("held-out accuracy (greedy pass@1, 95% intervals; paired with the base model):\n" + format_rounds(rounds))
     if res.get("log"):
         click.echo(f"  log       {res['log']}")
     if res.get("report"):
