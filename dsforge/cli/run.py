@@ -19,7 +19,8 @@ def run(recipe, sets, from_stage, until, force, no_report):
     """Run a pipeline recipe (convert -> sample -> judge -> pairs -> register -> train), resumably.
 
     Finished stages whose inputs and options did not change are skipped; a changed stage and
-    everything after it reruns; a stage killed midway resumes.
+    everything after it reruns; a stage killed midway resumes. A loop recipe (tasks ... export -> eval,
+    `rounds: N`) runs each round in RUN_DIR/round-T/ and ends with held-out accuracy per round.
     """
     from dsforge.recipe import load_recipe
     from dsforge.run import Runner
