@@ -135,7 +135,7 @@ class Runner:
         evals = [(i, st) for i, st in indexed if st.kind == "eval"]
         baseline, policy = None, None
         for t in range(0, self.r.rounds + 1):
-            if t == 0 and not evals:
+            if t == 0 and (not evals or evals[0][0] > hi):   # no eval, or --until before it: no base eval
                 continue
             self.outputs, self.fps = {}, {}
             args = {"round": t, "policy": policy, "baseline": baseline}
