@@ -162,7 +162,8 @@ class Runner:
         for i, st in stages:
             kind, opts = st.kind, st.options
             d = dir_of(i, kind)
-            loop = (ctx_args["round"], (ctx_args["baseline"] or {}).get("fp")) if ctx_args else ()
+            loop = ((ctx_args["round"],) + (((ctx_args["baseline"] or {}).get("fp"),) if kind == "eval" else ())
+                    if ctx_args else ())
             fp = _fp(prev, kind, opts.model_dump(), *loop)   # rounds: the round and the base eval count too
             if kind != "eval":   # nothing reads an eval: changing it reruns only the evals
                 prev = fp

@@ -154,3 +154,40 @@ def test_console_rounds_table_prints_base_and_trained_with_intervals():
         "  base     arith-5: lenient 14.8% [9.8, 19.8]  strict 0.0% [0.0, 2.0]",
         "  round 1  arith-5: lenient 21.6% [16.6, 26.6]  strict 0.0% [0.0, 2.0]  vs base +6.8 points [+3.8, +9.8], "
         "McNemar p=0.0004"]
+
+
+def test_rounds_pass_the_policy_on_skip_finished_stages_and_rerun_only_evals_when_eval_changes(tmp_path, monkeypatch):
+    """The runner's round mechanics with stand-in stage functions (the real run is the slow test above)."""
+    from dsforge import run as runmod
+
+    calls = []
+
+    def fake(kind):
+        def stage(o, ctx):
+            calls.append((ctx.round, kind, ctx.policy, (ctx.baseline or {}).get("path")))
+            out = ctx.dir / f"{kind}.out"
+            out.write_text(kind)
+            extra = {"model": str(ctx.dir / "model")} if kind == "export" else {}
+            return {"path": str(out), **extra}, {"round": ctx.round}
+        return stage
+
+    for kind in ("sample", "judge", "pairs", "register", "train", "export", "eval"):
+        monkeypatch.setitem(runmod.STAGES, kind, fake(kind))
+    r = load_recipe(write_recipe(tmp_path, LOOP, rounds=2))
+    runmod.Runner(r, "x.yaml", log=lambda *a: None, echo=lambda *a: None).run(report=False)
+    run = tmp_path / "run"
+    base_eval = str(run / "round-0" / "08-eval" / "eval.out")
+    assert calls[0] == (0, "eval", None, None)
+    assert [c[1] for c in calls[1:8]] == ["sample", "judge", "pairs", "register", "train", "export", "eval"]
+    assert {c[2] for c in calls[1:8]} == {None} and calls[7][3] == base_eval
+    assert {c[2] for c in calls[8:]} == {str(run / "round-1" / "07-export" / "model")} and calls[-1][3] == base_eval
+    assert (run / "round-2" / "01-tasks" / "prompts.jsonl").read_text() != (run / "round-1" / "01-tasks" /
+                                                                            "prompts.jsonl").read_text()
+    man = json.loads((run / "manifest.json").read_text())
+    assert set(man["rounds"]) == {"0", "1", "2"} and man["rounds"]["2"]["eval"]["summary"] == {"round": 2}
+    calls.clear()
+    runmod.Runner(r, "x.yaml", log=lambda *a: None, echo=lambda *a: None).run(report=False)
+    assert calls == []   # all finished: nothing reruns
+    r2 = load_recipe(write_recipe(tmp_path, LOOP[:7] + [{"eval": {"heldout": [HELDOUT], "limit": 5}}], rounds=2))
+    runmod.Runner(r2, "x.yaml", log=lambda *a: None, echo=lambda *a: None).run(report=False)
+    assert [c[:2] for c in calls] == [(0, "eval"), (1, "eval"), (2, "eval")]   # a changed eval reruns only the evals
