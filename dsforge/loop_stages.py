@@ -99,8 +99,9 @@ def run_eval(o: EvalConfig, ctx) -> tuple[dict, dict]:
             base = base_files.get(stem) if ctx.round else None
             s = evaluate(cfg, _heldout_copy(path, o.limit, ctx.dir), dest, baseline=base, engine=engine,
                          log=ctx.log, progress=False)
-            ctx.echo(f"{stem} (round {ctx.round}): " + format_summary(s).replace("\n", "\n  "))
             files[stem], summaries[stem] = dest, s
+    for stem, s in summaries.items():   # after the engine closed: while it runs, the console goes to its log
+        ctx.echo(f"{stem} (round {ctx.round}): " + format_summary(s).replace("\n", "\n  "))
     return ({"path": files[Path(o.heldout[0]).stem], "files": files},
             {"metric": Path(o.heldout[0]).stem, "model": model, "adapter": adapter, "files": summaries})
 
