@@ -121,3 +121,14 @@ def test_default_dtype_follows_the_hardware(monkeypatch):
     flags = open("/proc/cpuinfo").read() if __import__("os").path.exists("/proc/cpuinfo") else ""
     if "avx512_bf16" in flags or "amx_bf16" in flags:
         assert hf.cpu_has_bf16()
+
+
+@pytest.mark.parametrize("opt,msg", [({"dtype": "flaot32"}, "dtype: Input should be 'float32', 'bfloat16' or 'float16'"),
+                                     ({"batch_size": 0}, "batch_size: Input should be greater than 0"),
+                                     ({"batch_size": -1}, "batch_size: Input should be greater than 0")])
+def test_bad_engine_options_are_usage_errors_before_loading(opt, msg):
+    from dsforge.errors import UsageError
+
+    with pytest.raises(UsageError, match="bad option for the hf engine") as err:
+        get_engine("hf", "no-such-model", opt)   # checked at construction: no model is loaded
+    assert msg in err.value.message

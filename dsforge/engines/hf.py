@@ -28,15 +28,17 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Literal
+
+from pydantic import PositiveInt
 
 from dsforge.engines import Completion, Engine, EngineOptions, Request, Result, derive_seed, mean
 
 
 class HFOptions(EngineOptions):
     """--engine-opt keys of the transformers engine: device, dtype (default: default_dtype), batch size, LoRA."""
-    batch_size: int | None = None     # prompts per generate call (x n rows); default 32 on a GPU, 8 on a CPU
-    dtype: str | None = None          # float32 | bfloat16 | float16; default: see the module docstring
+    batch_size: PositiveInt | None = None   # prompts per generate call (x n rows); default 32 on a GPU, 8 on a CPU
+    dtype: Literal["float32", "bfloat16", "float16"] | None = None   # default: see the module docstring
     device: str | None = None         # default: cuda if available, else cpu
     trust_remote_code: bool = False
     lora_path: str | None = None      # a PEFT adapter to apply
