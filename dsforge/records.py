@@ -225,12 +225,6 @@ class LFAttrs:
 # ---------------------------------------------------------------- dsforge's own records
 
 
-class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    role: Literal["system", "user", "assistant", "tool", "function_call"]
-    content: str
-
-
 def prompt_id(messages: list[dict]) -> str:
     """Stable id of a prompt: sha256 of its canonical messages (role + content only), 16 hex chars."""
     canon = json.dumps([[m["role"], m["content"]] for m in messages], ensure_ascii=False, separators=(",", ":"))
