@@ -15,23 +15,14 @@ from __future__ import annotations
 
 import json
 import time
-from math import comb
 
 from dsforge.engines import Request, SamplingParams, derive_seed
 from dsforge.errors import DsforgeError, UsageError
+from dsforge.evalstats import pass_at_k   # one estimator for calibrate and eval
 from dsforge.tasks import get_family
 from dsforge.verify import get_verifier
 
 BAND = (0.15, 0.50)
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from n samples of which c are correct: 1 - C(n-c, k) / C(n, k) (k <= n)."""
-    if k > n:
-        raise ValueError(f"k={k} > n={n}")
-    if n - c < k:
-        return 1.0
-    return 1.0 - comb(n - c, k) / comb(n, k)
 
 
 def choose(levels: dict[str, dict], band: tuple[float, float] = BAND) -> tuple[str, str]:
