@@ -204,7 +204,7 @@ def find_number(reply: str) -> Number | None:
 
 def to_number(value) -> Fraction | None:
     """A reference (int, float, or text such as '1,234', '-7', '43.0', 'forty-three') as a Fraction, or None."""
-    if isinstance(value, bool) or value is None:
+    if isinstance(value, (bool, dict, list)) or value is None:   # no number is guessed out of a structure's text
         return None
     if isinstance(value, int):
         return Fraction(value)

@@ -115,6 +115,10 @@ def test_missing_reference():
         get_verifier("numeric").check("43", None)
     with pytest.raises(InputError, match="not a number"):
         get_verifier("numeric").check("43", "Paris")
+    for structured in ({"value": 43}, [43], ["12", "43"]):   # no number is guessed out of a structure's text
+        with pytest.raises(InputError, match="not a number"):
+            get_verifier("numeric").check("43", structured)
+    assert get_verifier("numeric").check("43", 43).correct and get_verifier("numeric").check("43", 43.0).correct
 
 
 def test_math_verifier_off_the_main_thread():
