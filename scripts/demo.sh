@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Fresh machine -> the main job end to end on CPU with the embedded SmolLM2-135M-Instruct:
-# convert the bundled FAQ csv into prompts -> sample 4 answers per prompt (2 temperatures x 2) with
-# vLLM -> judge them with the same small model behind a local OpenAI-compatible server (started
-# and stopped here) -> DPO pairs -> dataset_info.json -> 4 steps of DPO LoRA training -> report.
+# Fresh machine -> issue 12's loop, small, on CPU with the embedded SmolLM2-135M-Instruct (recipe loop-tiny):
+# base eval on 200 frozen held-out sums -> 60 fresh sums x 6 samples (vLLM) -> numeric verifier ->
+# correct-vs-wrong pairs -> DPO + NLL LoRA in LLaMA-Factory -> merged model -> the same eval, paired with the
+# base: prints base vs trained accuracy with its 95% interval. The LLM-judge path: `dsforge run demo-tiny`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$(date +%s)
 bash scripts/setup.sh --lf
 t1=$(date +%s)
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-rm -rf out/demo/run
-.venv/bin/dsforge run demo-tiny "$@"
+rm -rf out/loop-tiny
+.venv/bin/dsforge run loop-tiny "$@"
 t2=$(date +%s)
-printf '\nsetup %ss, pipeline %ss. Open out/demo/run/report.html; per-stage timings are in out/demo/run/manifest.json\n' \
+printf '\nsetup %ss, loop %ss. Open out/loop-tiny/report.html; per-stage timings are in out/loop-tiny/manifest.json\n' \
   "$((t1 - t0))" "$((t2 - t1))"
