@@ -191,3 +191,29 @@ def test_rounds_pass_the_policy_on_skip_finished_stages_and_rerun_only_evals_whe
     r2 = load_recipe(write_recipe(tmp_path, LOOP[:7] + [{"eval": {"heldout": [HELDOUT], "limit": 5}}], rounds=2))
     runmod.Runner(r2, "x.yaml", log=lambda *a: None, echo=lambda *a: None).run(report=False)
     assert [c[:2] for c in calls] == [(0, "eval"), (1, "eval"), (2, "eval")]   # a changed eval reruns only the evals
+
+
+def test_dsforge_run_ends_with_the_accuracy_per_round(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from dsforge import run as runmod
+    from dsforge.cli import cli
+
+    def stage(kind):
+        def fn(o, ctx):
+            if kind == "eval":
+                s = _eval_summary(0.1 + 0.05 * ctx.round, None if ctx.round == 0 else 0.1)
+                return {"path": "e", "files": {}}, {"metric": "arith-5", "files": {"arith-5": s}}
+            return {"path": str(ctx.dir / "x"), "model": "m"}, {}
+        return fn
+
+    for kind in ("sample", "judge", "pairs", "register", "train", "export", "eval"):
+        monkeypatch.setitem(runmod.STAGES, kind, stage(kind))
+    res = CliRunner().invoke(cli, ["run", write_recipe(tmp_path, LOOP, rounds=2), "--no-report"])
+    assert res.exit_code == 0, res.output
+    assert res.output.endswith("held-out accuracy (greedy pass@1, 95% intervals; paired with the base model):\n"
+                               "  base     arith-5: lenient 10.0% [5.0, 15.0]  strict 0.0% [0.0, 2.0]\n"
+                               "  round 1  arith-5: lenient 15.0% [10.0, 20.0]  strict 0.0% [0.0, 2.0]  vs base +5.0 points "
+                               "[+2.0, +8.0], McNemar p=0.0004\n"
+                               "  round 2  arith-5: lenient 20.0% [15.0, 25.0]  strict 0.0% [0.0, 2.0]  vs base +10.0 points "
+                               "[+7.0, +13.0], McNemar p=0.0004\n")
