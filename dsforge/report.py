@@ -365,7 +365,7 @@ def render(data: dict) -> str:
                      f"final logged loss {data['train_log'][-1]['loss']:.4f} at step {data['train_log'][-1]['step']}"))
     man = data.get("manifest") or {}
     keys = {"convert": "rows_out", "sample": "candidates_written", "judge": "scored", "pairs": "pairs",
-            "register": "would_train", "train": "train_loss"}
+            "register": "would_train", "train": "train_loss", "tasks": "rows", "export": "model", "eval": "metric"}
     stage_rows = [{"kind": kind, "seconds": st.get("seconds"), "key": keys.get(kind),
                    "value": (st.get("summary") or {}).get(keys.get(kind)), "fingerprint": st.get("fingerprint")}
                   for kind, st in (man.get("stages") or {}).items()]
