@@ -102,13 +102,26 @@ def _verifiers(items: list[dict], cfg: EvalConfig) -> dict:
                              "pass --verifier KIND (exact, numeric, math, regex:PATTERN, python:module:function) "
                              "or give rows a 'verifier' field")
         specs[it["id"]] = spec
-    from dsforge.verify import get_verifier
+    from dsforge.verify import check_format, get_verifier
 
-    verifiers = {s: get_verifier(s) for s in set(specs.values())}
-    for it in items:   # before any generation: a missing reference would only show after the model ran
+    verifiers = {}
+    for it in items:   # a row's own bad spec is named at its FILE:LINE
+        spec = specs[it["id"]]
+        if spec not in verifiers:
+            try:
+                verifiers[spec] = get_verifier(spec)
+            except UsageError as err:
+                raise (err if cfg.verifier else UsageError(f"{it['where']}: {err.message}", err.hint)) from None
+    for it in items:   # before any generation: a missing reference or bad format rule would only show after the model ran
         if it["reference"] is None and getattr(verifiers[specs[it["id"]]], "needs_reference", True):
             raise InputError(f"item {it['id']!r} has no '{cfg.reference_field}' and verifier {specs[it['id']]!r} needs one",
                              "give each prompt a reference answer (dsforge tasks make writes one)", path=it["where"])
+        rule = (it["row"] or {}).get("format")
+        if rule:
+            try:
+                check_format(rule, "", reference=it["reference"])
+            except InputError as err:
+                raise InputError(err.message, err.hint, path=it["where"]) from None
     return {"by_item": specs, "verifiers": verifiers}
 
 

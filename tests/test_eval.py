@@ -257,6 +257,14 @@ def test_bad_prompt_rows_are_data_errors_with_file_and_line(tmp_path):
                  + json.dumps({"id": "a", "instruction": "2+2?", "reference": "4"}) + "\n")
     r = _run(["eval", "--prompts", str(f), "--verifier", "numeric", "--engine", "openai"])
     assert r.exit_code == 1 and "bad.jsonl:2: id 'a' is used again (first at line 1)" in r.output
+    ok = {"id": "a", "instruction": "1+1?", "reference": "2", "verifier": "numeric"}
+    for bad, code, msg in (({"verifier": "numerc"}, 2, "bad.jsonl:2: unknown verifier 'numerc'"),
+                           ({"format": "nmber"}, 1, "bad.jsonl:2: unknown format rule 'nmber'")):
+        f.write_text(json.dumps(ok) + "\n" + json.dumps({**ok, "id": "b", **bad}) + "\n")
+        with FakeOpenAI(models=("m",), reply="2") as fake:   # refused before any request reaches the model
+            r = _run(["eval", "--prompts", str(f), "-m", "m", "--engine", "openai", "--base-url", fake.url()])
+            assert not [x for x in fake.requests if x[0] == "POST"]
+        assert r.exit_code == code and msg in r.output and "Traceback" not in r.output, r.output
 
 
 def test_output_config_holds_no_credential(tmp_path):
