@@ -77,6 +77,18 @@ def load_eval(path: str, label: str = "--baseline") -> dict:
     return doc
 
 
+SCORING_SETTINGS = ("verifier", "reference_field", "system", "max_tokens")
+
+
+def settings_differ(other: dict, cfg: EvalConfig) -> str | None:
+    """'max_tokens 256 (now 512); ...' for the scoring settings (SCORING_SETTINGS) in which an earlier
+    eval doc differs from cfg, else None: a paired difference across them is not the model's alone."""
+    old = other.get("config") or {}
+    parts = [f"{k} {old.get(k)!r} (now {getattr(cfg, k)!r})" for k in SCORING_SETTINGS
+             if k in old and old.get(k) != getattr(cfg, k)]
+    return "; ".join(parts) or None
+
+
 def check_same_items(items: list[dict], other: dict, label: str, path: str) -> None:
     """Refuse (UsageError) unless `other` holds exactly these item ids with the same prompts."""
     mine = {it["id"]: it["prompt_id"] for it in items}
@@ -229,7 +241,8 @@ def evaluate(cfg: EvalConfig, prompts: str, out: str | None = None, *, baseline:
     Summary keys: items, pass1 {"lenient", "strict"} (each {"k", "n", "acc", "ci_low", "ci_high"},
     fractions), pass_k {"k", "samples", "temperature", "pass1", "pass_k"} when cfg.k,
     reply_tokens_mean, reply_chars_mean, truncated, seconds, model, adapter, engine; with `baseline`
-    also "baseline" {"path", "lenient", "strict"} (see compare(); diffs are fractions); with
+    also "baseline" {"path", "lenient", "strict", "settings_differ"} (see compare(); diffs are fractions;
+    settings_differ: settings_differ()'s text or None, also logged as a note); with
     `against` "winrate" (see dsforge.evalwin.win_rate). Items keep id, prompt_id, reply, answer,
     correct, format_ok, score, reply_tokens, reply_chars, finish_reason (+ samples, samples_correct).
 
@@ -250,6 +263,9 @@ def evaluate(cfg: EvalConfig, prompts: str, out: str | None = None, *, baseline:
     if baseline:
         base = load_eval(baseline, "--baseline")
         check_same_items(items, base, "--baseline", baseline)
+        differ = settings_differ(base, cfg)
+        if differ:   # a paired difference across other settings measures the settings too: say so
+            log(f"note: --baseline {baseline} was run with other settings: {differ}")
     if against:
         against_doc = load_eval(against, "--against")
         check_same_items(items, against_doc, "--against", against)
@@ -293,7 +309,8 @@ def evaluate(cfg: EvalConfig, prompts: str, out: str | None = None, *, baseline:
         rows.append(row)
     summary = _summary(rows, cfg, checks is not None)
     if base is not None:
-        summary["baseline"] = {"path": baseline, **compare(rows, base["items"], cfg)}
+        summary["baseline"] = {"path": baseline, **compare(rows, base["items"], cfg),
+                               "settings_differ": settings_differ(base, cfg)}
     if against_doc is not None:
         from dsforge.evalwin import win_rate
 
@@ -366,6 +383,8 @@ def format_summary(s: dict) -> str:
             ds, ms = b["strict"], b["strict"]["mcnemar"]
             lines.append(f"strict vs baseline {100 * ds['diff']:+.1f} pts [{100 * ds['ci_low']:+.1f}, "
                          f"{100 * ds['ci_high']:+.1f}], McNemar p={ms['p']:.3g} (b={ms['b']}, c={ms['c']})")
+            if b.get("settings_differ"):
+                lines.append(f"note: the baseline was run with other settings: {b['settings_differ']}")
         if "pass_k" in s:
             pk = s["pass_k"]
             lines.append(f"sampled (T={pk['temperature']}, {pk['samples']} per item): pass@1 {pct(pk['pass1'])}% "

@@ -146,6 +146,19 @@ def test_an_earlier_eval_of_another_model_or_prompts_is_not_replaced(tmp_path):
     assert json.loads(base.read_text())["config"]["model"] == "m2"
 
 
+def test_a_baseline_with_other_scoring_settings_is_paired_with_a_note(tmp_path):
+    p = _prompts(tmp_path)
+    evaluate(EvalConfig(model="m", max_tokens=64), p, str(tmp_path / "base.json"), engine=Scripted(_adder()))
+    notes = []
+    s = evaluate(EvalConfig(model="m", max_tokens=128), p, baseline=str(tmp_path / "base.json"),
+                 engine=Scripted(_adder()), log=notes.append)
+    assert s["baseline"]["settings_differ"] == "max_tokens 64 (now 128)"
+    assert any("was run with other settings: max_tokens 64 (now 128)" in n for n in notes)
+    assert "note: the baseline was run with other settings: max_tokens 64 (now 128)" in format_summary(s)
+    s = evaluate(EvalConfig(model="m2", max_tokens=64), p, baseline=str(tmp_path / "base.json"), engine=Scripted(_adder()))
+    assert s["baseline"]["settings_differ"] is None   # another model is what a baseline is for
+
+
 def test_sampled_pass_at_k_uses_per_item_seeds(tmp_path):
     p = _prompts(tmp_path, n=4)
     eng = Scripted(lambda m, params, i: "no idea" if params.temperature and i % 2 else _adder()(m, params, i))
