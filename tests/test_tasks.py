@@ -139,13 +139,35 @@ def test_make_skips_excluded_instructions():
 
 def test_calibrate_cli_refuses_before_any_engine(tmp_path):
     runner = CliRunner()
-    same = str(tmp_path / "x.jsonl")
+    same = str(tmp_path / "x.jsonl")   # -o is JSON (.json), --replies JSONL: they cannot be one file
     res = runner.invoke(cli, ["tasks", "calibrate", "arith", "--replies", same, "-o", same])
-    assert res.exit_code == 2 and "are the same file" in res.output
+    assert res.exit_code == 2 and "must end in .json" in res.output
     res = runner.invoke(cli, ["tasks", "calibrate", "arith", "--k", "8", "--n-samples", "4"])
     assert res.exit_code == 2 and "--n-samples 4 is below --k 8" in res.output
     res = runner.invoke(cli, ["tasks", "calibrate", "arith", "--levels", "3,77", "-m", str(tmp_path)])
     assert res.exit_code == 2 and "has no difficulty '77'" in res.output
+
+
+def test_calibrate_never_writes_over_a_prompts_file_of_tasks_make(tmp_path):
+    from dsforge.errors import UsageError
+    from dsforge.io import guard_kind
+    from dsforge.tasks import write_rows
+    from dsforge.tasks.calibrate import write_json
+
+    runner = CliRunner()
+    prompts = str(tmp_path / "p.jsonl")
+    assert runner.invoke(cli, ["tasks", "make", "arith", "--n", "3", "-o", prompts]).exit_code == 0
+    before = open(prompts).read()
+    res = runner.invoke(cli, ["tasks", "calibrate", "arith", "--replies", prompts, "-m", str(tmp_path)])
+    assert res.exit_code == 2 and "is not an output of dsforge tasks calibrate (it is an output of dsforge tasks make)" in res.output
+    res = runner.invoke(cli, ["tasks", "calibrate", "arith", "-o", prompts, "-m", str(tmp_path)])
+    assert res.exit_code == 2 and "must end in .json" in res.output and open(prompts).read() == before
+    replies, result = str(tmp_path / "r.jsonl"), str(tmp_path / "cal.json")
+    write_rows([{"reply": "4"}], replies, kind="calibrate")
+    write_json({"levels": {}}, result)
+    guard_kind(replies, "calibrate") or guard_kind(result, "calibrate", "--replies")   # calibrate may redo its own
+    with pytest.raises(UsageError, match="is not an output of dsforge tasks make"):
+        guard_kind(replies, "tasks")   # and tasks make does not write over calibrate's replies
 
 
 def test_calibrate_engine_failures_are_data_errors():

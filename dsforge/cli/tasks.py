@@ -6,7 +6,7 @@ import json
 
 import click
 
-from dsforge.cli.types import JSON_OUT, JSONL_OUT, SEED, FiniteFloat
+from dsforge.cli.types import JSONL_OUT, SEED, FiniteFloat, OutPath
 from dsforge.errors import UsageError
 
 
@@ -66,7 +66,7 @@ def tasks_make(name, n, seed, difficulty, allow_heldout, out):
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Prompt and sampling seed.")
 @click.option("--engine-opt", "engine_opts", multiple=True, metavar="KEY=VALUE", help="vLLM engine option.")
 @click.option("--replies", type=JSONL_OUT, help="Also write every reply with its verdict here (.jsonl).")
-@click.option("-o", "--out", type=JSON_OUT, help="Also write the result as JSON here.")
+@click.option("-o", "--out", type=OutPath((".json",)), help="Also write the result as JSON here (.json).")
 def tasks_calibrate(name, model, levels, n_prompts, k, n_samples, temperature, max_tokens, seed, engine_opts, replies,
                     out):
     """Probe a model on each level of NAME: greedy pass@1, pass@k, pair-able fraction; pick a level.
@@ -89,7 +89,7 @@ def tasks_calibrate(name, model, levels, n_prompts, k, n_samples, temperature, m
         family.level(level)   # an unknown level is refused before the model is looked at
     guard_outputs({}, {"-o": out, "--replies": replies})
     for path, label in ((out, "-o"), (replies, "--replies")):
-        guard_kind(path, "tasks", label)
+        guard_kind(path, "calibrate", label)   # never over a prompts file of tasks make
     res = c.calibrate(name, m.resolve(model), levels=level_list, n_prompts=n_prompts, k=k, n_samples=n_samples, temperature=temperature,
                       max_tokens=max_tokens, seed=seed, engine_options=parse_sets(engine_opts, "--engine-opt"),
                       keep_replies=bool(replies), log=lambda s: click.echo(s, err=True))
@@ -98,7 +98,7 @@ def tasks_calibrate(name, model, levels, n_prompts, k, n_samples, temperature, m
     if replies:
         from dsforge.tasks import write_rows
 
-        write_rows(res.pop("replies"), replies)
+        write_rows(res.pop("replies"), replies, kind="calibrate")
         click.echo(f"replies: {replies}")
     if out:
         c.write_json(res, out)

@@ -69,11 +69,13 @@ def guard_outputs(inputs, outputs, *, output_dirs=None, hint: str | None = None)
 
 OUTPUT_KINDS = {"sample": ("candidates",), "merge": ("candidates",), "judge": ("judged",),
                 "pairs": ("pairs",), "kto": ("kto",), "convert": ("convert",), "report": ("report",),
-                "dedup": ("dedup",), "contamination": ("decontaminated",), "tasks": ("tasks",)}
+                "dedup": ("dedup",), "contamination": ("decontaminated",), "tasks": ("tasks",),
+                "calibrate": ("calibration",)}
 _KIND_WORDS = {"candidates": "a candidates file", "judged": "a judged file", "pairs": "a pairs file",
                "kto": "a KTO file written by pairs", "convert": "an earlier output of convert",
                "report": "an HTML report", "dedup": "an earlier output of dedup",
-               "decontaminated": "an earlier output of contamination --drop", "tasks": "an output of dsforge tasks"}
+               "decontaminated": "an earlier output of contamination --drop", "tasks": "an output of dsforge tasks make",
+               "calibration": "an output of dsforge tasks calibrate"}
 
 
 def _ledger_path(path: str) -> Path:

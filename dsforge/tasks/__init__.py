@@ -30,19 +30,20 @@ def get_family(name: str) -> Family:
     return FAMILIES[name]
 
 
-def write_rows(rows: list[dict], out: str) -> dict:
+def write_rows(rows: list[dict], out: str, kind: str = "tasks") -> dict:
     """Write `rows` as JSONL to `out` atomically (temp file + rename). Refuses (UsageError) to
-    replace an existing non-empty file that is not an earlier `tasks make` output.
+    replace an existing non-empty file that is not an earlier output of `kind` (a dsforge.io
+    OUTPUT_KINDS command: tasks make's prompts, or "calibrate" for calibrate's replies).
     Returns {"out", "rows", "sha256"}."""
     import hashlib
 
-    from dsforge.io import atomic_write, dumps_row, guard_kind, note_output
+    from dsforge.io import OUTPUT_KINDS, atomic_write, dumps_row, guard_kind, note_output
 
-    guard_kind(out, "tasks")
+    guard_kind(out, kind)
     text = "".join(dumps_row(r) + "\n" for r in rows)
     with atomic_write(out) as f:
         f.write(text)
-    note_output(out, "tasks")
+    note_output(out, OUTPUT_KINDS[kind][0])
     return {"out": out, "rows": len(rows), "sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 

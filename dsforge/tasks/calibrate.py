@@ -157,4 +157,4 @@ def write_json(res: dict, out: str) -> None:
     with atomic_write(out) as f:
         json.dump(res, f, indent=2)
         f.write("\n")
-    note_output(out, "tasks")
+    note_output(out, "calibration")
