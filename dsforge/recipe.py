@@ -31,7 +31,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from dsforge.errors import ConfigError, UsageError
 from dsforge.names import name_problem
-from dsforge.stages import ENGINES, STAGE_CONFIGS, STAGE_NAMES, ConvertConfig, RegisterConfig, field_of_flag, recipe_key
+from dsforge.stages import (ENGINES, STAGE_CONFIGS, STAGE_NAMES, ConvertConfig, RegisterConfig, error_text,
+                            field_of_flag, recipe_key)
 
 
 def _valid_name(value: str) -> str:
@@ -280,7 +281,7 @@ def load_recipe(path: str, overrides: dict | None = None) -> PipelineRecipe:
     try:
         recipe = PipelineRecipe(**data)
     except ValidationError as err:
-        lines = [f"  {_loc(e['loc'])}: {e['msg']}" for e in err.errors()]
+        lines = [f"  {_loc(e['loc'])}: {error_text(e)}" for e in err.errors()]
         raise ConfigError(f"{path}: the recipe has {len(lines)} problem(s):\n" + "\n".join(lines[:20]),
                           "see the shipped recipes (dsforge run NAME: " + ", ".join(shipped_recipes()) + f") in {RECIPES}") from None
     problems = check_semantics(recipe)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from dsforge.errors import UsageError
 from dsforge.records import FORMATTINGS
@@ -89,7 +89,8 @@ class StageConfig(BaseModel):
     """Base of the stage configs: unknown keys are errors; fields may be set by name or alias. Built
     with `build` (library, CLI), a bad value raises FieldError naming the field; inside a recipe, pydantic's
     own ValidationError with its location (stages[3].pairs.min_margin)."""
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, arbitrary_types_allowed=True,
+                              allow_inf_nan=False)   # as the CLI's option types: nan/inf are refused everywhere
 
     @classmethod
     def build(cls, **data):
@@ -99,7 +100,12 @@ class StageConfig(BaseModel):
         except ValidationError as err:
             e = err.errors()[0]
             field = ".".join(str(x) for x in e["loc"]) or cls.__name__
-            raise FieldError(field, e["msg"]) from None
+            raise FieldError(field, error_text(e)) from None
+
+
+def error_text(e: dict) -> str:
+    """One pydantic error's message without pydantic's 'Value error, ' prefix (a validator's own words)."""
+    return e["msg"].removeprefix("Value error, ")
 
 
 # ---------------------------------------------------------------- convert
@@ -215,7 +221,7 @@ class SampleConfig(StageConfig):
         "vllm", description="vllm (offline, batched), openai (any compatible server), hf (transformers, CPU fallback).")
     engine_options: Annotated[dict, Cli(cli=False)] = Field(default_factory=dict, description="engine options "
                                                             "(as sample --engine-opt KEY=VALUE)")
-    temps: Annotated[tuple[float, ...], Cli(kind="floats")] = Field(
+    temps: Annotated[tuple[Annotated[float, Field(ge=0)], ...], Cli(kind="floats")] = Field(
         (0.7, 1.0), min_length=1, description="Temperature grid, comma-separated, each >= 0.")
     n: Annotated[int, Cli(flag="-n")] = Field(4, ge=1, le=MAX_N, description="Answers per prompt and temperature.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
@@ -284,6 +290,27 @@ class PairsConfig(StageConfig):
     seed: Seed = Field(0, description="For random choices and tie order.")
 
 
+def _check_verifier(spec: str | None) -> str | None:
+    """A verifier spec that dsforge.verify.get_verifier accepts (a python: module is not imported here,
+    only its MODULE:FUNCTION shape checked); ValueError otherwise, so a recipe names its field."""
+    if spec is None:
+        return spec
+    kind, _, rest = spec.strip().partition(":")
+    if kind == "python":
+        if not rest.rpartition(":")[0] or not rest.rpartition(":")[2]:
+            raise ValueError(f"verifier {spec!r}: give python:MODULE:FUNCTION")
+        return spec
+    from dsforge.verify import get_verifier
+
+    try:
+        get_verifier(spec)
+    except UsageError as err:
+        raise ValueError(str(err)) from None
+    return spec
+
+
+Verifier = Annotated[str | None, AfterValidator(_check_verifier)]
+
 # ---------------------------------------------------------------- judge, register, train
 
 
@@ -293,7 +320,7 @@ class JudgeConfig(StageConfig):
     `judge_model` None means the recipe's models.judge; with `verifier` no model is called."""
     judge_model: Annotated[str | None, Cli(short="-m")] = Field(
         None, description="Judge model: the served name (openai engine) or a model folder / alias (vllm engine).")
-    verifier: Annotated[str | None, Cli(metavar="KIND")] = Field(
+    verifier: Annotated[Verifier, Cli(metavar="KIND")] = Field(
         None, description="Label by a program instead of a model: exact, numeric[:rel=R,abs=A], math, regex:PATTERN "
         "or python:MODULE:FUNCTION; each reply is checked against the candidate's reference answer.")
     reference_field: Annotated[str, Cli(metavar="FIELD")] = Field(
@@ -380,7 +407,7 @@ class EvalConfig(StageConfig):
                                                             "(as --engine-opt KEY=VALUE)")
     base_url: Annotated[str | None, Cli(kind="url")] = Field(
         None, description="OpenAI-compatible server URL (the model's with --engine openai, the judge's with --against).")
-    verifier: Annotated[str | None, Cli(metavar="KIND")] = Field(
+    verifier: Annotated[Verifier, Cli(metavar="KIND")] = Field(
         None, description="exact, numeric, math, regex:PATTERN or python:module:function (default: each row's "
         "'verifier' field).")
     reference_field: Annotated[str, Cli(metavar="FIELD")] = Field("reference", description="Row field holding "
