@@ -142,9 +142,10 @@ def judge_file(candidates: str, out: str, cfg: JudgeConfig, *, engine=None, engi
             engine = get_engine(cfg.engine, cfg.judge_model, engine_options)
             with logs.log_file(out + ".log"):   # an in-process engine's own output goes there (-v: the console)
                 engine.open()
-        cache = Cache(cache_path)   # opened after the engine: a judge that fails its probe leaves no cache file
-        judge = Judge(cfg, engine, cache, log=log, progress=progress)
-        try:
+        cache = None
+        try:   # from here on the engine is always closed (a vLLM engine core must not outlive a failed cache)
+            cache = Cache(cache_path)   # opened after the engine: a judge that fails its probe leaves no cache file
+            judge = Judge(cfg, engine, cache, log=log, progress=progress)
             if audit:
                 from dsforge.judge.audit import run_audit
 
@@ -156,7 +157,8 @@ def judge_file(candidates: str, out: str, cfg: JudgeConfig, *, engine=None, engi
         finally:
             if owned:
                 engine.close()
-            cache.close()
+            if cache is not None:
+                cache.close()
         engine_info = engine.describe()
     kept = keep_good_scores(judged, previous, out)
     if kept:
