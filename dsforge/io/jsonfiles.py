@@ -123,6 +123,12 @@ def iter_jsonl(path: str, problems: list[SyntaxProblem] | None = None, *,
     """
     strict = json.JSONDecoder(object_pairs_hook=_strict_pairs).decode
     fast = _fast_loads
+
+    def fail(p: SyntaxProblem):  # record, or raise when the caller collects nothing (as iter_json_array's fail)
+        if problems is None:
+            raise InputError(p.reason, p.hint, path=path, line=p.line, column=p.column) from None
+        problems.append(p)
+
     with open(path, "rb") as f:
         offset = 0
         for lineno, raw in enumerate(f, 1):
@@ -150,31 +156,22 @@ def iter_jsonl(path: str, problems: list[SyntaxProblem] | None = None, *,
                         p = SyntaxProblem(lineno, None, "a \\uD800-\\uDFFF escape without its pair (half of a "
                                           "surrogate pair, e.g. an emoji cut in two): Arrow refuses the whole file",
                                           "remove the escape or complete the pair", code="lone_surrogate")
-                        if problems is None:
-                            raise InputError(p.reason, p.hint, path=path, line=lineno) from None
-                        problems.append(p)
+                        fail(p)
                         continue
                 yield (lineno, value, hash(raw.rstrip())) if with_key else (lineno, value)
             except DuplicateKey as err:
                 p = SyntaxProblem(lineno, None, f"key '{err}' appears twice in one object",
                                   "remove one of them (Arrow refuses duplicate keys)", code="duplicate_key")
-                if problems is None:
-                    raise InputError(p.reason, p.hint, path=path, line=lineno) from None
-                problems.append(p)
+                fail(p)
             except UnicodeDecodeError as err:
                 p = SyntaxProblem(lineno, None, f"not UTF-8: byte 0x{raw[err.start]:02x} at byte offset {start + err.start}",
                                   "re-encode the file as UTF-8 (e.g. iconv -f GBK -t UTF-8)", code="encoding")
-                if problems is None:
-                    raise InputError(p.reason, p.hint, path=path, line=lineno) from None
-                problems.append(p)
+                fail(p)
             except json.JSONDecodeError as err:
                 reason, hint = explain_json_error(err.msg, err.doc, err.pos)
                 if not raw.endswith(b"\n") and err.msg.startswith(("Unterminated", "Expecting")):
                     reason = "the last line is incomplete (truncated file)"
-                p = SyntaxProblem(lineno, err.colno, reason, hint)
-                if problems is None:
-                    raise InputError(p.reason, p.hint, path=path, line=lineno, column=err.colno) from None
-                problems.append(p)
+                fail(SyntaxProblem(lineno, err.colno, reason, hint))
 
 
 def iter_json_array(path: str, problems: list[SyntaxProblem] | None = None) -> Iterator[tuple[int, object]]:
