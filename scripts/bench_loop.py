@@ -28,6 +28,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from dsforge import procs  # noqa: E402
 from dsforge.tasks import HELDOUT_DIR  # noqa: E402
 
 HELDOUT = {"arith": os.path.join(HELDOUT_DIR, "arith-5.jsonl"), "control": os.path.join(HELDOUT_DIR, "units-1.jsonl")}
@@ -39,7 +40,12 @@ def cli(args: list[str], log: str) -> float:
     with open(log, "a") as f:
         f.write(f"\n$ dsforge {' '.join(args)}\n")
         f.flush()
-        rc = subprocess.call([sys.executable, "-m", "dsforge", *args], stdout=f, stderr=subprocess.STDOUT)
+        proc = procs.start([sys.executable, "-m", "dsforge", *args], stdout=f, stderr=subprocess.STDOUT)
+        try:
+            rc = proc.wait()
+        finally:   # Ctrl-C or SIGTERM (handle_sigterm): the child's whole group goes too (train -> LLaMA-Factory)
+            if proc.poll() is None:
+                procs.stop_group(proc)
     if rc:
         with open(log) as f:
             sys.exit(f"dsforge {args[0]} failed (exit {rc}); end of {log}:\n" + "".join(f.readlines()[-25:]))
@@ -162,6 +168,7 @@ def main() -> None:
     ap.add_argument("--heldout-limit", type=int, default=None, help="first N items of each held-out file (quick runs)")
     ap.add_argument("--eval-max-tokens", type=int, default=64)
     a = ap.parse_args()
+    procs.handle_sigterm()   # SIGTERM takes Ctrl-C's path: cli() stops the running dsforge child
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from dsforge import models
