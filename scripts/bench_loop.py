@@ -57,19 +57,25 @@ def evaluate(model: str, folder: str, base: str | None, limit: int | None, max_t
     from dsforge.evaluate import EvalConfig, engine_for, evaluate as run_eval
 
     out = {}
+    for fam in HELDOUT:   # evals of an earlier run are read, and vLLM is not started for them
+        dest = os.path.join(folder, f"eval-{fam}.json")
+        if os.path.exists(dest):
+            with open(dest) as f:
+                out[fam] = json.load(f)["summary"]
+    if len(out) == len(HELDOUT):
+        return out
     cfg = EvalConfig(model=model, verifier="numeric", max_tokens=max_tokens)
     engine = engine_for(cfg, {"max_model_len": 512})
     with engine:
         for fam, path in HELDOUT.items():
+            if fam in out:
+                continue
             if limit:
                 small = os.path.join(folder, f"heldout-{fam}.jsonl")
                 with open(path) as f, open(small, "w") as g:
                     g.writelines(f.readlines()[:limit])
                 path = small
             dest = os.path.join(folder, f"eval-{fam}.json")
-            if os.path.exists(dest):
-                out[fam] = json.load(open(dest))["summary"]
-                continue
             out[fam] = run_eval(cfg, path, dest, engine=engine, log=lambda *a, **k: None,
                                 baseline=os.path.join(base, f"eval-{fam}.json") if base else None)
     return out
