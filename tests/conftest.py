@@ -73,7 +73,7 @@ def vllm_server(smollm2, tmp_path_factory):
                               env={"HF_HUB_OFFLINE": "1", "VLLM_LOGGING_LEVEL": "WARNING"})
     try:
         server.start().wait()
-    except Exception:
+    except BaseException:   # Ctrl-C during the wait too: the server must not outlive the session
         server.stop()
         print(server.log_tail())
         raise
