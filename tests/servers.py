@@ -19,12 +19,9 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from dsforge.procs import free_port, stop_group  # noqa: F401  (re-exported for tests)
+from dsforge.procs import free_port  # noqa: F401  (re-exported for tests)
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-stop = stop_group  # tests stop servers by PID (the whole group)
 
 
 class FaultProxy:
