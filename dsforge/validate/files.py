@@ -32,7 +32,7 @@ def _iter_file(path: str, report: Report) -> Iterator[tuple[int, object]]:
         if ext == ".jsonl" or dio._looks_like_jsonl(path):
             reader = dio.iter_jsonl(path, problems, with_key=True)
         else:
-            reader = dio.iter_json_file(path, problems)
+            reader = dio.iter_json_array(path, problems)  # not iter_json_file: it would test for JSONL again
         for item in reader:
             yield item
             while problems:
