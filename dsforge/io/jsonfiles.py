@@ -330,6 +330,10 @@ def iter_json_file(path: str, problems: list[SyntaxProblem] | None = None) -> It
 def _looks_like_jsonl(path: str) -> bool:
     """True when the first line alone is a JSON object (a one-line array is not JSONL)."""
     with open(path, "rb") as f:
+        lead = f.read(1024).lstrip(BOM).lstrip(b" \t\r")
+        if lead and not lead.startswith(b"{"):  # e.g. '[': not an object, without reading (and parsing) a
+            return False                        # minified array's one line, i.e. the whole file
+        f.seek(0)
         first = f.readline()
     try:
         return isinstance(json.loads(first.lstrip(BOM)), dict)
