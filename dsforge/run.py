@@ -131,6 +131,8 @@ class Runner:
         """Round 0: the eval stage on the base model; rounds 1..N: every stage, sampling and training from the
         policy the round before exported, evals paired with round 0. manifest.rounds[T][kind] records each."""
         rounds = self.manifest.setdefault("rounds", {})
+        for k in [k for k in rounds if not k.isdigit() or int(k) > self.r.rounds]:   # an earlier run with more rounds
+            del rounds[k]   # its round-T folders stay on disk; the manifest's rounds table leaves them out
         indexed = list(enumerate(self.r.stages))
         evals = [(i, st) for i, st in indexed if st.kind == "eval"]
         baseline, policy = None, None

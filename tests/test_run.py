@@ -156,3 +156,24 @@ def test_demo_recipe_end_to_end_with_report_screenshot(tmp_path, smollm2, lf_py)
     # rerun: every stage is skipped by fingerprint
     r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r2.returncode == 0 and r2.stderr.count("skipped") == 6, r2.stderr[-2000:]
+
+
+def test_a_rerun_with_fewer_rounds_drops_the_later_rounds_from_the_manifest(tmp_path, monkeypatch):
+    """rounds 2 then rounds 1: the manifest (so the console table and the report) shows rounds 0-1 only,
+    not round 2 of the earlier run as if this recipe had produced it."""
+    from dsforge import run as runmod
+    from tests.test_rounds import LOOP
+    from tests.test_rounds import write_recipe as write_loop_recipe
+
+    def stage(kind):
+        def fn(o, ctx):
+            return {"path": str(ctx.dir / f"{kind}.out"), "model": "m"}, {"round": ctx.round}
+        return fn
+
+    for kind in ("sample", "judge", "pairs", "register", "train", "export", "eval"):
+        monkeypatch.setitem(runmod.STAGES, kind, stage(kind))
+    for rounds in (2, 1):
+        r = load_recipe(write_loop_recipe(tmp_path, LOOP, rounds=rounds))
+        runmod.Runner(r, "x.yaml", log=lambda *a: None, echo=lambda *a: None).run(report=False)
+    man = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert set(man["rounds"]) == {"0", "1"} and man["rounds_done"] == 1
