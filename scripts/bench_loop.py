@@ -29,6 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from dsforge import procs  # noqa: E402
+from dsforge.evalstats import pct  # noqa: E402
 from dsforge.tasks import HELDOUT_DIR  # noqa: E402
 
 HELDOUT = {"arith": os.path.join(HELDOUT_DIR, "arith-5.jsonl"), "control": os.path.join(HELDOUT_DIR, "units-1.jsonl")}
@@ -125,10 +126,6 @@ def one_round(t: int, model: str, run: str, a: argparse.Namespace) -> tuple[str,
         json.dump(rec, f, indent=1)
     os.replace(done + ".tmp", done)
     return rec["policy"], rec
-
-
-def pct(x) -> str:
-    return f"{100 * x:.1f}"
 
 
 def table(base: dict, rounds: list[dict]) -> str:
