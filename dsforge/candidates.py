@@ -23,6 +23,7 @@ from typing import IO, Iterable, Iterator
 from pydantic import BaseModel, ValidationError
 
 from dsforge.errors import InputError, UsageError
+from dsforge.io import dumps_row
 from dsforge.records import Candidate, JudgedCandidate
 
 _NOT_OURS = "the file was edited or is not a dsforge candidates file"
@@ -135,8 +136,8 @@ def read_jsonl(path, *, hint: str = "report reads dsforge's candidates / judged 
 
 
 def dumps(row: dict) -> str:
-    """One record as its JSONL line (with the newline): UTF-8 text, not ASCII-escaped."""
-    return json.dumps(row, ensure_ascii=False) + "\n"
+    """One record as its JSONL line (with the newline): dsforge.io's dumps_row, the one row spelling."""
+    return dumps_row(row) + "\n"
 
 
 def write_rows(f: IO[str], rows: Iterable[dict]) -> int:
