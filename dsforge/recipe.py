@@ -189,6 +189,12 @@ def _loop_problems(r: PipelineRecipe, pos: dict) -> list[tuple[str, str]]:
     if "eval" in pos and not r.stages[pos["eval"]].eval.heldout:
         problems.append((f"stages[{pos['eval']}].eval.heldout", "name the held-out prompt files (the first is the "
                          "metric), e.g. [../heldout/arith-5.jsonl]"))
+    if "eval" in pos:
+        stems = [Path(h).stem for h in r.stages[pos["eval"]].eval.heldout]
+        twice = sorted({s for s in stems if stems.count(s) > 1})
+        if twice:   # each held-out file's eval is written and paired by its stem (eval-STEM.json)
+            problems.append((f"stages[{pos['eval']}].eval.heldout", f"two held-out files share the name "
+                             f"{', '.join(twice)}; give each file its own name"))
     if r.rounds > 1 and "register" in pos and r.stages[pos["register"]].register_.dataset_dir:
         problems.append((f"stages[{pos['register']}].register.dataset_dir", "with rounds each round registers into "
                          "RUN_DIR/round-T/data: leave dataset_dir out"))

@@ -36,6 +36,8 @@ LOOP = [{"tasks": {"family": "arith", "n": 4}}, {"sample": {"n": 2, "temps": [1.
     (LOOP, {"inputs": ["x.csv"]}, "stages[0]: a tasks stage makes the prompts"),
     (LOOP[:6] + [LOOP[7]], {"rounds": 2}, "rounds: rounds > 1 sample from the policy the round before exported: add export"),
     (LOOP[:7] + [{"eval": {}}], {}, "stages[7].eval.heldout: name the held-out prompt files"),
+    (LOOP[:7] + [{"eval": {"heldout": ["a/x.jsonl", "b/x.jsonl"]}}], {},
+     "stages[7].eval.heldout: two held-out files share the name x"),
     (LOOP[:5] + [{"train": {"stage": "dpo", "recipe": "full"}}] + LOOP[6:], {}, "stages[6]: export merges a LoRA"),
     (LOOP, {"rounds": 0}, "rounds: Input should be greater than or equal to 1"),
     (LOOP[:4] + [{"register": {"name": "r", "dataset_dir": "d"}}] + LOOP[5:], {"rounds": 2},
