@@ -22,7 +22,6 @@ from typing import Iterator
 
 from dsforge.engines import Completion, Engine, EngineOptions, Request, Result, mean
 from dsforge.errors import DsforgeError, UsageError, redact, redact_text, redact_url
-from dsforge.servers import wait_for_server  # noqa: F401  (moved to dsforge.servers; re-exported)
 
 _DONE = object()
 
