@@ -177,7 +177,7 @@ def collect(target: str) -> dict:
         data["manifest"] = man
         data["title"] = f"dsforge run: {man.get('name', p.name)}"
         data["model"] = (man.get("models") or {}).get("sampler")
-        for d in sorted(x for x in _stage_root(p).iterdir() if x.is_dir() and x.name[:2].isdigit()):
+        for d in sorted(x for x in _stage_root(p, man).iterdir() if x.is_dir() and x.name[:2].isdigit()):
             kind = d.name.split("-", 1)[1]
             marker = d / ".dsforge-done.json"
             data["stages"][kind] = _json(marker) if marker.exists() else {"status": "not finished"}
@@ -239,9 +239,12 @@ def collect(target: str) -> dict:
     return data
 
 
-def _stage_root(p: Path) -> Path:
-    """Where a run's stage folders are: the run itself, or with rounds its last round-T folder that has any."""
-    rounds = sorted((x for x in p.glob("round-*") if x.is_dir() and x.name[6:].isdigit()), key=lambda x: int(x.name[6:]))
+def _stage_root(p: Path, man: dict | None = None) -> Path:
+    """Where a run's stage folders are: the run itself, or with rounds its last round-T folder that has any,
+    T no later than the manifest's last round (a folder of an earlier run with more rounds is not this run's)."""
+    last = max((int(k) for k in ((man or {}).get("rounds") or {}) if k.isdigit()), default=None)
+    rounds = sorted((x for x in p.glob("round-*") if x.is_dir() and x.name[6:].isdigit()
+                     and (last is None or int(x.name[6:]) <= last)), key=lambda x: int(x.name[6:]))
     rounds = [x for x in rounds if any(y.is_dir() and y.name[:2].isdigit() for y in x.iterdir())]
     return rounds[-1] if rounds else p
 

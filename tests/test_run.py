@@ -177,3 +177,17 @@ def test_a_rerun_with_fewer_rounds_drops_the_later_rounds_from_the_manifest(tmp_
         runmod.Runner(r, "x.yaml", log=lambda *a: None, echo=lambda *a: None).run(report=False)
     man = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert set(man["rounds"]) == {"0", "1"} and man["rounds_done"] == 1
+
+
+def test_the_report_of_a_rerun_with_fewer_rounds_reads_its_own_last_round(tmp_path):
+    """round-2 left on disk by an earlier 2-round run: the report's stage table comes from round-1, the
+    manifest's last round."""
+    from dsforge.report import collect
+
+    run = tmp_path / "run"
+    for t in (1, 2):
+        d = run / f"round-{t}" / "02-sample"
+        d.mkdir(parents=True)
+        (d / ".dsforge-done.json").write_text(json.dumps({"outputs": {"round": t}}))
+    (run / "manifest.json").write_text(json.dumps({"name": "x", "rounds": {"0": {}, "1": {}}, "stages": {}}))
+    assert collect(str(run))["stages"]["sample"]["outputs"] == {"round": 1}
