@@ -192,6 +192,10 @@ def _loop_problems(r: PipelineRecipe, pos: dict) -> list[tuple[str, str]]:
     if "eval" in pos:
         stems = [Path(h).stem for h in r.stages[pos["eval"]].eval.heldout]
         twice = sorted({s for s in stems if stems.count(s) > 1})
+        for i, h in enumerate(r.stages[pos["eval"]].eval.heldout):
+            if not os.path.isfile(h):   # paths are resolved against the recipe's folder at load
+                problems.append((f"stages[{pos['eval']}].eval.heldout[{i}]", f"{h}: no such file (relative paths "
+                                 f"are read from the recipe's folder)"))
         if twice:   # each held-out file's eval is written and paired by its stem (eval-STEM.json)
             problems.append((f"stages[{pos['eval']}].eval.heldout", f"two held-out files share the name "
                              f"{', '.join(twice)}; give each file its own name"))

@@ -38,6 +38,7 @@ LOOP = [{"tasks": {"family": "arith", "n": 4}}, {"sample": {"n": 2, "temps": [1.
     (LOOP[:7] + [{"eval": {}}], {}, "stages[7].eval.heldout: name the held-out prompt files"),
     (LOOP[:7] + [{"eval": {"heldout": ["a/x.jsonl", "b/x.jsonl"]}}], {},
      "stages[7].eval.heldout: two held-out files share the name x"),
+    (LOOP[:7] + [{"eval": {"heldout": ["nope.jsonl"]}}], {}, "stages[7].eval.heldout[0]: "),
     (LOOP[:5] + [{"train": {"stage": "dpo", "recipe": "full"}}] + LOOP[6:], {}, "stages[6]: export merges a LoRA"),
     (LOOP, {"rounds": 0}, "rounds: Input should be greater than or equal to 1"),
     (LOOP[:4] + [{"register": {"name": "r", "dataset_dir": "d"}}] + LOOP[5:], {"rounds": 2},
@@ -51,6 +52,7 @@ def test_loop_recipe_errors_point_at_their_location(tmp_path, stages, top, expec
 
 def test_loop_recipe_loads_and_resolves_heldout_relative_to_the_recipe(tmp_path):
     stages = LOOP[:7] + [{"eval": {"heldout": ["h.jsonl"]}}]
+    (tmp_path / "h.jsonl").write_text('{"id": "1", "instruction": "1+1?", "reference": "2"}\n')
     r = load_recipe(write_recipe(tmp_path, stages, rounds=3))
     assert r.rounds == 3 and [s.kind for s in r.stages][-3:] == ["train", "export", "eval"]
     assert r.stages[-1].eval.heldout == (str(tmp_path / "h.jsonl"),)
