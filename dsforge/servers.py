@@ -97,6 +97,23 @@ def _flag_value(args: tuple[str, ...] | list[str], flag: str) -> str | None:
     return found
 
 
+def _token_count(value: str | None) -> int | None:
+    """`--max-model-len` as vLLM reads it (4096, 32k = 32000, 32K = 32768: its own human_readable_int);
+    UsageError naming the flag when vLLM would refuse it."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        from vllm.utils.argparse_utils import human_readable_int
+
+        return int(human_readable_int(value))
+    except (ImportError, ValueError, TypeError):
+        raise UsageError(f"--max-model-len {value!r} is not a token count", "e.g. 4096, 32k or 32K") from None
+
+
 def vllm_command(model: str, *, name: str, host: str = "127.0.0.1", port: int = 8000, adapter: str | None = None,
                  extra: tuple[str, ...] = (), gpu: bool | None = None) -> tuple[list[str], dict]:
     """(argv, environment) of vLLM's OpenAI server for a local model folder: served as `name` (an adapter as
@@ -108,7 +125,7 @@ def vllm_command(model: str, *, name: str, host: str = "127.0.0.1", port: int = 
     if not (has_gpu() if gpu is None else gpu):
         for k, v in CPU_VLLM_ENV.items():
             env.setdefault(k, v)
-        given = {"max_model_len": _flag_value(extra, "--max-model-len"),
+        given = {"max_model_len": _token_count(_flag_value(extra, "--max-model-len")),
                  "gpu_memory_utilization": _flag_value(extra, "--gpu-memory-utilization")}
         cmd += vllm_cpu_defaults(given, model)[1]
     if adapter:

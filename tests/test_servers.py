@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
+
 from dsforge import servers
-from dsforge.errors import DsforgeError
+from dsforge.errors import DsforgeError, UsageError
 from dsforge.hardware import native_bf16
 
 MODEL = "/nonexistent/model"   # nothing is loaded: only keywords and argv are built
@@ -45,6 +46,12 @@ def test_server_flags_follow_the_users_extra_flags():
     assert env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
     cmd, _ = servers.vllm_command(MODEL, name="m", gpu=True)
     assert not {"--dtype", "--enforce-eager", "--kv-cache-memory-bytes"} & set(cmd)
+    for spelled, tokens in (("32k", "32000"), ("--max-model-len=16K", "16384")):   # vLLM's own spellings
+        extra = (spelled,) if spelled.startswith("--") else ("--max-model-len", spelled)
+        cmd, _ = servers.vllm_command(MODEL, name="m", gpu=False, extra=extra)
+        assert cmd[cmd.index("--max-num-batched-tokens") + 1] == tokens
+    with pytest.raises(UsageError, match="--max-model-len"):
+        servers.vllm_command(MODEL, name="m", gpu=False, extra=("--max-model-len", "lots"))
 
 
 def test_offline_engine_and_server_get_the_same_cpu_settings():
