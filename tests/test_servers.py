@@ -6,7 +6,6 @@ import sys
 
 import pytest
 
-
 from dsforge import servers
 from dsforge.errors import DsforgeError, UsageError
 from dsforge.hardware import native_bf16
