@@ -385,8 +385,11 @@ def run_register(o: RegisterConfig, ctx: Context) -> tuple[dict, dict]:
     data_dir = data_dir_of(o, ctx.dir.parent)   # RUN_DIR/data; with rounds RUN_DIR/round-T/data (each round keeps its own)
     # like `dsforge register`: a different NAME.jsonl or entry in the dataset dir is replaced only with
     # register.force, unless it is exactly what this run's register stage wrote last time
-    prev = (ctx.manifest.get("stages", {}).get("register") or {}).get("summary") or {}
     dst = data_dir / f"{o.name}.jsonl"
+    # with rounds manifest.stages holds the latest round's record: look in every round for this dst's
+    records = [ctx.manifest.get("stages") or {}] + list((ctx.manifest.get("rounds") or {}).values())
+    prev = next((s for r in records if (s := (r.get("register") or {}).get("summary") or {}).get("path") == str(dst)),
+                {})
     ours = (prev.get("path") == str(dst) and dst.exists() and prev.get("sha256") == file_digest(dst)["sha256"]
             and prev.get("entry") == _registered_entry(data_dir, o.name))
     reg = register(src, o.name, str(data_dir), kind=o.kind, formatting=o.fmt, stage=o.stage, force=o.force or ours,

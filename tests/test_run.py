@@ -191,3 +191,31 @@ def test_the_report_of_a_rerun_with_fewer_rounds_reads_its_own_last_round(tmp_pa
         (d / ".dsforge-done.json").write_text(json.dumps({"outputs": {"round": t}}))
     (run / "manifest.json").write_text(json.dumps({"name": "x", "rounds": {"0": {}, "1": {}}, "stages": {}}))
     assert collect(str(run))["stages"]["sample"]["outputs"] == {"round": 1}
+
+
+def test_a_changed_loop_reruns_round_1_register_onto_its_own_dataset_file(tmp_path, monkeypatch):
+    """A 2-round loop rerun after a change before register: round 1's register replaces round-1/data/r.jsonl
+    it wrote itself (it looked only at manifest.stages.register, round 2's, and refused)."""
+    from dsforge import run as runmod
+    from tests.test_rounds import LOOP
+    from tests.test_rounds import write_recipe as write_loop_recipe
+
+    question = {"q": "q0"}
+
+    def stage(kind):
+        def fn(o, ctx):
+            out = ctx.dir / f"{kind}.jsonl"
+            row = {"conversations": [{"from": "human", "value": question["q"]}],
+                   "chosen": {"from": "gpt", "value": "a"}, "rejected": {"from": "gpt", "value": "b"}}
+            out.write_text(json.dumps(row) + "\n" if kind == "pairs" else "x")
+            return {"path": str(out), "model": "m"}, {}
+        return fn
+
+    for kind in ("sample", "judge", "pairs", "train", "export", "eval"):
+        monkeypatch.setitem(runmod.STAGES, kind, stage(kind))
+    quiet = {"log": lambda *a: None, "echo": lambda *a: None}
+    runmod.Runner(load_recipe(write_loop_recipe(tmp_path, LOOP, rounds=2)), "x.yaml", **quiet).run(report=False)
+    question["q"] = "q1"
+    changed = [LOOP[0], {"sample": {"n": 3, "temps": [1.0]}}] + LOOP[2:]
+    runmod.Runner(load_recipe(write_loop_recipe(tmp_path, changed, rounds=2)), "x.yaml", **quiet).run(report=False)
+    assert "q1" in (tmp_path / "run" / "round-1" / "data" / "r.jsonl").read_text()
